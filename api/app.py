@@ -1,0 +1,40 @@
+"""The Flask app factory."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from flask import Blueprint, Flask
+
+from api import auth, executions, pipelines
+from api.errors import register_error_handlers
+from api.services import EXTENSION, Services
+from orchestrator.engine import Engine
+from orchestrator.settings import Settings
+from orchestrator.store import Store
+from workers.celery_app import make_celery
+from workers.dispatcher import CeleryDispatcher
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
+    """The Rollway API on these settings; executions are sent to Celery through `celery` (made if None)."""
+    app = Flask("rollway")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.config["MAX_CONTENT_LENGTH"] = 2_000_000
+    store = Store.connect(settings.database_url)
+    celery = celery or make_celery(settings)
+    engine = Engine(store, CeleryDispatcher(celery))
+    app.extensions[EXTENSION] = Services(settings, store, engine, celery)
+    if settings.api_token is None:
+        log.warning("ROLLWAY_API_TOKEN is not set: the API accepts every request without a token")
+
+    api = Blueprint("api", __name__, url_prefix="/api")
+    api.before_request(auth.check_token)
+    api.register_blueprint(pipelines.blueprint)
+    api.register_blueprint(executions.blueprint)
+    app.register_blueprint(api)
+    register_error_handlers(app)
+    return app

@@ -1,0 +1,167 @@
+"""The `rollway` command line: servers (serve, worker) and the API from a terminal (apply, run, executions)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from api.client import ApiError, Client
+from orchestrator.errors import RollwayError
+from orchestrator.settings import Settings
+from workers.constants import QUEUES
+
+TERMINAL = {"COMPLETED", "FAILED", "CANCELED", "ROLLBACK_COMPLETED", "ROLLBACK_FAILED"}
+
+
+def _client(ctx: click.Context) -> Client:
+    return Client(ctx.obj["url"], os.environ.get("ROLLWAY_API_TOKEN") or None)
+
+
+@click.group()
+@click.option("--url", envvar="ROLLWAY_URL", default="http://127.0.0.1:8080", show_default=True, help="the API")
+@click.pass_context
+def cli(ctx: click.Context, url: str) -> None:
+    """Rollway: continuous delivery to Kubernetes with automatic rollback."""
+    ctx.ensure_object(dict)
+    ctx.obj["url"] = url
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int)
+def serve(host: str, port: int, threads: int) -> None:
+    """Serve the API."""
+    import waitress
+
+    from api.app import create_app
+
+    app = create_app(Settings.from_env())
+    click.echo(f"rollway API on http://{host}:{port}/api")
+    waitress.serve(app, host=host, port=port, threads=threads, ident="rollway")
+
+
+@cli.command()
+@click.option("-Q", "--queues", default=",".join(QUEUES), show_default=True, help="comma-separated queues")
+@click.option("-c", "--concurrency", default=None, type=int, help="worker processes (default: CPU count)")
+@click.option("-l", "--loglevel", default="INFO", show_default=True)
+def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
+    """Run a Celery worker on some or all of Rollway's queues."""
+    from workers.celery_app import make_celery
+
+    unknown = sorted(set(queues.split(",")) - set(QUEUES))
+    if unknown:
+        raise click.BadParameter(f"unknown queue(s) {', '.join(unknown)}; Rollway's are {', '.join(QUEUES)}")
+    argv = ["worker", "-Q", queues, f"--loglevel={loglevel}", "-n", f"rollway-{os.getpid()}@%h"]
+    if concurrency:
+        argv += ["-c", str(concurrency)]
+    make_celery(Settings.from_env()).worker_main(argv)
+
+
+@cli.command()
+@click.option("-f", "--file", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def apply(ctx: click.Context, path: Path) -> None:
+    """Create or update the pipelines in a YAML file (several documents allowed)."""
+    client = _client(ctx)
+    try:
+        documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+    except yaml.YAMLError as error:
+        raise click.ClickException(f"{path} is not valid YAML: {error}") from error
+    for document in documents:
+        name = document.get("name") if isinstance(document, dict) else None
+        project = document.get("project") if isinstance(document, dict) else None
+        existing = client.find_pipeline(str(name), project) if name else None
+        if existing is None:
+            saved = client.call("POST", "/api/pipelines", json=document)
+            click.echo(f"pipeline {saved['project']}/{saved['name']} created ({saved['id']})")
+        else:
+            saved = client.call("PUT", f"/api/pipelines/{existing['id']}", json=document)
+            click.echo(f"pipeline {saved['project']}/{saved['name']} updated ({saved['id']})")
+
+
+def _inputs(pairs: tuple[str, ...]) -> dict[str, str]:
+    values = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--input")
+        values[name] = value
+    return values
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--input", "-i", "pairs", multiple=True, help="NAME=VALUE, repeatable")
+@click.option("--comments", default="")
+@click.option("--project", default=None)
+@click.option("--wait/--no-wait", default=False, help="wait for the execution to end; exit 1 unless COMPLETED")
+@click.pass_context
+def run(ctx: click.Context, name: str, pairs: tuple[str, ...], comments: str, project: str | None, wait: bool) -> None:
+    """Run a pipeline by name."""
+    client = _client(ctx)
+    pipeline = client.find_pipeline(name, project)
+    if pipeline is None:
+        raise click.ClickException(f"there is no pipeline named '{name}'")
+    body = {"input": _inputs(pairs), "comments": comments}
+    answer = client.call("POST", f"/api/pipelines/{pipeline['id']}/executions", json=body)
+    click.echo(f"execution {name} #{answer['executionIndex']} {answer['executionId']} {answer['status']}")
+    if wait:
+        final = _wait(client, answer["executionId"])
+        click.echo(f"execution {name} #{final['index']} {final['status']} {final['statusMessage']}".rstrip())
+        sys.exit(0 if final["status"] == "COMPLETED" else 1)
+
+
+def _wait(client: Client, execution_id: str) -> dict[str, Any]:
+    while True:
+        execution: dict[str, Any] = client.call("GET", f"/api/executions/{execution_id}")
+        if execution["status"] in TERMINAL:
+            return execution
+        time.sleep(0.5)
+
+
+def executions_table(rows: list[dict[str, Any]]) -> str:
+    """The executions as an aligned text table."""
+    header = ("PIPELINE", "#", "STATUS", "ROLLBACK OF", "ID", "MESSAGE")
+    lines = [
+        (
+            row["pipeline"],
+            str(row["index"]),
+            row["status"],
+            (row["rollbackOf"] or "")[:8],
+            row["id"][:8],
+            (row["comments"] if row["rollback"] else row["statusMessage"])[:90],
+        )
+        for row in rows
+    ]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines, strict=False)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *lines]
+    )
+
+
+@cli.command()
+@click.option("--pipeline", default=None)
+@click.option("--status", default=None)
+@click.option("--limit", default=20, show_default=True, type=int)
+@click.pass_context
+def executions(ctx: click.Context, pipeline: str | None, status: str | None, limit: int) -> None:
+    """List executions, newest first."""
+    params = {"limit": limit} | ({"pipeline": pipeline} if pipeline else {}) | ({"status": status} if status else {})
+    click.echo(executions_table(_client(ctx).call("GET", "/api/executions", params=params)))
+
+
+def main() -> None:
+    """Entry point of the `rollway` console script; Rollway errors print as one line, not a traceback."""
+    try:
+        cli(standalone_mode=True)
+    except (ApiError, RollwayError) as error:
+        click.echo(f"error: {error.message}", err=True)
+        sys.exit(1)

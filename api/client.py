@@ -1,0 +1,54 @@
+"""A small client of the Rollway HTTP API, for the command line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from orchestrator.errors import RollwayError
+
+
+class ApiError(RollwayError):
+    """The API answered with an error, or could not be reached."""
+
+
+class Client:
+    """Calls the API at `url` with a bearer token."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The decoded JSON answer; raises ApiError with the API's message and details."""
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise ApiError(f"cannot reach the Rollway API at {self.url}: {error}") from error
+        if response.status_code >= 400:
+            raise ApiError(_describe(response))
+        if not response.content:
+            return None
+        if "json" in response.headers.get("content-type", ""):
+            return response.json()
+        return response.text
+
+    def find_pipeline(self, name: str, project: str | None) -> dict[str, Any] | None:
+        params = {"name": name} | ({"project": project} if project else {})
+        found = self.call("GET", "/api/pipelines", params=params)
+        if len(found) > 1:
+            projects = ", ".join(item["project"] for item in found)
+            raise ApiError(f"pipeline '{name}' exists in several projects ({projects}); name one with --project")
+        return found[0] if found else None
+
+
+def _describe(response: httpx.Response) -> str:
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}: {response.text[:500]}"
+    lines = [f"{error.get('message')} (HTTP {response.status_code})"]
+    lines += [f"  - {item.get('path')}: {item.get('message')}" for item in error.get("details") or []]
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""The executions API: list with filters, and the detail of one execution with its stages and tasks."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from api.serialize import execution_view, stages_view
+from api.services import services
+from orchestrator.errors import BadRequest
+from orchestrator.status import ExecutionStatus
+
+blueprint = Blueprint("executions", __name__)
+
+MAX_LIMIT = 1000
+
+
+def _statuses(text: str | None) -> list[ExecutionStatus] | None:
+    if not text:
+        return None
+    names = [name.strip().upper() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ExecutionStatus.__members__]
+    if unknown:
+        raise BadRequest(f"unknown status {', '.join(unknown)}; expected: {', '.join(ExecutionStatus)}")
+    return [ExecutionStatus(name) for name in names]
+
+
+def _flag(text: str | None, name: str) -> bool | None:
+    if text is None or text == "":
+        return None
+    if text.lower() not in ("true", "false"):
+        raise BadRequest(f"'{name}' must be true or false, not {text!r}")
+    return text.lower() == "true"
+
+
+def _number(text: str | None, name: str, default: int, maximum: int) -> int:
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or int(text) > maximum:
+        raise BadRequest(f"'{name}' must be a whole number from 0 to {maximum}, not {text!r}")
+    return int(text)
+
+
+@blueprint.get("/executions")
+def list_() -> Response:
+    args = request.args
+    executions = services().store.list_executions(
+        pipeline=args.get("pipeline") or None,
+        status=_statuses(args.get("status")),
+        rollback=_flag(args.get("rollback"), "rollback"),
+        limit=_number(args.get("limit"), "limit", 100, MAX_LIMIT),
+        offset=_number(args.get("offset"), "offset", 0, 10**9),
+    )
+    return jsonify([execution_view(execution) for execution in executions])
+
+
+@blueprint.get("/executions/<execution_id>")
+def get(execution_id: str) -> Response:
+    state = services().store.load_state(execution_id)
+    view = execution_view(state.execution)
+    view["stages"] = stages_view(state.pipeline, list(state.task_runs.values()))
+    return jsonify(view)

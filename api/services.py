@@ -1,0 +1,53 @@
+"""What request handlers work with: the store and the engine of this API process."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, cast
+
+from celery import Celery
+from flask import current_app, g, request
+
+from orchestrator.engine import Engine
+from orchestrator.errors import BadRequest
+from orchestrator.settings import Settings
+from orchestrator.store import Store
+
+EXTENSION = "rollway"
+
+
+@dataclass(frozen=True)
+class Services:
+    """The objects an API process uses, made once by `create_app`."""
+
+    settings: Settings
+    store: Store
+    engine: Engine
+    celery: Celery
+
+
+def services() -> Services:
+    """The services of the app handling the current request."""
+    return cast(Services, current_app.extensions[EXTENSION])
+
+
+def requester() -> str:
+    """Who is making the current request (set by the auth check)."""
+    return str(g.get("requester", "anonymous"))
+
+
+def json_object(allowed: frozenset[str] | None = None) -> dict[str, Any]:
+    """The request body as a JSON object; raises BadRequest naming what is wrong with it."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as error:
+        raise BadRequest(f"the body is not valid JSON: {error}") from error
+    if not isinstance(body, dict):
+        raise BadRequest(f"the body must be a JSON object, not {type(body).__name__}")
+    if allowed is not None and (unknown := sorted(set(body) - allowed)):
+        raise BadRequest(f"unknown field(s) {', '.join(unknown)}; expected: {', '.join(sorted(allowed))}")
+    return body

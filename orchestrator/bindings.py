@@ -1,0 +1,194 @@
+"""`${...}` bindings: parsing a reference, and resolving the bindings in a task's input.
+
+A reference is one of `input.NAME[.path]`, `STAGE.TASK.output[.path]`, `var.NAME`, `executionId`,
+`executionIndex` or `requestBy`. Stage and task names may hold spaces, never dots. Paths go into JSON
+values with `.key` and `[N]`.
+
+A string that is exactly one binding takes the bound value with its type (a dict stays a dict); a
+binding inside longer text is spliced in as text (JSON for objects and lists).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from orchestrator.errors import BindingError
+
+BINDING = re.compile(r"\$\{([^}]*)\}")
+_WHOLE = re.compile(r"^\$\{([^}]*)\}$")
+_INDEX = re.compile(r"\[(\d+)\]")
+_SEGMENT = re.compile(r"^([^\[\]]*)((?:\[\d+\])*)$")
+
+PathPart = str | int
+
+
+class RefKind(StrEnum):
+    """What a reference points at."""
+
+    INPUT = "input"
+    OUTPUT = "output"
+    VAR = "var"
+    EXECUTION_ID = "executionId"
+    EXECUTION_INDEX = "executionIndex"
+    REQUEST_BY = "requestBy"
+
+
+_SCALARS = {RefKind.EXECUTION_ID, RefKind.EXECUTION_INDEX, RefKind.REQUEST_BY}
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A parsed reference: its kind, the name or task it names, and a path into the value."""
+
+    text: str
+    kind: RefKind
+    name: str = ""
+    stage: str = ""
+    task: str = ""
+    path: tuple[PathPart, ...] = ()
+
+    @property
+    def task_key(self) -> tuple[str, str]:
+        return (self.stage, self.task)
+
+
+def split_path(text: str) -> list[PathPart]:
+    """`a.b[0].c` -> ["a", "b", 0, "c"]; raises BindingError on an empty segment or a stray bracket."""
+    parts: list[PathPart] = []
+    for segment in text.split("."):
+        match = _SEGMENT.match(segment)
+        if match is None or not match.group(1).strip():
+            raise BindingError(f"'{text}' has an empty or malformed part")
+        parts.append(match.group(1).strip())
+        parts.extend(int(index) for index in _INDEX.findall(match.group(2)))
+    return parts
+
+
+def parse_ref(text: str) -> Ref:
+    """Parse the text inside `${...}`; raises BindingError naming what is wrong."""
+    body = text.strip()
+    if not body:
+        raise BindingError("empty binding '${}'")
+    if body in {kind.value for kind in _SCALARS}:
+        return Ref(body, RefKind(body))
+    head, _, rest = body.partition(".")
+    if head in (RefKind.INPUT, RefKind.VAR):
+        if not rest:
+            raise BindingError(f"'${{{body}}}' names no {head} value")
+        name, *path = split_path(rest)
+        return Ref(body, RefKind(head), name=str(name), path=tuple(path))
+    return _parse_output_ref(body)
+
+
+def _parse_output_ref(body: str) -> Ref:
+    stage, _, rest = body.partition(".")
+    task, _, rest = rest.partition(".")
+    kind, _, path = rest.partition(".")
+    if not (stage.strip() and task.strip()) or kind != "output":
+        raise BindingError(
+            f"'${{{body}}}' is not a binding: expected input.NAME, STAGE.TASK.output[.path], var.NAME, "
+            "executionId, executionIndex or requestBy"
+        )
+    return Ref(
+        body, RefKind.OUTPUT, stage=stage.strip(), task=task.strip(), path=tuple(split_path(path) if path else ())
+    )
+
+
+def find_refs(value: object) -> list[str]:
+    """Every `${...}` body inside a value, walking dicts and lists, in document order."""
+    found: list[str] = []
+    if isinstance(value, str):
+        found.extend(BINDING.findall(value))
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            found.extend(find_refs(item))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            found.extend(find_refs(item))
+    return found
+
+
+def walk(value: object, path: tuple[PathPart, ...], where: str) -> object:
+    """Follow `path` into a JSON value; raises BindingError naming the first step that has no value."""
+    current = value
+    for step in path:
+        if isinstance(step, int) and isinstance(current, list) and -len(current) <= step < len(current):
+            current = current[step]
+            continue
+        if isinstance(step, str) and isinstance(current, Mapping) and step in current:
+            current = current[step]
+            continue
+        raise BindingError(f"{where} has no value at '{step}'")
+    return current
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What bindings of one execution can see: its input, outputs of finished tasks, and its identity.
+
+    `lenient` scopes (used for rollback inputs, where the failure may have come before a task ran) turn a
+    missing value into an empty string instead of an error.
+    """
+
+    input: Mapping[str, object]
+    outputs: Mapping[tuple[str, str], Mapping[str, object]]
+    execution_id: str = ""
+    execution_index: int = 0
+    requested_by: str = ""
+    variables: Mapping[str, object] = field(default_factory=dict)
+    lenient: bool = False
+
+    def lookup(self, text: str) -> object:
+        """The value a reference names."""
+        ref = parse_ref(text)
+        try:
+            return self._lookup(ref)
+        except BindingError:
+            if self.lenient:
+                return ""
+            raise
+
+    def _lookup(self, ref: Ref) -> object:
+        if ref.kind is RefKind.EXECUTION_ID:
+            return self.execution_id
+        if ref.kind is RefKind.EXECUTION_INDEX:
+            return self.execution_index
+        if ref.kind is RefKind.REQUEST_BY:
+            return self.requested_by
+        if ref.kind is RefKind.OUTPUT:
+            if ref.task_key not in self.outputs:
+                raise BindingError(f"'${{{ref.text}}}': task '{ref.stage}.{ref.task}' has not completed")
+            return walk(self.outputs[ref.task_key], ref.path, f"the output of '{ref.stage}.{ref.task}'")
+        source = self.input if ref.kind is RefKind.INPUT else self.variables
+        if ref.name not in source:
+            raise BindingError(f"'${{{ref.text}}}': there is no {ref.kind.value} named '{ref.name}'")
+        return walk(source[ref.name], ref.path, f"{ref.kind.value} '{ref.name}'")
+
+
+def as_text(value: object) -> str:
+    """How a bound value reads when spliced into longer text."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return str(value)
+
+
+def resolve(value: object, lookup: Callable[[str], object]) -> object:
+    """Replace every binding inside `value` (walking dicts and lists) with what `lookup` gives for it."""
+    if isinstance(value, str):
+        whole = _WHOLE.match(value)
+        if whole:
+            return lookup(whole.group(1))
+        return BINDING.sub(lambda match: as_text(lookup(match.group(1))), value)
+    if isinstance(value, Mapping):
+        return {key: resolve(item, lookup) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [resolve(item, lookup) for item in value]
+    return value

@@ -1,0 +1,444 @@
+"""Pipeline documents: YAML or JSON text in Code Stream's export shape, read into a validated `Pipeline`.
+
+Reading never stops at the first problem: every problem is collected with its path (for example
+`stages.Development.tasks.Update Deployment.input.url`) and reported at once in `PipelineInvalid`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from orchestrator import expressions
+from orchestrator.bindings import BINDING, Ref, RefKind, find_refs, parse_ref
+from orchestrator.errors import BadRequest, BindingError, ExpressionError, PipelineInvalid, Problem
+from orchestrator.pipeline import InputMeta, Pipeline, RollbackLink, Stage, Task, TaskKey
+from orchestrator.tasktypes import TASK_TYPES, check_task_input
+
+MAX_DOCUMENT_BYTES = 1_000_000
+DEFAULT_PROJECT = "default"
+FORBIDDEN_IN_NAMES = (".", ",", "${", "}", "[", "]")
+TOP_LEVEL = frozenset(
+    {
+        "kind",
+        "name",
+        "project",
+        "description",
+        "enabled",
+        "concurrency",
+        "input",
+        "_inputMeta",
+        "output",
+        "stageOrder",
+        "stages",
+        "tags",
+    }
+)
+# Fields of Code Stream exports that Rollway accepts and does not use.
+IGNORED = frozenset({"id", "workspace", "notifications", "options", "starred", "icon", "_warnings"})
+STAGE_FIELDS = frozenset({"taskOrder", "tasks", "rollback", "tags"})
+TASK_FIELDS = frozenset({"type", "input", "endpoints", "preCondition", "ignoreFailure", "rollback", "tags"})
+
+
+@dataclass(frozen=True)
+class RollbackTarget:
+    """What validation needs to know of a pipeline another one names as its rollback."""
+
+    name: str
+    inputs: frozenset[str]
+    mandatory: frozenset[str]
+
+
+TargetLookup = Callable[[str, str], RollbackTarget | None]
+"""(project, pipeline name) -> the rollback pipeline, or None when it does not exist."""
+
+
+def parse_text(body: bytes | str, content_type: str | None) -> object:
+    """Decode a request body as JSON or YAML (by content type, else by trying JSON first)."""
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise BadRequest(f"the document is larger than {MAX_DOCUMENT_BYTES} bytes")
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind.endswith("json"):
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            raise BadRequest(f"the body is not valid JSON: {error}") from error
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise BadRequest(f"the body is not valid YAML or JSON: {error}") from error
+
+
+def load_pipeline(document: object, targets: TargetLookup | None, default_project: str = DEFAULT_PROJECT) -> Pipeline:
+    """Build a Pipeline from a decoded document; raises PipelineInvalid listing every problem.
+
+    `targets` finds the pipelines that rollback links name; None skips those checks (for documents the
+    store saved after they passed them).
+    """
+    reader = _Reader(targets)
+    pipeline = reader.pipeline(document, default_project)
+    if reader.problems or pipeline is None:
+        count = len(reader.problems)
+        raise PipelineInvalid(f"the pipeline has {count} problem{'s' if count != 1 else ''}", reader.problems)
+    return pipeline
+
+
+def _join(*parts: str) -> str:
+    return ".".join(part for part in parts if part)
+
+
+class _Reader:
+    """Reads a document into the model, collecting problems instead of raising."""
+
+    def __init__(self, targets: TargetLookup | None) -> None:
+        self.targets = targets
+        self.problems: list[Problem] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    def mapping(self, value: object, path: str) -> Mapping[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+            self.problem(path, "must be an object with string keys")
+            return {}
+        return value
+
+    def string(self, value: object, path: str, default: str = "", required: bool = False) -> str:
+        if value is None and not required:
+            return default
+        if not isinstance(value, str) or (required and not value.strip()):
+            self.problem(path, "is required" if value is None else "must be a non-empty string")
+            return default
+        return value
+
+    def flag(self, value: object, path: str, default: bool) -> bool:
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.problem(path, f"must be true or false, not {value!r}")
+            return default
+        return value
+
+    def unknown_fields(self, value: Mapping[str, Any], allowed: frozenset[str], path: str) -> None:
+        for key in sorted(set(value) - allowed - IGNORED):
+            self.problem(_join(path, key), f"is not a known field (expected one of: {', '.join(sorted(allowed))})")
+
+    def name(self, value: str, path: str, what: str) -> None:
+        bad = [token for token in FORBIDDEN_IN_NAMES if token in value]
+        if not value.strip() or value != value.strip():
+            self.problem(path, f"{what} name {value!r} must be non-empty without leading or trailing spaces")
+        elif bad:
+            self.problem(path, f"{what} name {value!r} must not contain {' '.join(repr(token) for token in bad)}")
+
+    # -- the document, top down
+
+    def pipeline(self, document: object, default_project: str) -> Pipeline | None:
+        if not isinstance(document, Mapping):
+            self.problem("", "the document must be an object (a YAML mapping or JSON object)")
+            return None
+        doc = self.mapping(document, "")
+        self.unknown_fields(doc, TOP_LEVEL, "")
+        if doc.get("kind", "PIPELINE") != "PIPELINE":
+            self.problem("kind", f"must be PIPELINE, not {doc.get('kind')!r}")
+        concurrency = doc.get("concurrency", 10)
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or not 1 <= concurrency <= 1000:
+            self.problem("concurrency", f"must be a whole number from 1 to 1000, not {concurrency!r}")
+            concurrency = 10
+        inputs = self.inputs(doc)
+        stages = {
+            name: stage
+            for name, raw in self.mapping(doc.get("stages"), "stages").items()
+            if (stage := self.stage(name, raw)) is not None
+        }
+        pipeline = Pipeline(
+            name=self.string(doc.get("name"), "name", required=True),
+            project=self.string(doc.get("project"), "project", default=default_project) or default_project,
+            description=self.string(doc.get("description"), "description"),
+            enabled=self.flag(doc.get("enabled"), "enabled", False),
+            concurrency=concurrency,
+            input=inputs,
+            input_meta=self.input_meta(doc, inputs),
+            output=self.mapping(doc.get("output"), "output"),
+            stage_order=self.stage_order(doc, stages),
+            stages=stages,
+            tags=tuple(str(tag) for tag in doc.get("tags") or () if isinstance(doc.get("tags"), list)),
+        )
+        if not self.problems:
+            _Checker(self, pipeline).check()
+        return pipeline
+
+    def inputs(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        inputs = dict(self.mapping(doc.get("input"), "input"))
+        for name, value in inputs.items():
+            if isinstance(value, dict | list):
+                self.problem(_join("input", name), "a default input value must be a string, number or boolean")
+        return inputs
+
+    def input_meta(self, doc: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str, InputMeta]:
+        metas: dict[str, InputMeta] = {}
+        for name, raw in self.mapping(doc.get("_inputMeta"), "_inputMeta").items():
+            path = _join("_inputMeta", name)
+            meta = self.mapping(raw, path)
+            self.unknown_fields(meta, frozenset({"mandatory", "description"}), path)
+            if name not in inputs:
+                self.problem(path, f"describes input '{name}', which is not in 'input'")
+            metas[name] = InputMeta(
+                mandatory=self.flag(meta.get("mandatory"), _join(path, "mandatory"), False),
+                description=self.string(meta.get("description"), _join(path, "description")),
+            )
+        return metas
+
+    def stage_order(self, doc: Mapping[str, Any], stages: Mapping[str, Stage]) -> tuple[str, ...]:
+        order = doc.get("stageOrder")
+        if not isinstance(order, list) or not order or not all(isinstance(name, str) for name in order):
+            self.problem("stageOrder", "must be a non-empty list of stage names")
+            return ()
+        for index, name in enumerate(order):
+            if name not in stages and name not in self.mapping(doc.get("stages"), "stages"):
+                self.problem(f"stageOrder[{index}]", f"names stage '{name}', which is not in 'stages'")
+            if order.index(name) != index:
+                self.problem(f"stageOrder[{index}]", f"lists stage '{name}' twice")
+        for name in stages:
+            if name not in order:
+                self.problem(_join("stages", name), "is not listed in 'stageOrder'")
+        return tuple(order)
+
+    def stage(self, name: str, raw: object) -> Stage | None:
+        path = _join("stages", name)
+        self.name(name, path, "stage")
+        stage = self.mapping(raw, path)
+        self.unknown_fields(stage, STAGE_FIELDS, path)
+        tasks = {
+            task_name: task
+            for task_name, task_raw in self.mapping(stage.get("tasks"), _join(path, "tasks")).items()
+            if (task := self.task(task_name, task_raw, _join(path, "tasks", task_name))) is not None
+        }
+        if not tasks:
+            self.problem(_join(path, "tasks"), "a stage needs at least one task")
+        return Stage(
+            name=name,
+            groups=self.task_order(stage.get("taskOrder"), tasks, path),
+            tasks=tasks,
+            rollback=self.rollback(stage.get("rollback"), _join(path, "rollback")),
+        )
+
+    def task_order(self, order: object, tasks: Mapping[str, Task], path: str) -> tuple[tuple[str, ...], ...]:
+        path = _join(path, "taskOrder")
+        if not isinstance(order, list) or not all(isinstance(entry, str) for entry in order):
+            self.problem(path, "must be a list of task names (a comma-separated entry runs its tasks in parallel)")
+            return ()
+        groups = tuple(tuple(name.strip() for name in entry.split(",")) for entry in order)
+        seen: set[str] = set()
+        for index, group in enumerate(groups):
+            for name in group:
+                if name not in tasks:
+                    self.problem(f"{path}[{index}]", f"names task '{name}', which is not in 'tasks'")
+                elif name in seen:
+                    self.problem(f"{path}[{index}]", f"lists task '{name}' twice")
+                seen.add(name)
+        for name in tasks:
+            if name not in seen:
+                self.problem(_join(path.removesuffix(".taskOrder"), "tasks", name), "is not listed in 'taskOrder'")
+        return groups
+
+    def task(self, name: str, raw: object, path: str) -> Task | None:
+        self.name(name, path, "task")
+        task = self.mapping(raw, path)
+        self.unknown_fields(task, TASK_FIELDS, path)
+        type_name = task.get("type")
+        if type_name not in TASK_TYPES:
+            self.problem(
+                _join(path, "type"), f"unknown task type {type_name!r} (expected one of: {', '.join(TASK_TYPES)})"
+            )
+            type_name = None
+        task_input = self.mapping(task.get("input"), _join(path, "input"))
+        if type_name is not None:
+            for problem in check_task_input(str(type_name), task_input):
+                self.problem(_join(path, "input", problem.path), problem.message)
+        endpoints = self.mapping(task.get("endpoints"), _join(path, "endpoints"))
+        for key, value in endpoints.items():
+            if not isinstance(value, str):
+                self.problem(_join(path, "endpoints", key), "must be the name of an endpoint")
+        return Task(
+            name=name,
+            type=str(type_name),
+            input=task_input,
+            endpoints=endpoints,
+            pre_condition=self.string(task.get("preCondition"), _join(path, "preCondition")) or None,
+            ignore_failure=self.flag(task.get("ignoreFailure"), _join(path, "ignoreFailure"), False),
+            rollback=self.rollback(task.get("rollback"), _join(path, "rollback")),
+        )
+
+    def rollback(self, raw: object, path: str) -> RollbackLink | None:
+        if raw is None:
+            return None
+        link = self.mapping(raw, path)
+        self.unknown_fields(link, frozenset({"pipeline", "input"}), path)
+        return RollbackLink(
+            pipeline=self.string(link.get("pipeline"), _join(path, "pipeline"), required=True),
+            input=self.mapping(link.get("input"), _join(path, "input")),
+        )
+
+
+class _Checker:
+    """Checks that need the whole pipeline: bindings, expressions and rollback links."""
+
+    def __init__(self, reader: _Reader, pipeline: Pipeline) -> None:
+        self.reader = reader
+        self.pipeline = pipeline
+
+    def check(self) -> None:
+        for name, value in self.pipeline.output.items():
+            self.values(value, _join("output", name), lambda _key: True)
+        for _, _, task, stage in self.pipeline.ordered_tasks():
+            self.task(stage, task)
+        for stage in self.pipeline.stages.values():
+            if stage.rollback is not None:
+                self.link(stage.rollback, _join("stages", stage.name, "rollback"), self._up_to_stage(stage.name))
+
+    def _up_to_stage(self, stage_name: str) -> Callable[[TaskKey], bool]:
+        """A stage's rollback may read outputs of tasks in that stage and in the stages before it."""
+        position = self.pipeline.stage_order.index(stage_name)
+        return lambda key: self.pipeline.stage_order.index(key[0]) <= position
+
+    def task(self, stage: Stage, task: Task) -> None:
+        path = _join("stages", stage.name, "tasks", task.name)
+        key = (stage.name, task.name)
+        spec = TASK_TYPES[task.type]
+        expression_paths = spec.expressions(task.input)
+        plain = {name: value for name, value in task.input.items() if name not in spec.expression_fields}
+        self.values(plain, _join(path, "input"), lambda other: self.pipeline.runs_before(other, key))
+        for field_path, text in expression_paths.items():
+            self.expression(text, _join(path, "input", field_path), key, spec.local_names)
+        if task.pre_condition is not None:
+            self.expression(task.pre_condition, _join(path, "preCondition"), key, frozenset())
+        if task.rollback is not None:
+            self.link(task.rollback, _join(path, "rollback"), lambda other: not self.pipeline.runs_before(key, other))
+
+    def expression(self, text: str, path: str, key: TaskKey, local_names: frozenset[str]) -> None:
+        try:
+            parsed = expressions.parse(text)
+        except ExpressionError as error:
+            self.reader.problem(path, error.message)
+            return
+        for reference in parsed.references:
+            if reference.split(".")[0].split("[")[0] not in local_names:
+                self.reference(reference, path, lambda other: self.pipeline.runs_before(other, key))
+
+    def values(self, value: object, path: str, visible: Callable[[TaskKey], bool]) -> None:
+        for text in _strings(value):
+            if "${" in BINDING.sub("", text):
+                self.reader.problem(path, f"has an unterminated binding in {text!r}")
+        for reference in find_refs(value):
+            self.reference(reference, path, visible)
+
+    def reference(self, text: str, path: str, visible: Callable[[TaskKey], bool]) -> None:
+        try:
+            ref = parse_ref(text)
+        except BindingError as error:
+            self.reader.problem(path, error.message)
+            return
+        message = self.reference_problem(ref, visible)
+        if message:
+            self.reader.problem(path, f"'${{{ref.text}}}': {message}")
+
+    def reference_problem(self, ref: Ref, visible: Callable[[TaskKey], bool]) -> str | None:
+        if ref.kind is RefKind.INPUT and ref.name not in self.pipeline.input:
+            return f"the pipeline has no input named '{ref.name}'"
+        if ref.kind is RefKind.VAR:
+            return f"there is no project variable named '{ref.name}'"
+        if ref.kind is not RefKind.OUTPUT:
+            return None
+        stage = self.pipeline.stages.get(ref.stage)
+        if stage is None:
+            return f"there is no stage named '{ref.stage}'"
+        if ref.task not in stage.tasks:
+            return f"stage '{ref.stage}' has no task named '{ref.task}'"
+        if not visible(ref.task_key):
+            return f"task '{ref.stage}.{ref.task}' has not run yet at this point"
+        return None
+
+    def link(self, link: RollbackLink, path: str, visible: Callable[[TaskKey], bool]) -> None:
+        self.values(dict(link.input), _join(path, "input"), visible)
+        if link.pipeline == self.pipeline.name:
+            self.reader.problem(_join(path, "pipeline"), "a pipeline cannot be its own rollback")
+            return
+        if self.reader.targets is None:
+            return
+        target = self.reader.targets(self.pipeline.project, link.pipeline)
+        if target is None:
+            self.reader.problem(
+                _join(path, "pipeline"),
+                f"rollback pipeline '{link.pipeline}' does not exist in project '{self.pipeline.project}'",
+            )
+            return
+        for name in sorted(set(link.input) - target.inputs):
+            self.reader.problem(_join(path, "input", name), f"'{link.pipeline}' has no input named '{name}'")
+        for name in sorted(target.mandatory - set(link.input)):
+            self.reader.problem(_join(path, "input"), f"mandatory input '{name}' of '{link.pipeline}' is not given")
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, list | tuple):
+        return [text for item in value for text in _strings(item)]
+    return []
+
+
+def to_document(pipeline: Pipeline) -> dict[str, Any]:
+    """The pipeline in Code Stream's export shape (what `load_pipeline` reads back to the same pipeline)."""
+    document: dict[str, Any] = {
+        "kind": "PIPELINE",
+        "name": pipeline.name,
+        "project": pipeline.project,
+        "description": pipeline.description,
+        "enabled": pipeline.enabled,
+        "concurrency": pipeline.concurrency,
+        "input": dict(pipeline.input),
+        "_inputMeta": {
+            name: {"mandatory": meta.mandatory, "description": meta.description}
+            for name, meta in pipeline.input_meta.items()
+        },
+        "output": dict(pipeline.output),
+        "tags": list(pipeline.tags),
+        "stageOrder": list(pipeline.stage_order),
+        "stages": {name: _stage_document(pipeline.stages[name]) for name in pipeline.stage_order},
+    }
+    return document
+
+
+def _link_document(link: RollbackLink | None) -> dict[str, Any] | None:
+    return None if link is None else {"pipeline": link.pipeline, "input": dict(link.input)}
+
+
+def _stage_document(stage: Stage) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "taskOrder": [",".join(group) for group in stage.groups],
+        "tasks": {name: _task_document(task) for name, task in stage.tasks.items()},
+    }
+    if stage.rollback is not None:
+        document["rollback"] = _link_document(stage.rollback)
+    return document
+
+
+def _task_document(task: Task) -> dict[str, Any]:
+    document: dict[str, Any] = {"type": task.type, "input": dict(task.input)}
+    if task.endpoints:
+        document["endpoints"] = dict(task.endpoints)
+    if task.pre_condition is not None:
+        document["preCondition"] = task.pre_condition
+    if task.ignore_failure:
+        document["ignoreFailure"] = True
+    if task.rollback is not None:
+        document["rollback"] = _link_document(task.rollback)
+    return document

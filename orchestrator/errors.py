@@ -1,0 +1,119 @@
+"""The one exception tree of Rollway.
+
+Every error we raise on purpose derives from `RollwayError`. The HTTP layer maps the tree to answers in
+one place (`api/errors.py`) through `http_status` and `code`, so a new error only needs a class here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a document: where (a dotted path) and what."""
+
+    path: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class RollwayError(Exception):
+    """Root of every error Rollway raises on purpose."""
+
+    http_status = 500
+    code = "internal"
+
+    def __init__(self, message: str, details: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = list(details or [])
+
+
+class BadRequest(RollwayError):
+    """The request itself is malformed: not JSON, wrong field types, unknown fields."""
+
+    http_status = 400
+    code = "bad_request"
+
+
+class PipelineInvalid(BadRequest):
+    """A pipeline document has one or more problems; `details` lists each with its path."""
+
+    code = "pipeline_invalid"
+
+
+class InputInvalid(BadRequest):
+    """The input given to an execution is missing a mandatory value or names an unknown one."""
+
+    code = "input_invalid"
+
+
+class ExpressionError(RollwayError):
+    """An expression (preCondition, Condition, exit criteria) does not parse or cannot be evaluated."""
+
+    http_status = 400
+    code = "expression_invalid"
+
+
+class BindingError(RollwayError):
+    """A `${...}` binding is malformed or names something that has no value."""
+
+    http_status = 400
+    code = "binding_invalid"
+
+
+class NotFound(RollwayError):
+    """The pipeline, execution or other object named in the request does not exist."""
+
+    http_status = 404
+    code = "not_found"
+
+
+class Conflict(RollwayError):
+    """The request is valid but clashes with current state (duplicate name, object still in use)."""
+
+    http_status = 409
+    code = "conflict"
+
+
+class PipelineDisabled(Conflict):
+    """An execution was requested for a pipeline that is not enabled."""
+
+    code = "pipeline_disabled"
+
+
+class InvalidTransition(Conflict):
+    """A status change that the transition table does not allow."""
+
+    code = "invalid_transition"
+
+
+class Unauthorized(RollwayError):
+    """The request carries no valid bearer token."""
+
+    http_status = 401
+    code = "unauthorized"
+
+
+class TaskFailed(RollwayError):
+    """A task run ended in failure; raised in the worker so Celery fires the task's `link_error` errback."""
+
+    code = "task_failed"
+
+
+class EndpointError(RollwayError):
+    """An HTTP endpoint a task calls cannot be reached, or does not answer in time."""
+
+    code = "endpoint_error"
+
+
+class ConfigurationError(RollwayError):
+    """A setting read from the environment has a value Rollway cannot use."""
+
+    code = "configuration"

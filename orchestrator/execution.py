@@ -1,0 +1,108 @@
+"""Executions and their task runs as the store records them: plain immutable data.
+
+`ExecutionState` is an execution with all its task runs and its pipeline snapshot: what the engine's
+pure decisions (planner, rollback policy, bindings) are computed from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from orchestrator.bindings import Scope
+from orchestrator.pipeline import Pipeline, TaskKey
+from orchestrator.status import ExecutionStatus, RunStatus
+
+
+@dataclass(frozen=True)
+class PipelineRecord:
+    """A saved pipeline."""
+
+    id: str
+    pipeline: Pipeline
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def name(self) -> str:
+        return self.pipeline.name
+
+    @property
+    def project(self) -> str:
+        return self.pipeline.project
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One run of a pipeline."""
+
+    id: str
+    pipeline_id: str | None
+    pipeline_name: str
+    project: str
+    index: int
+    status: ExecutionStatus
+    status_message: str
+    comments: str
+    input: Mapping[str, Any]
+    output: Mapping[str, Any]
+    rollback: bool
+    rollback_of: str | None
+    rollback_execution_id: str | None
+    requested_by: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """One run of one task of an execution.
+
+    `attempt` counts dispatches: a POLL that waits is dispatched again with the next attempt, and a worker
+    only claims the run for the attempt its message names, so a redelivered message never runs it twice.
+    `state` is what an executor keeps between attempts.
+    """
+
+    id: str
+    execution_id: str
+    stage: str
+    name: str
+    type: str
+    status: RunStatus
+    status_message: str
+    input: Mapping[str, Any] | None
+    output: Mapping[str, Any] | None
+    state: Mapping[str, Any]
+    attempt: int
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def key(self) -> TaskKey:
+        return (self.stage, self.name)
+
+
+@dataclass(frozen=True)
+class ExecutionState:
+    """An execution, its pipeline snapshot and every task run: everything decisions are made from."""
+
+    execution: Execution
+    pipeline: Pipeline
+    task_runs: Mapping[TaskKey, TaskRun]
+
+    def statuses(self) -> dict[TaskKey, RunStatus]:
+        return {key: run.status for key, run in self.task_runs.items()}
+
+    def scope(self) -> Scope:
+        """What bindings see: the input, and the output of every task run that recorded one."""
+        execution = self.execution
+        return Scope(
+            input=execution.input,
+            outputs={key: run.output for key, run in self.task_runs.items() if run.output is not None},
+            execution_id=execution.id,
+            execution_index=execution.index,
+            requested_by=execution.requested_by,
+        )

@@ -1,0 +1,118 @@
+"""The database schema (SQLAlchemy Core), the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Json: Any = JSON().with_variant(JSONB(), "postgresql")
+
+metadata = MetaData()
+
+pipelines = Table(
+    "pipelines",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("document", Json, nullable=False),
+    # Rollback pipelines this one links to, so deleting a linked pipeline can be refused cheaply.
+    Column("rollback_targets", Json, nullable=False),
+    Column("execution_count", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("project", "name", name="uq_pipelines_project_name"),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("pipeline_id", String(36), ForeignKey("pipelines.id", ondelete="SET NULL"), nullable=True),
+    Column("pipeline_name", String(200), nullable=False),
+    Column("project", String(200), nullable=False),
+    Column("index", Integer, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("status_message", Text, nullable=False, default=""),
+    Column("comments", Text, nullable=False, default=""),
+    Column("input", Json, nullable=False),
+    Column("output", Json, nullable=False),
+    # The pipeline as it was when the execution started: editing a pipeline never changes a running one.
+    Column("document", Json, nullable=False),
+    Column("rollback", Boolean, nullable=False, default=False),
+    Column("rollback_of", String(36), ForeignKey("executions.id", ondelete="SET NULL"), nullable=True),
+    Column("rollback_execution_id", String(36), nullable=True),
+    Column("requested_by", String(200), nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_executions_pipeline_status", "pipeline_id", "status"),
+    Index("ix_executions_created", "created_at"),
+    Index("ix_executions_rollback_of", "rollback_of"),
+)
+
+task_runs = Table(
+    "task_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("execution_id", String(36), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
+    Column("stage", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("status_message", Text, nullable=False, default=""),
+    Column("input", Json, nullable=True),
+    Column("output", Json, nullable=True),
+    Column("state", Json, nullable=False),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_task_runs_execution", "execution_id", "position"),
+    Index("ix_task_runs_status", "status"),
+)
+
+
+def now() -> datetime:
+    """The current time as the store records it."""
+    return datetime.now(UTC)

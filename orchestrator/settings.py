@@ -1,0 +1,75 @@
+"""Rollway's settings: one frozen, typed object built once at start-up and passed in explicitly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from orchestrator.errors import ConfigurationError
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """Where the embedded SQLite database lives when no database URL is given (XDG data home)."""
+    base = environ.get("XDG_DATA_HOME") or str(Path(environ.get("HOME", ".")) / ".local" / "share")
+    return Path(base) / "rollway"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Rollway reads from its environment.
+
+    `redis_url` is the Celery broker and result backend; `None` means Celery's in-memory transport,
+    which only works with a worker inside the same process (the embedded demo).
+    """
+
+    database_url: str
+    redis_url: str | None = DEFAULT_REDIS_URL
+    secret_key: str | None = None
+    api_token: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read `ROLLWAY_*` variables once; unset ones take their embedded defaults."""
+        env = os.environ if environ is None else environ
+        database_url = env.get("ROLLWAY_DATABASE_URL") or sqlite_url(default_data_dir(env) / "rollway.db")
+        settings = cls(
+            database_url=database_url,
+            redis_url=env.get("ROLLWAY_REDIS_URL") or DEFAULT_REDIS_URL,
+            secret_key=env.get("ROLLWAY_SECRET_KEY") or None,
+            api_token=env.get("ROLLWAY_API_TOKEN") or None,
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise ConfigurationError naming the setting whose value cannot work."""
+        scheme = urlsplit(self.database_url).scheme.split("+")[0]
+        if scheme not in ("sqlite", "postgresql"):
+            raise ConfigurationError(
+                f"ROLLWAY_DATABASE_URL must be a sqlite:// or postgresql:// URL, not {self.database_url!r}"
+            )
+        if self.redis_url is not None and urlsplit(self.redis_url).scheme not in ("redis", "rediss", "sentinel"):
+            raise ConfigurationError(f"ROLLWAY_REDIS_URL must be a redis:// URL, not {self.redis_url!r}")
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url or "memory://"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def with_changes(self, **changes: object) -> Settings:
+        """A copy with some fields replaced (tests and the demo build their own settings this way)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of a SQLite file, creating its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"

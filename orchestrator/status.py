@@ -1,0 +1,104 @@
+"""Statuses of executions and of stage and task runs, with the one table of allowed transitions.
+
+Names are Code Stream's. The store performs every transition as a conditional UPDATE whose WHERE clause
+is `predecessors(new)`, so two workers racing for the same change cannot both win.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TypeVar
+
+from orchestrator.errors import InvalidTransition
+
+
+class ExecutionStatus(StrEnum):
+    """Where a pipeline execution stands."""
+
+    NOT_STARTED = "NOT_STARTED"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    PAUSED = "PAUSED"
+    CANCELING = "CANCELING"
+    CANCELED = "CANCELED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    ROLLING_BACK = "ROLLING_BACK"
+    ROLLBACK_COMPLETED = "ROLLBACK_COMPLETED"
+    ROLLBACK_FAILED = "ROLLBACK_FAILED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return not EXECUTION_ALLOWED[self]
+
+    @property
+    def is_active(self) -> bool:
+        """Tasks of an execution in this status may be dispatched and advanced."""
+        return self in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING)
+
+
+class RunStatus(StrEnum):
+    """Where a stage run or a task run stands."""
+
+    NOT_STARTED = "NOT_STARTED"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    CANCELED = "CANCELED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return not RUN_ALLOWED[self]
+
+
+S = TypeVar("S", ExecutionStatus, RunStatus)
+
+_E = ExecutionStatus
+EXECUTION_ALLOWED: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
+    _E.NOT_STARTED: frozenset({_E.QUEUED, _E.RUNNING, _E.CANCELED}),
+    _E.QUEUED: frozenset({_E.RUNNING, _E.CANCELED}),
+    _E.RUNNING: frozenset({_E.WAITING, _E.PAUSED, _E.CANCELING, _E.CANCELED, _E.COMPLETED, _E.FAILED, _E.ROLLING_BACK}),
+    _E.WAITING: frozenset({_E.RUNNING, _E.PAUSED, _E.CANCELING, _E.CANCELED, _E.COMPLETED, _E.FAILED, _E.ROLLING_BACK}),
+    _E.PAUSED: frozenset({_E.RUNNING, _E.CANCELING, _E.CANCELED}),
+    _E.CANCELING: frozenset({_E.CANCELED}),
+    _E.ROLLING_BACK: frozenset({_E.ROLLBACK_COMPLETED, _E.ROLLBACK_FAILED}),
+    _E.CANCELED: frozenset(),
+    _E.COMPLETED: frozenset(),
+    _E.FAILED: frozenset(),
+    _E.ROLLBACK_COMPLETED: frozenset(),
+    _E.ROLLBACK_FAILED: frozenset(),
+}
+
+_R = RunStatus
+RUN_ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
+    _R.NOT_STARTED: frozenset({_R.QUEUED, _R.RUNNING, _R.SKIPPED, _R.CANCELED, _R.FAILED}),
+    # A waiting POLL or K8S VERIFY is put back in QUEUED with its next attempt.
+    _R.QUEUED: frozenset({_R.RUNNING, _R.CANCELED, _R.FAILED}),
+    _R.RUNNING: frozenset({_R.QUEUED, _R.WAITING, _R.COMPLETED, _R.FAILED, _R.CANCELED}),
+    _R.WAITING: frozenset({_R.RUNNING, _R.COMPLETED, _R.FAILED, _R.CANCELED}),
+    _R.COMPLETED: frozenset(),
+    _R.FAILED: frozenset(),
+    _R.SKIPPED: frozenset(),
+    _R.CANCELED: frozenset(),
+}
+
+
+def predecessors(table: dict[S, frozenset[S]], new: S) -> frozenset[S]:
+    """Every status from which `new` may be reached."""
+    return frozenset(old for old, allowed in table.items() if new in allowed)
+
+
+def check_execution(old: ExecutionStatus, new: ExecutionStatus) -> None:
+    """Raise InvalidTransition unless an execution may go from `old` to `new`."""
+    if new not in EXECUTION_ALLOWED[old]:
+        raise InvalidTransition(f"an execution cannot go from {old} to {new}")
+
+
+def check_run(old: RunStatus, new: RunStatus) -> None:
+    """Raise InvalidTransition unless a stage or task run may go from `old` to `new`."""
+    if new not in RUN_ALLOWED[old]:
+        raise InvalidTransition(f"a run cannot go from {old} to {new}")

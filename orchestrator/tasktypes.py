@@ -1,0 +1,158 @@
+"""The task types a pipeline may use, and what each accepts as input.
+
+Checks here are pure and run when a pipeline is saved. A value that holds a `${...}` binding is only known
+at run time, so its type is checked by the executor then. Input fields listed in `expression_fields` hold
+expressions that the executor evaluates itself (against its own names, such as a POLL's `responseJson`,
+and the pipeline's bindings), so the worker leaves them unresolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from orchestrator.bindings import BINDING
+from orchestrator.errors import Problem
+
+HTTP_ACTIONS = ("get", "post", "put", "patch", "delete")
+RESPONSE_NAMES = frozenset({"responseJson", "responseCode", "responseBody", "responseHeaders"})
+
+Checker = Callable[[Mapping[str, object]], list[Problem]]
+
+
+@dataclass(frozen=True)
+class TaskType:
+    """One task type: its input fields and how to check them."""
+
+    name: str
+    required: frozenset[str]
+    optional: frozenset[str]
+    expression_fields: frozenset[str] = frozenset()
+    local_names: frozenset[str] = frozenset()
+    check: Checker = lambda _input: []
+
+    @property
+    def fields(self) -> frozenset[str]:
+        return self.required | self.optional
+
+    def expressions(self, task_input: Mapping[str, object]) -> dict[str, str]:
+        """The expressions in an input, keyed by their path inside it (e.g. `exitCriteria.success`)."""
+        found: dict[str, str] = {}
+        for name in self.expression_fields:
+            value = task_input.get(name)
+            if isinstance(value, str):
+                found[name] = value
+            elif isinstance(value, Mapping):
+                found.update({f"{name}.{key}": text for key, text in value.items() if isinstance(text, str)})
+        return found
+
+
+def is_bound(value: object) -> bool:
+    """Whether a value is only known at run time."""
+    return isinstance(value, str) and BINDING.search(value) is not None
+
+
+def _expect(task_input: Mapping[str, object], name: str, kinds: tuple[type, ...], what: str) -> list[Problem]:
+    value = task_input.get(name)
+    if value is None or is_bound(value):
+        return []
+    # bool is an int to Python, never to a pipeline author.
+    if isinstance(value, bool) != (bool in kinds) or not isinstance(value, kinds):
+        return [Problem(name, f"must be {what}, not {value!r}")]
+    return []
+
+
+def _positive(task_input: Mapping[str, object], name: str) -> list[Problem]:
+    value = task_input.get(name)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+        return [Problem(name, "must be greater than 0")]
+    return []
+
+
+def _check_http(task_input: Mapping[str, object]) -> list[Problem]:
+    problems = _expect(task_input, "url", (str,), "a URL")
+    url = task_input.get("url")
+    if isinstance(url, str) and not is_bound(url) and not url.lower().startswith(("http://", "https://")):
+        problems.append(Problem("url", f"must be an http:// or https:// URL, not {url!r}"))
+    headers = task_input.get("headers")
+    if headers is not None and not is_bound(headers):
+        if not isinstance(headers, Mapping):
+            problems.append(Problem("headers", "must be an object of header names and values"))
+        else:
+            problems += [
+                Problem(f"headers.{key}", "must be a string or a number")
+                for key, value in headers.items()
+                if not isinstance(value, str | int | float) or isinstance(value, bool)
+            ]
+    return problems
+
+
+def _check_rest(task_input: Mapping[str, object]) -> list[Problem]:
+    problems = _check_http(task_input)
+    action = task_input.get("action", "get")
+    if not is_bound(action) and (not isinstance(action, str) or action.lower() not in HTTP_ACTIONS):
+        problems.append(Problem("action", f"must be one of {', '.join(HTTP_ACTIONS)}, not {action!r}"))
+    return problems
+
+
+def _check_poll(task_input: Mapping[str, object]) -> list[Problem]:
+    problems = _check_http(task_input)
+    problems += _expect(task_input, "pollCount", (int,), "a whole number") + _positive(task_input, "pollCount")
+    problems += _expect(task_input, "pollIntervalSeconds", (int, float), "a number of seconds")
+    problems += _positive(task_input, "pollIntervalSeconds")
+    problems += _expect(task_input, "ignoreFailure", (bool,), "true or false")
+    criteria = task_input.get("exitCriteria")
+    if not isinstance(criteria, Mapping):
+        problems.append(Problem("exitCriteria", "must be an object with a 'success' and/or 'failure' expression"))
+    else:
+        unknown = set(criteria) - {"success", "failure"}
+        problems += [Problem(f"exitCriteria.{key}", "is not 'success' or 'failure'") for key in sorted(unknown)]
+        if not criteria.get("success") and not criteria.get("failure"):
+            problems.append(Problem("exitCriteria", "needs a 'success' or a 'failure' expression"))
+        problems += [
+            Problem(f"exitCriteria.{key}", "must be an expression string")
+            for key in ("success", "failure")
+            if key in criteria and not isinstance(criteria[key], str)
+        ]
+    return problems
+
+
+def _check_condition(task_input: Mapping[str, object]) -> list[Problem]:
+    condition = task_input.get("condition")
+    if not isinstance(condition, str) or not condition.strip():
+        return [Problem("condition", "must be a non-empty expression")]
+    return []
+
+
+TASK_TYPES: Mapping[str, TaskType] = {
+    spec.name: spec
+    for spec in (
+        TaskType("REST", frozenset({"url"}), frozenset({"action", "headers", "payload"}), check=_check_rest),
+        TaskType(
+            "POLL",
+            frozenset({"url", "exitCriteria"}),
+            frozenset({"headers", "pollCount", "pollIntervalSeconds", "ignoreFailure"}),
+            expression_fields=frozenset({"exitCriteria"}),
+            local_names=RESPONSE_NAMES,
+            check=_check_poll,
+        ),
+        TaskType(
+            "Condition",
+            frozenset({"condition"}),
+            frozenset(),
+            expression_fields=frozenset({"condition"}),
+            check=_check_condition,
+        ),
+    )
+}
+
+
+def check_task_input(type_name: str, task_input: Mapping[str, object]) -> list[Problem]:
+    """Problems with a task's input for its type, with paths relative to the input."""
+    spec = TASK_TYPES[type_name]
+    problems = [Problem(name, "is required") for name in sorted(spec.required - set(task_input))]
+    problems += [
+        Problem(name, f"is not an input of a {type_name} task (expected: {', '.join(sorted(spec.fields))})")
+        for name in sorted(set(task_input) - spec.fields)
+    ]
+    return problems + spec.check(task_input)

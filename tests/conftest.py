@@ -1,0 +1,256 @@
+"""Fixtures on real services: PostgreSQL and SQLite stores, a flushed Redis db, worker and API processes.
+
+Without Redis or PostgreSQL a test skips on a laptop, but fails when CI=true: CI must never pass by
+skipping what it exists to check.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from orchestrator.schema import metadata
+from orchestrator.settings import Settings, sqlite_url
+from orchestrator.store import Store
+
+CI = os.environ.get("CI") == "true"
+REDIS_URL = os.environ.get("ROLLWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+POSTGRES_SERVER = os.environ.get("ROLLWAY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
+POSTGRES_DB = "rollway_test"
+TOKEN = "test-token"
+
+
+def unavailable(what: str, error: Exception) -> NoReturn:
+    """Fail in CI, skip elsewhere."""
+    message = f"{what} is not available: {error}"
+    if CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A test database on the local PostgreSQL, created once per session."""
+    try:
+        admin = create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": POSTGRES_DB})
+            if exists.first() is None:
+                conn.execute(text(f'CREATE DATABASE "{POSTGRES_DB}"'))
+        admin.dispose()
+    except Exception as error:
+        unavailable("PostgreSQL", error)
+    url = f"{POSTGRES_SERVER}/{POSTGRES_DB}"
+    engine = create_engine(url)
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+    engine.dispose()
+    return url
+
+
+def _truncate(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE " + ", ".join(table.name for table in metadata.sorted_tables) + " CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_url(postgres_url: str) -> Iterator[str]:
+    """The PostgreSQL test database, emptied before and after the test."""
+    _truncate(postgres_url)
+    yield postgres_url
+    _truncate(postgres_url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each backend in turn: a fresh SQLite file, then the emptied PostgreSQL test database."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path / "rollway.db")
+    else:
+        yield request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    store = Store.connect(database_url)
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A dedicated Redis db index, flushed before and after the test."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        unavailable("Redis", error)
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def settings(pg_url: str, redis_url: str) -> Settings:
+    """Settings of a deployment on the test PostgreSQL and Redis, with an API token."""
+    return Settings(database_url=pg_url, redis_url=redis_url, api_token=TOKEN)
+
+
+def rollway_command() -> list[str]:
+    """The installed `rollway` console script, or the same entry point through Python."""
+    script = shutil.which("rollway", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "api"]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(ROLLWAY_DATABASE_URL=settings.database_url, ROLLWAY_REDIS_URL=settings.redis_url or "")
+    if settings.api_token:
+        env["ROLLWAY_API_TOKEN"] = settings.api_token
+    return env
+
+
+class WorkerProcess:
+    """A `rollway worker` process, stopped at the end of the test."""
+
+    def __init__(self, settings: Settings, log_path: Path, *args: str) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        command = [*rollway_command(), "worker", "--loglevel", "INFO", *args]
+        self.process = subprocess.Popen(command, env=settings_env(settings), stdout=self._log, stderr=self._log)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if b" ready." in self.log_path.read_bytes():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"the worker did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def worker_factory(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Start `rollway worker` processes on the test settings; their logs are printed if the test fails."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str) -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log", *args)
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        for worker in started:
+            print(f"--- {worker.log_path.name}\n{worker.log()[-20000:]}")
+
+
+@pytest.fixture
+def worker(worker_factory: Any) -> WorkerProcess:
+    """One `rollway worker -c 2` on every queue."""
+    started: WorkerProcess = worker_factory("-c", "2")
+    return started
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+class ServedApp:
+    """The API served over real HTTP on a free local port, in a thread."""
+
+    def __init__(self, server: BaseWSGIServer) -> None:
+        self.server = server
+        self.url = f"http://127.0.0.1:{server.server_port}"
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        self.thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.http.close()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[ServedApp]:
+    """The Rollway API on the test settings, over HTTP."""
+    from api.app import create_app
+
+    app = create_app(settings)
+    served = ServedApp(make_server("127.0.0.1", 0, app, threaded=True))
+    yield served
+    served.stop()
+    app.extensions["rollway"].store.dispose()
+
+
+TERMINAL = {"COMPLETED", "FAILED", "CANCELED", "ROLLBACK_COMPLETED", "ROLLBACK_FAILED"}
+
+
+def wait_until(check: Any, timeout: float = 60.0, interval: float = 0.05, what: str = "condition") -> Any:
+    """Call `check` until it returns something truthy; its last answer is in the error if it never does."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what} did not happen within {timeout}s; last answer: {last!r}")
+
+
+@pytest.fixture
+def wait() -> Any:
+    """`wait(check, timeout=..., what=...)`: poll until `check()` is truthy."""
+    return wait_until
+
+
+@pytest.fixture
+def web() -> Iterator[Any]:
+    """A local HTTP server (threaded) that tests script; tasks of the pipelines under test call it."""
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()

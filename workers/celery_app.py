@@ -1,0 +1,105 @@
+"""The Celery app factory, and the per-process context its tasks use."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+from kombu import Queue
+
+from orchestrator.engine import Engine
+from orchestrator.settings import Settings
+from orchestrator.store import Store
+from workers.constants import QUEUE_DEFAULT, QUEUE_ORCHESTRATOR, QUEUES, TASK_FAILED
+from workers.dispatcher import CeleryDispatcher
+from workers.executors import build_executors
+from workers.http import HttpClient
+from workers.runner import TaskRunner
+
+# Redis hands an unacknowledged message to another worker after this long. It must outlast the longest
+# countdown a waiting task is re-sent with, or a POLL waiting longer would run twice.
+VISIBILITY_TIMEOUT_SECONDS = 6 * 3600
+
+
+class Context:
+    """What one process needs to run Rollway tasks, built on first use.
+
+    Built lazily because a prefork worker forks after the app is made: database connections must be
+    opened in the child that uses them.
+    """
+
+    def __init__(self, settings: Settings, celery: Celery) -> None:
+        self.settings = settings
+        self.celery = celery
+
+    @cached_property
+    def store(self) -> Store:
+        return Store.connect(self.settings.database_url)
+
+    @cached_property
+    def dispatcher(self) -> CeleryDispatcher:
+        return CeleryDispatcher(self.celery)
+
+    @cached_property
+    def engine(self) -> Engine:
+        return Engine(self.store, self.dispatcher)
+
+    @cached_property
+    def runner(self) -> TaskRunner:
+        return TaskRunner(self.store, self.engine, self.dispatcher, build_executors(HttpClient()))
+
+    def reset(self) -> None:
+        """Forget everything built so far (a forked child must not share its parent's connections)."""
+        store = self.__dict__.pop("store", None)
+        if store is not None:
+            store.engine.dispose(close=False)
+        for name in ("engine", "runner"):
+            self.__dict__.pop(name, None)
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for Rollway's queues: late acks, one message at a time, JSON only."""
+    transport_options: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
+    if settings.redis_url is None:
+        # The in-memory transport polls its queues, once a second unless told otherwise.
+        transport_options = {"polling_interval": 0.01}
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.redis_url or "cache+memory://",
+        "broker_transport_options": transport_options,
+        "result_backend_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": QUEUE_DEFAULT,
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_routes": {TASK_FAILED: {"queue": QUEUE_ORCHESTRATOR}},
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_ignore_result": True,
+        "worker_prefetch_multiplier": 1,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_expires": 3600,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "timezone": "UTC",
+    }
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app with Rollway's queues and tasks registered; `app.rollway` is its process context."""
+    from workers.tasks import register_tasks
+
+    app = Celery("rollway", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    context = Context(settings, app)
+    register_tasks(app, context)
+
+    def _forked(**_: object) -> None:
+        context.reset()
+
+    worker_process_init.connect(_forked, weak=False)
+    app.rollway = context  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,18 @@
+"""One executor per task type, and the table that finds the executor of a type."""
+
+from __future__ import annotations
+
+from workers.executors.base import Executor
+from workers.executors.condition import ConditionExecutor
+from workers.executors.poll import PollExecutor
+from workers.executors.rest import RestExecutor
+from workers.http import HttpClient
+
+
+def build_executors(http: HttpClient) -> dict[str, Executor]:
+    """The executor of every task type this worker can run."""
+    return {
+        "REST": RestExecutor(http),
+        "POLL": PollExecutor(http),
+        "Condition": ConditionExecutor(),
+    }

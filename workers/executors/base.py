@@ -1,0 +1,59 @@
+"""What an executor is given and what it answers: the contract between the worker and each task type."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from orchestrator.bindings import Scope
+from orchestrator.pipeline import Task
+
+
+@dataclass(frozen=True)
+class TaskCall:
+    """One attempt at a task: its definition, its resolved input, and what the last attempt kept.
+
+    Expression fields of the input (a Condition's `condition`, a POLL's `exitCriteria`) are left as
+    written; the executor evaluates them against its own names and `scope`.
+    """
+
+    task: Task
+    input: Mapping[str, Any]
+    scope: Scope
+    attempt: int = 1
+    state: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    """The task is done; `output` is what later bindings can read."""
+
+    output: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The task is not done yet: run it again after `countdown` seconds, handing it `state`."""
+
+    countdown: float
+    state: Mapping[str, Any]
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The task failed; `output` is kept so a rollback can still bind to what the task saw."""
+
+    message: str
+    output: Mapping[str, Any] | None = None
+
+
+Outcome = Succeeded | Waiting | Failed
+
+
+class Executor(Protocol):
+    """Runs one attempt of a task type. Never sleeps to wait: it answers Waiting instead."""
+
+    def execute(self, call: TaskCall) -> Outcome:
+        """Run one attempt."""

@@ -1,0 +1,113 @@
+"""The POLL task: GET a URL until its exit criteria decide, at most `pollCount` times.
+
+Each attempt polls once. Between polls the task run goes back to its queue with a countdown of
+`pollIntervalSeconds`: no worker sleeps through the wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator import expressions
+from orchestrator.bindings import split_path, walk
+from orchestrator.errors import BindingError, EndpointError, ExpressionError
+from orchestrator.tasktypes import RESPONSE_NAMES
+from workers.executors.base import Failed, Outcome, Succeeded, TaskCall, Waiting
+from workers.executors.rest import request_problem
+from workers.http import HttpClient, HttpResponse
+
+DEFAULT_POLL_COUNT = 10
+DEFAULT_INTERVAL_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    """How often to poll, how long to wait between polls, and whether a failed poll fails the task."""
+
+    count: int
+    interval: float
+    ignore_failures: bool
+
+    @classmethod
+    def read(cls, task_input: Mapping[str, Any]) -> PollSettings:
+        """From a resolved input; raises ValueError naming a value that is not a usable number."""
+        count = task_input.get("pollCount", DEFAULT_POLL_COUNT)
+        interval = task_input.get("pollIntervalSeconds", DEFAULT_INTERVAL_SECONDS)
+        try:
+            settings = cls(int(count), float(interval), task_input.get("ignoreFailure") in (True, "true", "True"))
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"pollCount and pollIntervalSeconds must be numbers, not {count!r}, {interval!r}"
+            ) from error
+        if settings.count <= 0 or settings.interval < 0:
+            raise ValueError(f"pollCount must be above 0 and pollIntervalSeconds not negative: {count}, {interval}")
+        return settings
+
+
+class PollExecutor:
+    """Runs POLL tasks."""
+
+    def __init__(self, http: HttpClient) -> None:
+        self.http = http
+
+    def execute(self, call: TaskCall) -> Outcome:
+        try:
+            settings = PollSettings.read(call.input)
+        except ValueError as error:
+            return Failed(str(error))
+        url, headers = call.input.get("url"), call.input.get("headers")
+        problem = request_problem(url, headers)
+        if problem is not None:
+            return Failed(problem)
+        assert isinstance(url, str)
+        iteration = int(call.state.get("iteration", 0)) + 1
+        try:
+            response = self.http.request("get", url, headers)
+        except EndpointError as error:
+            return self._not_decided(settings, iteration, settings.ignore_failures, error.message, {})
+        output: dict[str, Any] = {"iterationCount": iteration, **response.as_output()}
+        decided = self._decide(call, response, output)
+        if decided is not None:
+            return decided
+        if response.ok:
+            return self._not_decided(settings, iteration, True, "exit criteria not met yet", output)
+        note = f"GET {url} answered {response.status_code}"
+        return self._not_decided(settings, iteration, settings.ignore_failures, note, output)
+
+    @staticmethod
+    def _not_decided(settings: PollSettings, iteration: int, go_on: bool, note: str, output: dict[str, Any]) -> Outcome:
+        """Poll again later, unless this poll failed and failures are not ignored, or no polls are left."""
+        output = {"iterationCount": iteration, **output}
+        count = settings.count
+        if not go_on:
+            return Failed(f"poll {iteration} of {count} failed: {note}", output | {"status": "FAILED"})
+        if iteration >= count:
+            return Failed(f"exit criteria not met after {count} polls: {note}", output | {"status": "FAILED"})
+        return Waiting(settings.interval, {"iteration": iteration}, f"poll {iteration} of {count}: {note}")
+
+    def _decide(self, call: TaskCall, response: HttpResponse, output: dict[str, Any]) -> Outcome | None:
+        criteria = call.input.get("exitCriteria") or {}
+        local = response.as_output()
+
+        def lookup(reference: str) -> object:
+            head, *path = split_path(reference)
+            if head in RESPONSE_NAMES:
+                return walk(local[str(head)], tuple(path), str(head))
+            return call.scope.lookup(reference)
+
+        for key, status in (("failure", "FAILED"), ("success", "COMPLETED")):
+            condition = criteria.get(key)
+            if not condition:
+                continue
+            try:
+                met = expressions.check(str(condition), lookup)
+            except (ExpressionError, BindingError):
+                # A body without the field yet (still starting) is not a verdict; the next poll may have it.
+                continue
+            if met and key == "failure":
+                return Failed(f"failure criteria {condition!r} met", output | {"status": status})
+            if met:
+                return Succeeded(output | {"status": status})
+        return None
