@@ -55,7 +55,8 @@ def list_() -> Response:
 
 @blueprint.get("/executions/<execution_id>")
 def get(execution_id: str) -> Response:
-    state = services().store.load_state(execution_id)
+    store = services().store
+    state = store.load_state(execution_id)
     view = execution_view(state.execution)
-    view["stages"] = stages_view(state.pipeline, list(state.task_runs.values()))
+    view["stages"] = stages_view(state.pipeline, store.task_runs(execution_id))
     return jsonify(view)

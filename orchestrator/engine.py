@@ -1,24 +1,27 @@
 """The execution engine: starts executions, advances them as tasks finish, and turns failures into rollbacks.
 
-Decisions come from the pure planner and rollback policy; the engine only loads state from the store,
-records what was decided, and hands ready task runs to a `Dispatcher` (Celery in production). Every
-recorded change is a conditional status transition, so engines in many processes can act on the same
-execution at once without doing anything twice.
+Decisions come from the pure planner and rollback policy. Each step of an execution is one database
+transaction that holds the execution's row lock, so steps of one execution run one after the other in
+any number of processes. What a step decides to send (task runs for workers) and to settle (executions
+that ended) is collected as `Effects` and carried out only after the transaction commits, so a worker
+never receives a task run it cannot yet see.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestrator import expressions, planner, rollback
 from orchestrator.bindings import resolve
-from orchestrator.errors import InputInvalid, PipelineDisabled, Problem
+from orchestrator.errors import InputInvalid, PipelineDisabled, Problem, RollwayError
 from orchestrator.execution import Execution, ExecutionState, PipelineRecord, TaskRun
 from orchestrator.pipeline import Pipeline, TaskKey
 from orchestrator.status import ExecutionStatus, RunStatus
 from orchestrator.store import Store
+from orchestrator.transaction import Transaction
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,14 @@ class Dispatcher(Protocol):
 
     def dispatch(self, run: TaskRun, countdown: float = 0.0) -> None:
         """Have a worker run `run` for its current attempt, after `countdown` seconds."""
+
+
+@dataclass
+class Effects:
+    """What a committed step leaves to do: task runs to dispatch, and executions that just ended."""
+
+    dispatch: list[TaskRun] = field(default_factory=list)
+    ended: list[str] = field(default_factory=list)
 
 
 def bind_input(pipeline: Pipeline, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,51 +82,72 @@ class Engine:
         if not record.pipeline.enabled:
             raise PipelineDisabled(f"pipeline '{record.name}' is disabled; enable it before running it")
         values = bind_input(record.pipeline, given)
-        execution = self.store.create_execution(record, values, comments, requested_by)
-        if execution.status is ExecutionStatus.RUNNING:
-            self.advance(execution.id)
+        effects = Effects()
+        with self.store.transaction() as tx:
+            execution = tx.insert_execution(record, values, comments, requested_by=requested_by)
+            if execution.status is ExecutionStatus.RUNNING:
+                self._advance(tx, tx.state(execution.id, lock=True), effects)
+        self._follow_up(effects)
         return execution
 
     def advance(self, execution_id: str) -> None:
-        """Start whatever is ready; complete the execution when nothing is left to run."""
-        state = self.store.load_state(execution_id)
-        if not state.execution.status.is_active:
-            return
-        scope = state.scope()
-        step = planner.plan(state.pipeline, state.statuses(), lambda text: expressions.check(text, scope.lookup))
-        if step.skip:
-            self.store.settle_task_runs(execution_id, step.skip, RunStatus.SKIPPED)
-        if step.fail:
-            self.store.settle_task_runs(execution_id, step.fail, RunStatus.FAILED)
-            key, message = step.fail[0]
-            self._on_failure(self.store.load_state(execution_id), key, message)
-            return
-        for run in self.store.queue_task_runs(execution_id, step.start):
-            self.dispatcher.dispatch(run)
-        if step.done:
-            self._complete(state)
+        """Start whatever is ready in an execution; complete it when nothing is left to run."""
+        effects = Effects()
+        with self.store.locked(execution_id) as (tx, state):
+            self._advance(tx, state, effects)
+        self._follow_up(effects)
 
     def task_succeeded(self, run: TaskRun, output: Mapping[str, Any], task_input: Mapping[str, Any]) -> None:
-        """Record a task run's output and move its execution on."""
-        if self.store.finish_task_run(run.id, RunStatus.COMPLETED, "", output=output, input=task_input):
-            self.advance(run.execution_id)
+        """Record a task run's output and move its execution on, in one step."""
+        effects = Effects()
+        with self.store.transaction() as tx:
+            # Finish first, lock second: a sibling finishing at the same moment then waits for this step and
+            # sees this run completed, so one of the two always starts what comes next.
+            if tx.finish_task_run(run.id, RunStatus.COMPLETED, "", output, task_input):
+                self._advance(tx, tx.state(run.execution_id, lock=True), effects)
+        self._follow_up(effects)
 
     def task_failed(self, task_run_id: str) -> None:
         """Handle a failed task run: go on (ignoreFailure), roll back (a link covers it) or fail the execution."""
-        run = self.store.get_task_run(task_run_id)
-        if not run.status.is_terminal:
-            # The worker died or lost its database before it could record why.
-            self.store.finish_task_run(run.id, RunStatus.FAILED, "the worker stopped before recording a result")
-            run = self.store.get_task_run(task_run_id)
-        if run.status is not RunStatus.FAILED:
-            return
-        self._on_failure(self.store.load_state(run.execution_id), run.key, run.status_message)
+        effects = Effects()
+        with self.store.transaction() as tx:
+            run = tx.task_run(task_run_id)
+            if not run.status.is_terminal:
+                # The worker died or lost its database before it could record why.
+                tx.finish_task_run(
+                    run.id, RunStatus.FAILED, "the worker stopped before recording a result", None, run.input
+                )
+            state = tx.state(run.execution_id, lock=True)
+            summary = state.runs[run.key]
+            if summary.status is RunStatus.FAILED:
+                self._on_failure(tx, state, run.key, summary.status_message, effects)
+        self._follow_up(effects)
 
-    def _on_failure(self, state: ExecutionState, key: TaskKey, message: str) -> None:
+    # -- steps inside a transaction
+
+    def _advance(self, tx: Transaction, state: ExecutionState, effects: Effects) -> None:
+        execution = state.execution
+        if not execution.status.is_active:
+            return
+        scope = state.scope()
+        step = planner.plan(state.pipeline, state.statuses(), lambda text: expressions.check(text, scope.lookup))
+        tx.settle_task_runs(execution.id, step.skip, RunStatus.SKIPPED)
+        if step.fail:
+            tx.settle_task_runs(execution.id, step.fail, RunStatus.FAILED)
+            key, message = step.fail[0]
+            self._on_failure(tx, tx.state(execution.id), key, message, effects)
+            return
+        effects.dispatch += tx.queue_task_runs(execution.id, step.start)
+        if step.done:
+            output = resolve(dict(state.pipeline.output), lambda text: _lenient(scope.lookup, text))
+            if tx.transition(execution.id, ExecutionStatus.COMPLETED, "", output=output):
+                effects.ended.append(execution.id)
+
+    def _on_failure(self, tx: Transaction, state: ExecutionState, key: TaskKey, message: str, effects: Effects) -> None:
         execution = state.execution
         if state.pipeline.task(key).ignore_failure:
             log.info("execution %s: %s failed and is ignored: %s", execution.id, _describe(key), message)
-            self.advance(execution.id)
+            self._advance(tx, state, effects)
             return
         if not execution.status.is_active:
             return
@@ -124,56 +156,56 @@ class Engine:
         plan = None
         if not execution.rollback:
             plan = rollback.plan_rollback(state.pipeline, key, message, state.scope(), execution.index)
-        if plan is None:
-            if self.store.transition(execution.id, ExecutionStatus.FAILED, reason):
-                self._finished(execution.id)
+        target = None if plan is None else tx.find_pipeline(execution.project, plan.pipeline)
+        if plan is None or target is None:
+            if plan is not None:
+                reason += f"; rollback pipeline '{plan.pipeline}' no longer exists"
+            if tx.transition(execution.id, ExecutionStatus.FAILED, reason):
+                effects.ended.append(execution.id)
             return
-        self._start_rollback(execution, plan, reason)
-
-    def _start_rollback(self, execution: Execution, plan: rollback.RollbackPlan, reason: str) -> None:
-        target = self.store.find_pipeline(execution.project, plan.pipeline)
-        if target is None:
-            message = f"{reason}; rollback pipeline '{plan.pipeline}' no longer exists"
-            if self.store.transition(execution.id, ExecutionStatus.FAILED, message):
-                self._finished(execution.id)
-            return
-        child_input = {**target.pipeline.input, **plan.input}
-        child = self.store.start_rollback(execution.id, target, child_input, plan.comments, ROLLING_BACK + reason)
-        if child is None:
-            return
+        child = tx.insert_execution(
+            target,
+            {**target.pipeline.input, **plan.input},
+            plan.comments,
+            requested_by=execution.requested_by,
+            rollback_of=execution.id,
+        )
+        tx.transition(execution.id, ExecutionStatus.ROLLING_BACK, ROLLING_BACK + reason, rollback_execution_id=child.id)
         log.info("execution %s: %s; rollback execution %s started", execution.id, reason, child.id)
-        self.advance(child.id)
+        self._advance(tx, tx.state(child.id, lock=True), effects)
 
-    def _complete(self, state: ExecutionState) -> None:
-        execution = state.execution
-        lenient = state.scope()
-        output = resolve(dict(state.pipeline.output), lambda text: _lenient_lookup(lenient.lookup, text))
-        assert isinstance(output, dict)
-        if self.store.transition(execution.id, ExecutionStatus.COMPLETED, "", output=output):
-            self._finished(execution.id)
+    # -- after a step has committed
+
+    def _follow_up(self, effects: Effects) -> None:
+        for run in effects.dispatch:
+            self.dispatcher.dispatch(run)
+        for execution_id in effects.ended:
+            self._finished(execution_id)
 
     def _finished(self, execution_id: str) -> None:
         """After an execution ends: settle the execution it rolled back, and start queued ones."""
-        execution = self.store.get_execution(execution_id)
-        if execution.rollback_of is not None:
-            self._settle_rolled_back(execution)
-        if execution.pipeline_id is not None:
-            for promoted in self.store.promote_queued(execution.pipeline_id):
-                self.advance(promoted)
+        effects = Effects()
+        with self.store.transaction() as tx:
+            execution = tx.execution(execution_id)
+            if execution.rollback_of is not None:
+                self._settle_rolled_back(tx, execution, effects)
+            if execution.pipeline_id is not None:
+                for promoted in tx.promote_queued(execution.pipeline_id):
+                    self._advance(tx, tx.state(promoted, lock=True), effects)
+        self._follow_up(effects)
 
-
-    def _settle_rolled_back(self, rollback_execution: Execution) -> None:
-        parent = self.store.get_execution(str(rollback_execution.rollback_of))
+    def _settle_rolled_back(self, tx: Transaction, rollback_execution: Execution, effects: Effects) -> None:
+        parent = tx.execution(str(rollback_execution.rollback_of), lock=True)
         ended = f"rollback {rollback_execution.pipeline_name} #{rollback_execution.index} {rollback_execution.status}"
         if rollback_execution.status_message:
             ended += f" ({rollback_execution.status_message})"
         message = f"{parent.status_message.removeprefix(ROLLING_BACK)}; {ended}"
-        if self.store.transition(parent.id, rollback.parent_outcome(rollback_execution.status), message):
-            self._finished(parent.id)
+        if tx.transition(parent.id, rollback.parent_outcome(rollback_execution.status), message):
+            effects.ended.append(parent.id)
 
 
-def _lenient_lookup(lookup: Any, text: str) -> object:
+def _lenient(lookup: Any, text: str) -> object:
     try:
         return lookup(text)
-    except Exception:  # an output that names a skipped task reads as empty rather than failing a finished run
+    except RollwayError:  # an output naming a skipped task reads as empty rather than failing a finished run
         return ""

@@ -86,22 +86,38 @@ class TaskRun:
 
 
 @dataclass(frozen=True)
+class RunSummary:
+    """What decisions need of a task run: where it stands and what it output (not its input or state)."""
+
+    id: str
+    stage: str
+    name: str
+    status: RunStatus
+    status_message: str
+    output: Mapping[str, Any] | None
+
+    @property
+    def key(self) -> TaskKey:
+        return (self.stage, self.name)
+
+
+@dataclass(frozen=True)
 class ExecutionState:
-    """An execution, its pipeline snapshot and every task run: everything decisions are made from."""
+    """An execution, its pipeline snapshot and a summary of every task run: what decisions are made from."""
 
     execution: Execution
     pipeline: Pipeline
-    task_runs: Mapping[TaskKey, TaskRun]
+    runs: Mapping[TaskKey, RunSummary]
 
     def statuses(self) -> dict[TaskKey, RunStatus]:
-        return {key: run.status for key, run in self.task_runs.items()}
+        return {key: run.status for key, run in self.runs.items()}
 
     def scope(self) -> Scope:
         """What bindings see: the input, and the output of every task run that recorded one."""
         execution = self.execution
         return Scope(
             input=execution.input,
-            outputs={key: run.output for key, run in self.task_runs.items() if run.output is not None},
+            outputs={key: run.output for key, run in self.runs.items() if run.output is not None},
             execution_id=execution.id,
             execution_index=execution.index,
             requested_by=execution.requested_by,

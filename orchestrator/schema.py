@@ -54,6 +54,7 @@ pipelines = Table(
     Column("enabled", Boolean, nullable=False),
     Column("concurrency", Integer, nullable=False),
     Column("document", Json, nullable=False),
+    Column("document_hash", String(64), nullable=False),
     # Rollback pipelines this one links to, so deleting a linked pipeline can be refused cheaply.
     Column("rollback_targets", Json, nullable=False),
     Column("execution_count", Integer, nullable=False, default=0),
@@ -77,6 +78,7 @@ executions = Table(
     Column("output", Json, nullable=False),
     # The pipeline as it was when the execution started: editing a pipeline never changes a running one.
     Column("document", Json, nullable=False),
+    Column("document_hash", String(64), nullable=False),
     Column("rollback", Boolean, nullable=False, default=False),
     Column("rollback_of", String(36), ForeignKey("executions.id", ondelete="SET NULL"), nullable=True),
     Column("rollback_execution_id", String(36), nullable=True),
@@ -109,7 +111,6 @@ task_runs = Table(
     Column("finished_at", UTCDateTime, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_task_runs_execution", "execution_id", "position"),
-    Index("ix_task_runs_status", "status"),
 )
 
 

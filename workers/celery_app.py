@@ -82,8 +82,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_serializer": "json",
         "accept_content": ["json"],
         "result_expires": 3600,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
         "timezone": "UTC",
     }
 

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.bindings import resolve
+from orchestrator.bindings import Scope, resolve
 from orchestrator.engine import Dispatcher, Engine
 from orchestrator.errors import RollwayError, TaskFailed
 from orchestrator.execution import ExecutionState, TaskRun
@@ -34,37 +34,37 @@ class TaskRunner:
 
     def run(self, task_run_id: str, attempt: int) -> None:
         """Run one attempt of a task run; raises TaskFailed after recording a failure."""
-        run = self.store.claim_task_run(task_run_id, attempt)
-        if run is None:
+        claimed = self.store.claim(task_run_id, attempt)
+        if claimed is None:
             log.info("task run %s attempt %s is not queued any more; nothing to do", task_run_id, attempt)
             return
-        state = self.store.load_state(run.execution_id)
+        run, state = claimed
         if not state.execution.status.is_active:
-            message = f"not run: the execution is {state.execution.status}"
-            self.store.finish_task_run(run.id, RunStatus.CANCELED, message)
+            with self.store.transaction() as tx:
+                tx.finish_task_run(
+                    run.id, RunStatus.CANCELED, f"not run: the execution is {state.execution.status}", None, None
+                )
             return
+        scope = state.scope()
         task_input: Mapping[str, Any] = {}
         try:
-            task_input = self._resolve_input(state, run)
-            outcome = self._execute(state, run, task_input)
+            task_input = self._resolve_input(state, run, scope)
+            outcome = self._execute(state, run, task_input, scope)
         except RollwayError as error:
             outcome = Failed(error.message)
         self._record(run, outcome, task_input)
 
-    def _resolve_input(self, state: ExecutionState, run: TaskRun) -> Mapping[str, Any]:
+    @staticmethod
+    def _resolve_input(state: ExecutionState, run: TaskRun, scope: Scope) -> Mapping[str, Any]:
         task = state.pipeline.task(run.key)
         deferred = TASK_TYPES[task.type].expression_fields
-        scope = state.scope()
-        resolved = {
-            name: value if name in deferred else resolve(value, scope.lookup) for name, value in task.input.items()
-        }
-        return resolved
+        return {name: value if name in deferred else resolve(value, scope.lookup) for name, value in task.input.items()}
 
-    def _execute(self, state: ExecutionState, run: TaskRun, task_input: Mapping[str, Any]) -> Outcome:
+    def _execute(self, state: ExecutionState, run: TaskRun, task_input: Mapping[str, Any], scope: Scope) -> Outcome:
         executor = self.executors.get(run.type)
         if executor is None:
             return Failed(f"this worker has no executor for {run.type} tasks")
-        call = TaskCall(state.pipeline.task(run.key), task_input, state.scope(), run.attempt, run.state)
+        call = TaskCall(state.pipeline.task(run.key), task_input, scope, run.attempt, run.state)
         try:
             return executor.execute(call)
         except RollwayError as error:
@@ -76,9 +76,13 @@ class TaskRunner:
     def _record(self, run: TaskRun, outcome: Outcome, task_input: Mapping[str, Any]) -> None:
         if isinstance(outcome, Succeeded):
             self.engine.task_succeeded(run, outcome.output, task_input)
-        elif isinstance(outcome, Waiting):
-            if self.store.requeue_task_run(run.id, run.attempt, outcome.state, outcome.message, task_input):
-                self.dispatcher.dispatch(self.store.get_task_run(run.id), countdown=outcome.countdown)
-        else:
-            self.store.finish_task_run(run.id, RunStatus.FAILED, outcome.message, outcome.output, task_input)
-            raise TaskFailed(outcome.message)
+            return
+        if isinstance(outcome, Waiting):
+            with self.store.transaction() as tx:
+                again = tx.requeue_task_run(run.id, run.attempt, outcome.state, outcome.message, task_input)
+            if again is not None:
+                self.dispatcher.dispatch(again, countdown=outcome.countdown)
+            return
+        with self.store.transaction() as tx:
+            tx.finish_task_run(run.id, RunStatus.FAILED, outcome.message, outcome.output, task_input)
+        raise TaskFailed(outcome.message)
