@@ -48,6 +48,15 @@ def serve(host: str, port: int, threads: int) -> None:
 
 
 @cli.command()
+@click.option("--redis/--no-redis", default=True, help="use Redis on localhost if it answers (default) or never")
+def demo(redis: bool) -> None:
+    """Run a release that succeeds and one that rolls back by itself, on embedded defaults."""
+    from api.demo import run_demo
+
+    sys.exit(run_demo(click.echo, use_redis=redis))
+
+
+@cli.command()
 @click.option("-Q", "--queues", default=",".join(QUEUES), show_default=True, help="comma-separated queues")
 @click.option("-c", "--concurrency", default=None, type=int, help="worker processes (default: CPU count)")
 @click.option("-l", "--loglevel", default="INFO", show_default=True)

@@ -24,13 +24,15 @@ class Settings:
     """Everything Rollway reads from its environment.
 
     `redis_url` is the Celery broker and result backend; `None` means Celery's in-memory transport,
-    which only works with a worker inside the same process (the embedded demo).
+    which only works with a worker inside the same process (the embedded demo). `redis_prefix` starts
+    every Redis key Rollway uses, so deployments sharing one Redis never see each other's queues.
     """
 
     database_url: str
     redis_url: str | None = DEFAULT_REDIS_URL
     secret_key: str | None = None
     api_token: str | None = None
+    redis_prefix: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -42,6 +44,7 @@ class Settings:
             redis_url=env.get("ROLLWAY_REDIS_URL") or DEFAULT_REDIS_URL,
             secret_key=env.get("ROLLWAY_SECRET_KEY") or None,
             api_token=env.get("ROLLWAY_API_TOKEN") or None,
+            redis_prefix=env.get("ROLLWAY_REDIS_PREFIX", ""),
         )
         settings.validate()
         return settings

@@ -62,6 +62,8 @@ class Context:
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for Rollway's queues: late acks, one message at a time, JSON only."""
     transport_options: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
+    if settings.redis_prefix:
+        transport_options["global_keyprefix"] = settings.redis_prefix
     if settings.redis_url is None:
         # The in-memory transport polls its queues, once a second unless told otherwise.
         transport_options = {"polling_interval": 0.01}
@@ -69,7 +71,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.broker_url,
         "result_backend": settings.redis_url or "cache+memory://",
         "broker_transport_options": transport_options,
-        "result_backend_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
+        "result_backend_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
         "task_default_queue": QUEUE_DEFAULT,
         "task_queues": [Queue(name) for name in QUEUES],
