@@ -73,6 +73,15 @@ def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
     make_celery(Settings.from_env()).worker_main(argv)
 
 
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)
+@click.pass_context
+def kubesim(ctx: click.Context) -> None:
+    """A standalone Kubernetes API emulator; prints its URL (`rollway kubesim --help` for its options)."""
+    from kubesim.cli import main as kubesim_main
+
+    sys.exit(kubesim_main(list(ctx.args)))
+
+
 @cli.command()
 @click.option("-f", "--file", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.pass_context

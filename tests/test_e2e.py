@@ -8,10 +8,9 @@ import threading
 import time
 from typing import Any
 
+from conftest import TERMINAL, ServedApp
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
-
-from conftest import TERMINAL, ServedApp
 
 Doc = dict[str, Any]
 

@@ -1,0 +1,415 @@
+"""The engine on each store backend (SQLite and PostgreSQL), with task runs run in-process by the inline
+dispatcher and the real executors, against a local HTTP server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from orchestrator.document import load_pipeline
+from orchestrator.engine import Engine
+from orchestrator.errors import InputInvalid, PipelineDisabled
+from orchestrator.execution import Execution, PipelineRecord
+from orchestrator.status import ExecutionStatus, RunStatus
+from orchestrator.store import Store
+from workers.dispatcher import InlineDispatcher
+from workers.executors import build_executors
+from workers.http import HttpClient
+from workers.runner import TaskRunner
+
+Doc = dict[str, Any]
+
+
+@dataclass
+class Harness:
+    """An engine whose dispatched task runs run when `drain()` is called."""
+
+    store: Store
+    engine: Engine
+    dispatcher: InlineDispatcher
+    runner: TaskRunner
+
+    def save(self, document: Doc) -> PipelineRecord:
+        return self.store.add_pipeline(load_pipeline(document, self.store.rollback_target))
+
+    def run(self, record: PipelineRecord, given: Doc | None = None) -> Execution:
+        execution = self.engine.trigger(record, given or {}, "test", "tester")
+        self.dispatcher.drain(self.runner)
+        return self.store.get_execution(execution.id)
+
+    def statuses(self, execution: Execution) -> dict[str, RunStatus]:
+        return {f"{run.stage}.{run.name}": run.status for run in self.store.task_runs(execution.id)}
+
+
+@pytest.fixture
+def harness(store: Store) -> Iterator[Harness]:
+    dispatcher = InlineDispatcher(sleep=lambda _seconds: None)
+    engine = Engine(store, dispatcher)
+    http = HttpClient(timeout=5)
+    yield Harness(store, engine, dispatcher, TaskRunner(store, engine, dispatcher, build_executors(http)))
+    http.close()
+
+
+def condition(text: str, **fields: Any) -> Doc:
+    return {"type": "Condition", "input": {"condition": text}, **fields}
+
+
+def pipeline(name: str, stages: dict[str, Doc], **fields: Any) -> Doc:
+    return {"name": name, "enabled": True, "stageOrder": list(stages), "stages": stages, **fields}
+
+
+def stage(*order: str, **tasks: Doc) -> Doc:
+    return {"taskOrder": list(order), "tasks": {name.replace("_", " "): task for name, task in tasks.items()}}
+
+
+def test_a_pipeline_runs_its_stages_in_order_and_binds_outputs(harness: Harness, web: HTTPServer) -> None:
+    # Given a service that hands out a build number, and a pipeline that checks it in a later stage
+    web.expect_request("/builds", method="POST").respond_with_json({"build": 7})
+    record = harness.save(
+        pipeline(
+            "Build",
+            {
+                "Build": stage(
+                    "Start", Start={"type": "REST", "input": {"action": "post", "url": web.url_for("/builds")}}
+                ),
+                "Check": stage("Is Seven", Is_Seven=condition("${Build.Start.output.responseJson.build} == 7")),
+            },
+            output={"build": "${Build.Start.output.responseJson.build}", "run": "#${executionIndex}"},
+        )
+    )
+
+    # When it runs
+    execution = harness.run(record)
+
+    # Then it completes with its output bound, typed where the binding is the whole value
+    assert execution.status is ExecutionStatus.COMPLETED
+    assert execution.output == {"build": 7, "run": "#1"}
+    assert harness.statuses(execution) == {"Build.Start": RunStatus.COMPLETED, "Check.Is Seven": RunStatus.COMPLETED}
+    assert execution.finished_at is not None and execution.started_at is not None
+
+
+def test_a_parallel_group_is_dispatched_together_and_the_next_group_waits_for_it(harness: Harness) -> None:
+    # Given a group of two tasks followed by a third
+    record = harness.save(
+        pipeline("Fan", {"S": stage("A,B", "C", A=condition("true"), B=condition("true"), C=condition("true"))})
+    )
+
+    # When it is triggered
+    execution = harness.engine.trigger(record, {})
+
+    # Then both tasks of the group are queued at once, and the third is not
+    queued = {run_id for run_id, _, _ in harness.dispatcher.pending}
+    runs = {run.name: run for run in harness.store.task_runs(execution.id)}
+    assert queued == {runs["A"].id, runs["B"].id}
+    assert runs["C"].status is RunStatus.NOT_STARTED
+    # ... and once the first finishes, the third still waits for the second
+    run_id, attempt, _ = harness.dispatcher.pending.popleft()
+    harness.runner.run(run_id, attempt)
+    assert harness.store.get_task_run(runs["C"].id).status is RunStatus.NOT_STARTED
+    harness.dispatcher.drain(harness.runner)
+    assert harness.store.get_execution(execution.id).status is ExecutionStatus.COMPLETED
+
+
+def test_a_false_precondition_skips_the_task_and_the_run_goes_on(harness: Harness) -> None:
+    # Given a task that only runs for production, and a task after it
+    record = harness.save(
+        pipeline(
+            "Maybe",
+            {
+                "Only Prod": stage("Deploy", Deploy=condition("true", preCondition="${input.env} == 'prod'")),
+                "After": stage("Done", Done=condition("true")),
+            },
+            input={"env": "dev"},
+        )
+    )
+
+    # When it runs for dev
+    execution = harness.run(record)
+
+    # Then the task is skipped, the next stage still runs, and the run completes
+    assert execution.status is ExecutionStatus.COMPLETED
+    assert harness.statuses(execution) == {"Only Prod.Deploy": RunStatus.SKIPPED, "After.Done": RunStatus.COMPLETED}
+    skipped = harness.store.task_runs(execution.id)[0]
+    assert "is false" in skipped.status_message
+
+
+def test_a_failing_task_rolls_back_with_bound_input_and_comments(harness: Harness, web: HTTPServer) -> None:
+    # Given a deploy that records the previous version, then fails its check; a stage link to a rollback
+    web.expect_request("/deploy", method="POST").respond_with_json({"previous": "1.0"})
+    web.expect_request("/restore", method="POST").respond_with_json({"ok": True})
+    harness.save(
+        pipeline(
+            "Undo",
+            {
+                "Restore": stage(
+                    "Put Back",
+                    Put_Back={
+                        "type": "REST",
+                        "input": {
+                            "action": "post",
+                            "url": web.url_for("/restore"),
+                            "payload": {"version": "${input.version}"},
+                        },
+                    },
+                )
+            },
+            input={"version": ""},
+        )
+    )
+    record = harness.save(
+        pipeline(
+            "Deploy",
+            {
+                "Prod": {
+                    **stage(
+                        "Push",
+                        "Verify",
+                        Push={"type": "REST", "input": {"action": "post", "url": web.url_for("/deploy")}},
+                        Verify=condition("${input.healthy} == true"),
+                    ),
+                    "rollback": {"pipeline": "Undo", "input": {"version": "${Prod.Push.output.responseJson.previous}"}},
+                }
+            },
+            input={"healthy": "false"},
+        )
+    )
+
+    # When it runs
+    parent = harness.run(record)
+
+    # Then the parent ended ROLLBACK_COMPLETED, linked to a COMPLETED rollback execution
+    assert parent.status is ExecutionStatus.ROLLBACK_COMPLETED
+    assert parent.rollback_execution_id is not None
+    child = harness.store.get_execution(parent.rollback_execution_id)
+    assert child.status is ExecutionStatus.COMPLETED
+    assert (child.rollback, child.rollback_of, child.pipeline_name) == (True, parent.id, "Undo")
+    assert child.input == {"version": "1.0"}
+    assert child.requested_by == "tester"
+    assert "Deploy #1" in child.comments and parent.id in child.comments
+    assert "task 'Verify' in stage 'Prod'" in child.comments and "is false" in child.comments
+    restored = next(request for request, _ in web.log if request.path == "/restore")
+    assert restored.get_json() == {"version": "1.0"}
+    assert "Prod.Verify failed" in parent.status_message and "Undo #1 COMPLETED" in parent.status_message
+
+
+def test_a_rollback_binding_to_a_task_that_never_ran_is_empty(harness: Harness) -> None:
+    # Given a stage whose first task fails before the task the rollback reads from has run
+    harness.save(pipeline("Undo", {"R": stage("Note", Note=condition("true"))}, input={"version": ""}))
+    record = harness.save(
+        pipeline(
+            "Early",
+            {
+                "S": {
+                    **stage("Fail", "Later", Fail=condition("false"), Later=condition("true")),
+                    "rollback": {"pipeline": "Undo", "input": {"version": "${S.Later.output.result}"}},
+                }
+            },
+        )
+    )
+
+    # When it fails
+    parent = harness.run(record)
+
+    # Then the rollback still runs, with an empty value for what it could not read
+    assert parent.status is ExecutionStatus.ROLLBACK_COMPLETED
+    assert parent.rollback_execution_id is not None
+    assert harness.store.get_execution(parent.rollback_execution_id).input == {"version": ""}
+
+
+def test_a_task_link_wins_and_a_failing_rollback_gives_rollback_failed(harness: Harness) -> None:
+    # Given a failing task linked to a rollback that fails itself, in a stage linked to one that works
+    harness.save(pipeline("Stage Undo", {"R": stage("Fine", Fine=condition("true"))}))
+    harness.save(pipeline("Task Undo", {"R": stage("Broken", Broken=condition("1 == 2"))}))
+    record = harness.save(
+        pipeline(
+            "Linked",
+            {
+                "S": {
+                    **stage("Check", Check=condition("false", rollback={"pipeline": "Task Undo"})),
+                    "rollback": {"pipeline": "Stage Undo"},
+                }
+            },
+        )
+    )
+
+    # When it fails
+    parent = harness.run(record)
+
+    # Then the task's rollback ran (not the stage's), failed, and the parent is ROLLBACK_FAILED
+    assert parent.status is ExecutionStatus.ROLLBACK_FAILED
+    rollbacks = harness.store.list_executions(rollback=True)
+    assert [(item.pipeline_name, item.status) for item in rollbacks] == [("Task Undo", ExecutionStatus.FAILED)]
+
+
+def test_without_a_link_a_failure_fails_the_execution_and_ignore_failure_lets_it_complete(harness: Harness) -> None:
+    # Given one pipeline whose failing task has no link, and one whose failing task is ignored
+    failing = harness.save(
+        pipeline("Fails", {"S": stage("Bad", "Never", Bad=condition("false"), Never=condition("true"))})
+    )
+    ignoring = harness.save(
+        pipeline(
+            "Ignores", {"S": stage("Bad", "Next", Bad=condition("false", ignoreFailure=True), Next=condition("true"))}
+        )
+    )
+
+    # When both run
+    failed = harness.run(failing)
+    completed = harness.run(ignoring)
+
+    # Then the first is FAILED and stopped there; the second COMPLETED with the failure recorded on its task
+    assert failed.status is ExecutionStatus.FAILED
+    assert failed.status_message == "task S.Bad failed: condition 'false' is false"
+    assert harness.statuses(failed) == {"S.Bad": RunStatus.FAILED, "S.Never": RunStatus.NOT_STARTED}
+    assert completed.status is ExecutionStatus.COMPLETED
+    assert harness.statuses(completed) == {"S.Bad": RunStatus.FAILED, "S.Next": RunStatus.COMPLETED}
+    assert harness.store.list_executions(rollback=True) == []
+
+
+def test_a_precondition_that_cannot_be_evaluated_fails_the_task(harness: Harness) -> None:
+    # Given a preCondition comparing a word with a number
+    record = harness.save(
+        pipeline(
+            "Odd",
+            {"S": stage("A", A=condition("true", preCondition="${input.config} > 3"))},
+            input={"config": "abc"},
+        )
+    )
+
+    # When it runs
+    execution = harness.run(record)
+
+    # Then the task failed before it started, saying why, and so did the execution
+    assert execution.status is ExecutionStatus.FAILED
+    run = harness.store.task_runs(execution.id)[0]
+    assert run.status is RunStatus.FAILED and "could not be evaluated" in run.status_message
+
+
+def test_a_disabled_pipeline_and_a_missing_mandatory_input_are_refused(harness: Harness) -> None:
+    # Given a disabled pipeline and an enabled one with a mandatory input
+    disabled = harness.save(pipeline("Off", {"S": stage("A", A=condition("true"))}, enabled=False))
+    mandatory = harness.save(
+        pipeline(
+            "Needs",
+            {"S": stage("A", A=condition("true"))},
+            input={"image": ""},
+            _inputMeta={"image": {"mandatory": True, "description": "the image to deploy"}},
+        )
+    )
+
+    # When they are triggered, Then each is refused with a reason and no execution is recorded
+    with pytest.raises(PipelineDisabled):
+        harness.engine.trigger(disabled, {})
+    with pytest.raises(InputInvalid) as refused:
+        harness.engine.trigger(mandatory, {"imag": "nginx"})
+    assert [problem.path for problem in refused.value.details] == ["input.imag", "input.image"]
+    assert "the image to deploy" in refused.value.details[1].message
+    assert harness.store.list_executions() == []
+
+
+def test_executions_beyond_the_concurrency_wait_in_queued_and_start_in_order(harness: Harness) -> None:
+    # Given a pipeline that runs one execution at a time
+    record = harness.save(pipeline("One", {"S": stage("A", A=condition("true"))}, concurrency=1))
+
+    # When three are triggered before any task has run
+    first, second, third = (harness.engine.trigger(record, {}) for _ in range(3))
+
+    # Then the later two wait in QUEUED, saying why
+    assert [first.status, second.status, third.status] == [ExecutionStatus.RUNNING, *[ExecutionStatus.QUEUED] * 2]
+    assert "concurrency 1" in second.status_message
+    # ... and as each ends, the next one starts, until all completed
+    harness.dispatcher.drain(harness.runner)
+    ended = [harness.store.get_execution(item.id) for item in (first, second, third)]
+    assert [item.status for item in ended] == [ExecutionStatus.COMPLETED] * 3
+    assert ended[0].finished_at <= ended[1].started_at and ended[1].finished_at <= ended[2].started_at  # type: ignore[operator]
+
+
+def test_a_redelivered_failure_and_a_dead_worker_are_handled_once(harness: Harness) -> None:
+    # Given a running execution whose only task a worker claimed and then died with
+    record = harness.save(pipeline("Dies", {"S": stage("A", A=condition("true"))}))
+    execution = harness.engine.trigger(record, {})
+    run_id, attempt, _ = harness.dispatcher.pending.popleft()
+    assert harness.store.claim(run_id, attempt) is not None
+
+    # When the errback reports the failure, twice (Celery may redeliver it)
+    harness.engine.task_failed(run_id)
+    harness.engine.task_failed(run_id)
+
+    # Then the task is FAILED with the reason, the execution FAILED once, and a late message runs nothing
+    run = harness.store.get_task_run(run_id)
+    assert run.status is RunStatus.FAILED and "worker stopped" in run.status_message
+    assert harness.store.get_execution(execution.id).status is ExecutionStatus.FAILED
+    harness.runner.run(run_id, attempt)
+    assert harness.store.get_task_run(run_id).status is RunStatus.FAILED
+
+
+def test_editing_a_pipeline_does_not_change_a_running_execution(harness: Harness) -> None:
+    # Given an execution started on version 1 of a pipeline
+    document = pipeline("Versioned", {"S": stage("A", A=condition("true"))})
+    record = harness.save(document)
+    execution = harness.engine.trigger(record, {})
+
+    # When the pipeline is changed to fail before the execution's task runs
+    harness.store.replace_pipeline(
+        record.id,
+        load_pipeline(pipeline("Versioned", {"S": stage("A", A=condition("false"))}), harness.store.rollback_target),
+    )
+    harness.dispatcher.drain(harness.runner)
+
+    # Then the execution ran the version it started with, and the next one runs the new version
+    assert harness.store.get_execution(execution.id).status is ExecutionStatus.COMPLETED
+    assert harness.run(harness.store.get_pipeline(record.id)).status is ExecutionStatus.FAILED
+
+
+def test_a_poll_waits_by_requeueing_until_its_criteria_hold(harness: Harness, web: HTTPServer) -> None:
+    # Given a job that is done at the third poll
+    answers = iter(["RUNNING", "RUNNING", "DONE"])
+    web.expect_request("/job").respond_with_handler(
+        lambda _request: Response(json.dumps({"state": next(answers)}), content_type="application/json")
+    )
+    poll = {
+        "type": "POLL",
+        "input": {
+            "url": web.url_for("/job"),
+            "pollCount": 5,
+            "pollIntervalSeconds": 0.5,
+            "exitCriteria": {"success": "${responseJson.state} == 'DONE'"},
+        },
+    }
+    record = harness.save(pipeline("Poller", {"S": stage("Wait", Wait=poll)}))
+    waits: list[float] = []
+    harness.dispatcher.sleep = waits.append
+
+    # When it runs
+    execution = harness.run(record)
+
+    # Then it took three attempts, re-dispatched with the interval as countdown, and completed
+    assert execution.status is ExecutionStatus.COMPLETED
+    run = harness.store.task_runs(execution.id)[0]
+    assert run.attempt == 3 and run.output is not None and run.output["iterationCount"] == 3
+    assert waits == [0.5, 0.5]
+
+
+def test_a_failing_request_records_its_output_for_the_rollback(harness: Harness, web: HTTPServer) -> None:
+    # Given a REST task whose server answers 500 with a JSON body
+    def broken(_request: Request) -> Response:
+        return Response(json.dumps({"error": "boom"}), status=500, content_type="application/json")
+
+    web.expect_request("/api").respond_with_handler(broken)
+    record = harness.save(
+        pipeline("Rest", {"S": stage("Call", Call={"type": "REST", "input": {"url": web.url_for("/api")}})})
+    )
+
+    # When it runs
+    execution = harness.run(record)
+
+    # Then the task failed naming the answer, and kept the response as its output
+    run = harness.store.task_runs(execution.id)[0]
+    assert run.status is RunStatus.FAILED and run.status_message.endswith("answered 500")
+    assert run.output is not None and run.output["responseJson"] == {"error": "boom"}
+    assert run.input == {"url": web.url_for("/api")}
