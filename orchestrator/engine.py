@@ -10,14 +10,15 @@ never receives a task run it cannot yet see.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestrator import expressions, planner, rollback
-from orchestrator.bindings import resolve
+from orchestrator.bindings import Scope, resolve
 from orchestrator.errors import InputInvalid, PipelineDisabled, Problem, RollwayError
 from orchestrator.execution import Execution, ExecutionState, PipelineRecord, TaskRun
+from orchestrator.inputs import BoundTask, bind_task
 from orchestrator.pipeline import Pipeline, TaskKey
 from orchestrator.status import ExecutionStatus, RunStatus
 from orchestrator.store import Store
@@ -97,13 +98,13 @@ class Engine:
             self._advance(tx, state, effects)
         self._follow_up(effects)
 
-    def task_succeeded(self, run: TaskRun, output: Mapping[str, Any], task_input: Mapping[str, Any]) -> None:
+    def task_succeeded(self, run: TaskRun, output: Mapping[str, Any]) -> None:
         """Record a task run's output and move its execution on, in one step."""
         effects = Effects()
         with self.store.transaction() as tx:
             # Finish first, lock second: a sibling finishing at the same moment then waits for this step and
             # sees this run completed, so one of the two always starts what comes next.
-            if tx.finish_task_run(run.id, RunStatus.COMPLETED, "", output, task_input):
+            if tx.finish_task_run(run.id, RunStatus.COMPLETED, "", output):
                 self._advance(tx, tx.state(run.execution_id, lock=True), effects)
         self._follow_up(effects)
 
@@ -114,9 +115,7 @@ class Engine:
             run = tx.task_run(task_run_id)
             if not run.status.is_terminal:
                 # The worker died or lost its database before it could record why.
-                tx.finish_task_run(
-                    run.id, RunStatus.FAILED, "the worker stopped before recording a result", None, run.input
-                )
+                tx.finish_task_run(run.id, RunStatus.FAILED, "the worker stopped before recording a result")
             state = tx.state(run.execution_id, lock=True)
             summary = state.runs[run.key]
             if summary.status is RunStatus.FAILED:
@@ -132,12 +131,14 @@ class Engine:
         scope = state.scope()
         step = planner.plan(state.pipeline, state.statuses(), lambda text: expressions.check(text, scope.lookup))
         tx.settle_task_runs(execution.id, step.skip, RunStatus.SKIPPED)
-        if step.fail:
-            tx.settle_task_runs(execution.id, step.fail, RunStatus.FAILED)
-            key, message = step.fail[0]
+        bound, unbound = _bind(state.pipeline, step.start, scope)
+        failed = [*step.fail, *unbound]
+        if failed:
+            tx.settle_task_runs(execution.id, failed, RunStatus.FAILED)
+            key, message = failed[0]
             self._on_failure(tx, tx.state(execution.id), key, message, effects)
             return
-        effects.dispatch += tx.queue_task_runs(execution.id, step.start)
+        effects.dispatch += tx.queue_task_runs(execution.id, bound)
         if step.done:
             output = resolve(dict(state.pipeline.output), lambda text: _lenient(scope.lookup, text))
             if tx.transition(execution.id, ExecutionStatus.COMPLETED, "", output=output):
@@ -202,6 +203,19 @@ class Engine:
         message = f"{parent.status_message.removeprefix(ROLLING_BACK)}; {ended}"
         if tx.transition(parent.id, rollback.parent_outcome(rollback_execution.status), message):
             effects.ended.append(parent.id)
+
+
+def _bind(
+    pipeline: Pipeline, keys: Iterable[TaskKey], scope: Scope
+) -> tuple[list[tuple[TaskKey, BoundTask]], list[tuple[TaskKey, str]]]:
+    """What each task about to be queued is given, and the tasks whose bindings cannot be resolved."""
+    bound, unbound = [], []
+    for key in keys:
+        try:
+            bound.append((key, bind_task(pipeline.task(key), scope)))
+        except RollwayError as error:
+            unbound.append((key, f"its input could not be bound: {error.message}"))
+    return bound, unbound
 
 
 def _lenient(lookup: Any, text: str) -> object:

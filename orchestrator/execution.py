@@ -63,7 +63,8 @@ class TaskRun:
 
     `attempt` counts dispatches: a POLL that waits is dispatched again with the next attempt, and a worker
     only claims the run for the attempt its message names, so a redelivered message never runs it twice.
-    `state` is what an executor keeps between attempts.
+    `input` and `bindings` are set when the run is queued (see `inputs.py`); `state` is what an executor
+    keeps between attempts.
     """
 
     id: str
@@ -75,6 +76,7 @@ class TaskRun:
     status_message: str
     input: Mapping[str, Any] | None
     output: Mapping[str, Any] | None
+    bindings: Mapping[str, Any]
     state: Mapping[str, Any]
     attempt: int
     started_at: datetime | None

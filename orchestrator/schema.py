@@ -105,6 +105,8 @@ task_runs = Table(
     Column("status_message", Text, nullable=False, default=""),
     Column("input", Json, nullable=True),
     Column("output", Json, nullable=True),
+    # Values of the pipeline bindings the task's expressions read, taken when it was queued.
+    Column("bindings", Json, nullable=False),
     Column("state", Json, nullable=False),
     Column("attempt", Integer, nullable=False, default=0),
     Column("started_at", UTCDateTime, nullable=True),

@@ -88,11 +88,10 @@ class Store:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             yield Transaction(conn, self.documents)
 
-    def claim(self, task_run_id: str, attempt: int) -> tuple[TaskRun, ExecutionState] | None:
-        """Take a QUEUED task run for this attempt, with its execution's state; None if it is not there to take."""
+    def claim(self, task_run_id: str, attempt: int) -> TaskRun | None:
+        """Take a QUEUED task run for this attempt, in one statement; see `Transaction.claim_task_run`."""
         with self.autocommit() as tx:
-            run = tx.claim_task_run(task_run_id, attempt)
-            return None if run is None else (run, tx.state(run.execution_id))
+            return tx.claim_task_run(task_run_id, attempt)
 
     @contextmanager
     def locked(self, execution_id: str) -> Iterator[tuple[Transaction, ExecutionState]]:

@@ -18,12 +18,15 @@ from sqlalchemy import Connection, Row, bindparam, func, select, update
 from orchestrator.document import to_document
 from orchestrator.errors import NotFound
 from orchestrator.execution import Execution, ExecutionState, PipelineRecord, RunSummary, TaskRun
+from orchestrator.inputs import BoundTask
 from orchestrator.pipeline import TaskKey
 from orchestrator.schema import executions, now, pipelines, task_runs
 from orchestrator.snapshots import DocumentCache, digest
 from orchestrator.status import EXECUTION_ALLOWED, RUN_ALLOWED, ExecutionStatus, RunStatus, predecessors
 
 ACTIVE = (ExecutionStatus.RUNNING, ExecutionStatus.WAITING, ExecutionStatus.PAUSED, ExecutionStatus.CANCELING)
+# Executions whose task runs may still be started (ExecutionStatus.is_active).
+ACTIVE_FOR_TASKS = tuple(status for status in ExecutionStatus if status.is_active)
 EXECUTION_COLUMNS = [column for column in executions.c if column.name != "document"]
 SUMMARY_COLUMNS = [task_runs.c[name] for name in ("id", "stage", "name", "status", "status_message", "output")]
 
@@ -34,12 +37,18 @@ _LOCK_EXECUTION = _EXECUTION.with_for_update()
 _SUMMARIES = (
     select(*SUMMARY_COLUMNS).where(task_runs.c.execution_id == bindparam("execution_id")).order_by(task_runs.c.position)
 )
+_EXECUTION_ACTIVE = (
+    select(executions.c.id)
+    .where(executions.c.id == task_runs.c.execution_id, executions.c.status.in_(ACTIVE_FOR_TASKS))
+    .exists()
+)
 _CLAIM = (
     update(task_runs)
     .where(
         task_runs.c.id == bindparam("run_id"),
         task_runs.c.status == RunStatus.QUEUED,
         task_runs.c.attempt == bindparam("claimed_attempt"),
+        _EXECUTION_ACTIVE,
     )
     .values(
         status=RunStatus.RUNNING,
@@ -56,8 +65,29 @@ _QUEUE = (
         task_runs.c.name == bindparam("named"),
         task_runs.c.status == RunStatus.NOT_STARTED,
     )
-    .values(status=RunStatus.QUEUED, attempt=task_runs.c.attempt + 1, updated_at=bindparam("now"))
+    .values(
+        status=RunStatus.QUEUED,
+        attempt=task_runs.c.attempt + 1,
+        input=bindparam("given"),
+        bindings=bindparam("bound"),
+        updated_at=bindparam("now"),
+    )
     .returning(*task_runs.c)
+)
+_CANCEL_ABANDONED = (
+    update(task_runs)
+    .where(
+        task_runs.c.id == bindparam("run_id"),
+        task_runs.c.status == RunStatus.QUEUED,
+        task_runs.c.attempt == bindparam("claimed_attempt"),
+        ~_EXECUTION_ACTIVE,
+    )
+    .values(
+        status=RunStatus.CANCELED,
+        status_message="not run: its execution is no longer running",
+        finished_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
 )
 
 _FINISH = {
@@ -67,7 +97,6 @@ _FINISH = {
         status=new,
         status_message=bindparam("message"),
         output=bindparam("output"),
-        input=bindparam("given"),
         finished_at=bindparam("now"),
         updated_at=bindparam("now"),
     )
@@ -112,6 +141,7 @@ def task_run_from_row(row: Row[Any]) -> TaskRun:
         status_message=row.status_message,
         input=row.input,
         output=row.output,
+        bindings=row.bindings,
         state=row.state,
         attempt=row.attempt,
         started_at=row.started_at,
@@ -243,6 +273,7 @@ class Transaction:
                     "position": position,
                     "status": RunStatus.NOT_STARTED,
                     "status_message": "",
+                    "bindings": {},
                     "state": {},
                     "attempt": 0,
                     "updated_at": stamp,
@@ -295,11 +326,18 @@ class Transaction:
 
     # -- task runs
 
-    def queue_task_runs(self, execution_id: str, keys: Iterable[TaskKey]) -> list[TaskRun]:
-        """Move NOT_STARTED task runs to QUEUED with their next attempt; the runs this call moved."""
+    def queue_task_runs(self, execution_id: str, bound: Iterable[tuple[TaskKey, BoundTask]]) -> list[TaskRun]:
+        """Move NOT_STARTED task runs to QUEUED with their next attempt and what they are given; the runs moved."""
         moved = []
-        for stage, name in keys:
-            values = {"in_execution": execution_id, "in_stage": stage, "named": name, "now": now()}
+        for (stage, name), task in bound:
+            values = {
+                "in_execution": execution_id,
+                "in_stage": stage,
+                "named": name,
+                "given": dict(task.input),
+                "bound": dict(task.bindings),
+                "now": now(),
+            }
             row = self.conn.execute(_QUEUE, values).first()
             if row is not None:
                 moved.append(task_run_from_row(row))
@@ -321,38 +359,33 @@ class Transaction:
             )
 
     def claim_task_run(self, task_run_id: str, attempt: int) -> TaskRun | None:
-        """Take a QUEUED task run for this attempt (QUEUED -> RUNNING); None if it is not there to take."""
-        stamp = now()
-        row = self.conn.execute(
-            update(task_runs)
-            .where(
-                task_runs.c.id == task_run_id, task_runs.c.status == RunStatus.QUEUED, task_runs.c.attempt == attempt
-            )
-            .values(status=RunStatus.RUNNING, started_at=func.coalesce(task_runs.c.started_at, stamp), updated_at=stamp)
-            .returning(*task_runs.c)
-        ).first()
+        """Take a QUEUED task run of a running execution for this attempt (QUEUED -> RUNNING).
+
+        None if it is not there to take: another worker has it, the message is for another attempt, or its
+        execution is no longer running.
+        """
+        row = self.conn.execute(_CLAIM, {"run_id": task_run_id, "claimed_attempt": attempt, "now": now()}).first()
         return None if row is None else task_run_from_row(row)
 
+    def cancel_abandoned(self, task_run_id: str, attempt: int) -> bool:
+        """Cancel a QUEUED task run whose execution ended before a worker got to it."""
+        values = {"run_id": task_run_id, "claimed_attempt": attempt, "now": now()}
+        return self.conn.execute(_CANCEL_ABANDONED, values).rowcount == 1
+
     def finish_task_run(
-        self,
-        task_run_id: str,
-        new: RunStatus,
-        message: str,
-        output: Mapping[str, Any] | None,
-        input: Mapping[str, Any] | None,
+        self, task_run_id: str, new: RunStatus, message: str, output: Mapping[str, Any] | None = None
     ) -> bool:
-        """Record a task run's end (COMPLETED, FAILED or CANCELED) with what it was given and gave, if still open."""
+        """Record a task run's end (COMPLETED, FAILED or CANCELED) and its output, if it is still open."""
         values = {
             "run_id": task_run_id,
             "message": message,
             "output": None if output is None else dict(output),
-            "given": None if input is None else dict(input),
             "now": now(),
         }
         return self.conn.execute(_FINISH[new], values).rowcount == 1
 
     def requeue_task_run(
-        self, task_run_id: str, attempt: int, state: Mapping[str, Any], message: str, input: Mapping[str, Any]
+        self, task_run_id: str, attempt: int, state: Mapping[str, Any], message: str
     ) -> TaskRun | None:
         """Put a RUNNING task run back in QUEUED for its next attempt, keeping its executor state."""
         row = self.conn.execute(
@@ -365,7 +398,6 @@ class Transaction:
                 attempt=attempt + 1,
                 state=dict(state),
                 status_message=message,
-                input=dict(input),
                 updated_at=now(),
             )
             .returning(*task_runs.c)

@@ -30,7 +30,7 @@ from orchestrator.store import Store
 CI = os.environ.get("CI") == "true"
 REDIS_URL = os.environ.get("ROLLWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_SERVER = os.environ.get("ROLLWAY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
-POSTGRES_DB = "rollway_test"
+POSTGRES_DB = os.environ.get("ROLLWAY_TEST_DATABASE", "rollway_test")
 TOKEN = "test-token"
 
 

@@ -413,3 +413,51 @@ def test_a_failing_request_records_its_output_for_the_rollback(harness: Harness,
     assert run.status is RunStatus.FAILED and run.status_message.endswith("answered 500")
     assert run.output is not None and run.output["responseJson"] == {"error": "boom"}
     assert run.input == {"url": web.url_for("/api")}
+
+
+def test_a_task_whose_bindings_cannot_be_resolved_fails_before_it_is_queued(harness: Harness) -> None:
+    # Given a task reading the output of a task that was skipped
+    record = harness.save(
+        pipeline(
+            "Unbound",
+            {
+                "S": stage(
+                    "Maybe",
+                    "Reader",
+                    Maybe=condition("true", preCondition="1 == 2"),
+                    Reader=condition("${S.Maybe.output.result} == true"),
+                )
+            },
+        )
+    )
+
+    # When it runs
+    execution = harness.run(record)
+
+    # Then the reading task failed without running, saying which binding had no value
+    assert execution.status is ExecutionStatus.FAILED
+    runs = {run.name: run for run in harness.store.task_runs(execution.id)}
+    assert runs["Maybe"].status is RunStatus.SKIPPED
+    assert runs["Reader"].status is RunStatus.FAILED and runs["Reader"].attempt == 0
+    assert "could not be bound" in runs["Reader"].status_message
+    assert "'S.Maybe' has not completed" in runs["Reader"].status_message
+
+
+def test_a_queued_task_shows_the_input_it_was_given(harness: Harness) -> None:
+    # Given a pipeline whose second task reads the first one's output and the execution's input
+    record = harness.save(
+        pipeline(
+            "Shows",
+            {"S": stage("A", "B", A=condition("true"), B=condition("${S.A.output.result} == true and ${input.go}"))},
+            input={"go": "true"},
+        )
+    )
+
+    # When it has run
+    execution = harness.run(record)
+
+    # Then each task run shows what it was given, the expression's bindings with their values
+    runs = {run.name: run for run in harness.store.task_runs(execution.id)}
+    assert runs["B"].input == {"condition": "${S.A.output.result} == true and ${input.go}"}
+    assert runs["B"].bindings == {"S.A.output.result": True, "input.go": "true"}
+    assert execution.status is ExecutionStatus.COMPLETED

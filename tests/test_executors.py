@@ -11,6 +11,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from orchestrator.bindings import Scope
+from orchestrator.inputs import bind_task
 from orchestrator.pipeline import Task
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall, Waiting
 from workers.executors.condition import ConditionExecutor
@@ -29,7 +30,9 @@ def http() -> Iterator[HttpClient]:
 
 
 def call(task_type: str, task_input: dict[str, Any], state: dict[str, Any] | None = None) -> TaskCall:
-    return TaskCall(Task("T", task_type, task_input), task_input, SCOPE, state=state or {})
+    """The call a worker makes of a task queued in an execution whose scope is SCOPE."""
+    bound = bind_task(Task("T", task_type, task_input), SCOPE)
+    return TaskCall(task_type, bound.input, bound.bindings, state=state or {})
 
 
 def test_rest_sends_the_method_headers_and_json_payload_and_records_the_answer(
@@ -168,8 +171,8 @@ def test_poll_criteria_can_read_the_pipeline_bindings(http: HttpClient, web: HTT
     [
         ("${input.env} == 'prod' and ${input.count} > 2", True, ""),
         ("${input.count} >= 10", False, "is false"),
-        ("${input.missing} == 1", False, "could not be evaluated: '${input.missing}': there is no input named"),
-        ("${input.env} ==", False, "could not be evaluated"),
+        ("${input.env} == 'dev' or ${input.count} == 'x'", False, "is false"),
+        ("${input.count} < null", False, "could not be evaluated: cannot compare"),
     ],
 )
 def test_condition_passes_fails_or_explains(text: str, succeeded: bool, message: str) -> None:

@@ -10,6 +10,7 @@ import pytest
 from orchestrator.document import load_pipeline
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.execution import PipelineRecord
+from orchestrator.inputs import BoundTask
 from orchestrator.pipeline import Pipeline
 from orchestrator.status import ExecutionStatus, RunStatus
 from orchestrator.store import Store
@@ -109,42 +110,60 @@ def test_executions_beyond_the_concurrency_are_queued_then_promoted_oldest_first
 def test_a_task_run_is_claimed_once_per_attempt(store: Store) -> None:
     # Given a queued task run
     execution_id = start(store, store.add_pipeline(pipeline("Claim")))
+    given = BoundTask({"url": "https://example.com"}, {"input.env": "prod"})
     with store.transaction() as tx:
-        (queued,) = tx.queue_task_runs(execution_id, [("CI", "Build")])
-        assert tx.queue_task_runs(execution_id, [("CI", "Build")]) == []
+        (queued,) = tx.queue_task_runs(execution_id, [(("CI", "Build"), given)])
+        assert tx.queue_task_runs(execution_id, [(("CI", "Build"), given)]) == []
 
     # When its message is delivered twice, and a message for another attempt arrives
     claimed = store.claim(queued.id, queued.attempt)
     again = store.claim(queued.id, queued.attempt)
     stale = store.claim(queued.id, queued.attempt + 1)
 
-    # Then only the first delivery gets it, with its execution's state
+    # Then only the first delivery gets it, with what it was given when queued
     assert claimed is not None and again is None and stale is None
-    run, state = claimed
-    assert run.status is RunStatus.RUNNING and run.started_at is not None
-    assert state.execution.id == execution_id and state.pipeline.name == "Claim"
-    # ... and once put back for its next attempt, that attempt claims it
+    assert claimed.status is RunStatus.RUNNING and claimed.started_at is not None
+    assert (claimed.input, claimed.bindings) == ({"url": "https://example.com"}, {"input.env": "prod"})
+    # ... and once put back for its next attempt, that attempt claims it, with the state the last one kept
     with store.transaction() as tx:
-        requeued = tx.requeue_task_run(run.id, run.attempt, {"iteration": 1}, "poll 1 of 3", {"url": "x"})
-    assert requeued is not None and requeued.attempt == run.attempt + 1
-    reclaimed = store.claim(run.id, requeued.attempt)
-    assert reclaimed is not None and reclaimed[0].state == {"iteration": 1}
+        requeued = tx.requeue_task_run(claimed.id, claimed.attempt, {"iteration": 1}, "poll 1 of 3")
+    assert requeued is not None and requeued.attempt == claimed.attempt + 1
+    reclaimed = store.claim(claimed.id, requeued.attempt)
+    assert reclaimed is not None and reclaimed.state == {"iteration": 1} and reclaimed.input == claimed.input
+
+
+def test_a_task_run_of_an_execution_that_ended_is_not_claimed_but_canceled(store: Store) -> None:
+    # Given a queued task run whose execution then failed
+    execution_id = start(store, store.add_pipeline(pipeline("Ended")))
+    with store.transaction() as tx:
+        (queued,) = tx.queue_task_runs(execution_id, [(("CI", "Build"), BoundTask({}))])
+        tx.transition(execution_id, ExecutionStatus.FAILED, "a sibling failed")
+
+    # When its message arrives
+    claimed = store.claim(queued.id, queued.attempt)
+    with store.transaction() as tx:
+        canceled = tx.cancel_abandoned(queued.id, queued.attempt)
+
+    # Then no worker runs it, and it is CANCELED saying why
+    assert claimed is None and canceled
+    run = store.get_task_run(queued.id)
+    assert run.status is RunStatus.CANCELED and "no longer running" in run.status_message
 
 
 def test_status_changes_follow_the_transition_table(store: Store) -> None:
     # Given a FAILED execution and a finished task run
     execution_id = start(store, store.add_pipeline(pipeline("Table")))
     with store.transaction() as tx:
-        assert tx.transition(execution_id, ExecutionStatus.FAILED, "it broke")
-        run = tx.queue_task_runs(execution_id, [("CI", "Build")])[0]
-    store.claim(run.id, run.attempt)
+        run = tx.queue_task_runs(execution_id, [(("CI", "Build"), BoundTask({"in": 1}))])[0]
+    assert store.claim(run.id, run.attempt) is not None
     with store.transaction() as tx:
-        assert tx.finish_task_run(run.id, RunStatus.COMPLETED, "", {"ok": True}, {"in": 1})
+        assert tx.finish_task_run(run.id, RunStatus.COMPLETED, "", {"ok": True})
+        assert tx.transition(execution_id, ExecutionStatus.FAILED, "it broke")
 
     # When something tries to move them on again
     with store.transaction() as tx:
         moved_execution = tx.transition(execution_id, ExecutionStatus.RUNNING)
-        moved_run = tx.finish_task_run(run.id, RunStatus.FAILED, "late", None, None)
+        moved_run = tx.finish_task_run(run.id, RunStatus.FAILED, "late")
 
     # Then nothing changes
     assert not moved_execution and not moved_run

@@ -6,23 +6,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orchestrator.bindings import Scope
-from orchestrator.pipeline import Task
+from orchestrator.inputs import bound_lookup
 
 
 @dataclass(frozen=True)
 class TaskCall:
-    """One attempt at a task: its definition, its resolved input, and what the last attempt kept.
+    """One attempt at a task: its resolved input, the bindings its expressions read, and what the last
+    attempt kept.
 
     Expression fields of the input (a Condition's `condition`, a POLL's `exitCriteria`) are left as
-    written; the executor evaluates them against its own names and `scope`.
+    written; the executor evaluates them, looking pipeline references up with `lookup`.
     """
 
-    task: Task
+    type: str
     input: Mapping[str, Any]
-    scope: Scope
+    bindings: Mapping[str, Any] = field(default_factory=dict)
     attempt: int = 1
     state: Mapping[str, Any] = field(default_factory=dict)
+
+    def lookup(self, reference: str) -> object:
+        """The value of a pipeline binding an expression of this task reads."""
+        return bound_lookup(self.bindings)(reference)
 
 
 @dataclass(frozen=True)

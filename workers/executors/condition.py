@@ -13,7 +13,7 @@ class ConditionExecutor:
     def execute(self, call: TaskCall) -> Outcome:
         condition = str(call.input.get("condition", ""))
         try:
-            result = expressions.check(condition, call.scope.lookup)
+            result = expressions.check(condition, call.lookup)
         except (ExpressionError, BindingError) as error:
             return Failed(f"condition {condition!r} could not be evaluated: {error.message}", {"result": None})
         if not result:

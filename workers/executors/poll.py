@@ -95,7 +95,7 @@ class PollExecutor:
             head, *path = split_path(reference)
             if head in RESPONSE_NAMES:
                 return walk(local[str(head)], tuple(path), str(head))
-            return call.scope.lookup(reference)
+            return call.lookup(reference)
 
         for key, status in (("failure", "FAILED"), ("success", "COMPLETED")):
             condition = criteria.get(key)
