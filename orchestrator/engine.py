@@ -135,7 +135,9 @@ class Engine:
         failed = [*step.fail, *unbound]
         if failed:
             tx.settle_task_runs(execution.id, failed, RunStatus.FAILED)
-            key, message = failed[0]
+            # A failure that stops the run decides; ignored ones only let it go on.
+            stopping = [item for item in failed if not state.pipeline.task(item[0]).ignore_failure]
+            key, message = (stopping or failed)[0]
             self._on_failure(tx, tx.state(execution.id), key, message, effects)
             return
         effects.dispatch += tx.queue_task_runs(execution.id, bound)

@@ -461,3 +461,28 @@ def test_a_queued_task_shows_the_input_it_was_given(harness: Harness) -> None:
     assert runs["B"].input == {"condition": "${S.A.output.result} == true and ${input.go}"}
     assert runs["B"].bindings == {"S.A.output.result": True, "input.go": "true"}
     assert execution.status is ExecutionStatus.COMPLETED
+
+
+def test_when_parallel_tasks_fail_to_start_the_one_not_ignored_decides(harness: Harness) -> None:
+    # Given a parallel group where both tasks read an output that never came, only the first ignored
+    record = harness.save(
+        pipeline(
+            "Both",
+            {
+                "S": stage(
+                    "Maybe",
+                    "Ignored,Counted",
+                    Maybe=condition("true", preCondition="false"),
+                    Ignored=condition("${S.Maybe.output.result}", ignoreFailure=True),
+                    Counted=condition("${S.Maybe.output.result}"),
+                )
+            },
+        )
+    )
+
+    # When it runs
+    execution = harness.run(record)
+
+    # Then the execution ends FAILED on the task that was not ignored, instead of waiting forever
+    assert execution.status is ExecutionStatus.FAILED
+    assert execution.status_message.startswith("task S.Counted failed")
