@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
@@ -52,6 +52,9 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+SCHEMA_LOCK_KEY = 0x526F6C6C  # "Roll"
+
+
 class Store:
     """Rollway's persistent state."""
 
@@ -63,8 +66,15 @@ class Store:
     def connect(cls, url: str) -> Store:
         """A store on a database URL, with its tables created if missing."""
         store = cls(make_engine(url))
-        metadata.create_all(store.engine)
+        store.create_schema()
         return store
+
+    def create_schema(self) -> None:
+        """Create missing tables; on PostgreSQL under an advisory lock, as an API and workers may start at once."""
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            metadata.create_all(conn)
 
     def dispose(self) -> None:
         self.engine.dispose()
