@@ -20,8 +20,9 @@ from orchestrator.errors import BindingError
 
 BINDING = re.compile(r"\$\{([^}]*)\}")
 _WHOLE = re.compile(r"^\$\{([^}]*)\}$")
-_INDEX = re.compile(r"\[(\d+)\]")
-_SEGMENT = re.compile(r"^([^\[\]]*)((?:\[\d+\])*)$")
+# At most 9 digits: Python refuses to read an int of thousands of digits, and no list is that long anyway.
+_INDEX = re.compile(r"\[(\d{1,9})\]")
+_SEGMENT = re.compile(r"^([^\[\]]*)((?:\[\d{1,9}\])*)$")
 
 PathPart = str | int
 

@@ -7,6 +7,7 @@ Reading never stops at the first problem: every problem is collected with its pa
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,12 +15,16 @@ from typing import Any
 import yaml
 
 from orchestrator import expressions
-from orchestrator.bindings import BINDING, Ref, RefKind, find_refs, parse_ref
+from orchestrator.bindings import BINDING, Ref, RefKind, parse_ref
 from orchestrator.errors import BadRequest, BindingError, ExpressionError, PipelineInvalid, Problem
 from orchestrator.pipeline import InputMeta, Pipeline, RollbackLink, Stage, Task, TaskKey
 from orchestrator.tasktypes import TASK_TYPES, check_task_input
 
 MAX_DOCUMENT_BYTES = 1_000_000
+# YAML aliases let a small text decode to a huge tree, and reading a tree nested deeper than Python's
+# recursion limit would crash; documents past these limits are refused before they are read.
+MAX_VALUES = MAX_DOCUMENT_BYTES
+MAX_NESTING = 100
 DEFAULT_PROJECT = "default"
 FORBIDDEN_IN_NAMES = (".", ",", "${", "}", "[", "]")
 TOP_LEVEL = frozenset(
@@ -68,9 +73,15 @@ def parse_text(body: bytes | str, content_type: str | None) -> object:
             return json.loads(text)
         except ValueError as error:
             raise BadRequest(f"the body is not valid JSON: {error}") from error
+        except RecursionError as error:
+            raise BadRequest("the body is nested too deeply") from error
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError as error:
+    except RecursionError as error:
+        raise BadRequest("the body is nested too deeply") from error
+    # Not only YAMLError: PyYAML's constructors fail in their own ways on input such as `!!int ''` or an
+    # integer of thousands of digits, and every one of those is a bad body.
+    except Exception as error:
         raise BadRequest(f"the body is not valid YAML or JSON: {error}") from error
 
 
@@ -80,12 +91,48 @@ def load_pipeline(document: object, targets: TargetLookup | None, default_projec
     `targets` finds the pipelines that rollback links name; None skips those checks (for documents the
     store saved after they passed them).
     """
+    too_big = _size_problem(document)
+    if too_big is not None:
+        raise PipelineInvalid("the pipeline has 1 problem", [Problem("", too_big)])
     reader = _Reader(targets)
+    reader.problems += _foreign_values(document, "")
     pipeline = reader.pipeline(document, default_project)
     if reader.problems or pipeline is None:
         count = len(reader.problems)
         raise PipelineInvalid(f"the pipeline has {count} problem{'s' if count != 1 else ''}", reader.problems)
     return pipeline
+
+
+def _size_problem(document: object) -> str | None:
+    """Why a decoded document is too large or too deeply nested to read, or None."""
+    pending: list[tuple[object, int]] = [(document, 0)]
+    count = 0
+    while pending:
+        value, depth = pending.pop()
+        count += 1
+        if count > MAX_VALUES:
+            return f"the document holds more than {MAX_VALUES} values (a YAML alias counts each time it is used)"
+        if depth > MAX_NESTING:
+            return f"the document is nested more than {MAX_NESTING} levels deep"
+        if isinstance(value, Mapping):
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list | tuple):
+            pending.extend((item, depth + 1) for item in value)
+    return None
+
+
+def _foreign_values(value: object, path: str) -> list[Problem]:
+    """Values JSON cannot hold (YAML reads an unquoted 2024-01-01 as a date), which the store could not save."""
+    if isinstance(value, Mapping):
+        return [problem for key, item in value.items() for problem in _foreign_values(item, _join(path, str(key)))]
+    if isinstance(value, list | tuple):
+        return [problem for index, item in enumerate(value) for problem in _foreign_values(item, f"{path}[{index}]")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [Problem(path, f"must be a finite number, not {value}")]
+    if value is None or isinstance(value, str | int | float):
+        return []
+    what = f"a {type(value).__name__} (quote dates and times in YAML to keep them as text)"
+    return [Problem(path, f"must be a string, number, boolean, null, list or object, not {what}")]
 
 
 def _join(*parts: str) -> str:
@@ -125,6 +172,14 @@ class _Reader:
             self.problem(path, f"must be true or false, not {value!r}")
             return default
         return value
+
+    def tags(self, value: object) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
+            self.problem("tags", "must be a list of strings")
+            return ()
+        return tuple(value)
 
     def unknown_fields(self, value: Mapping[str, Any], allowed: frozenset[str], path: str) -> None:
         for key in sorted(set(value) - allowed - IGNORED):
@@ -168,9 +223,11 @@ class _Reader:
             output=self.mapping(doc.get("output"), "output"),
             stage_order=self.stage_order(doc, stages),
             stages=stages,
-            tags=tuple(str(tag) for tag in doc.get("tags") or () if isinstance(doc.get("tags"), list)),
+            tags=self.tags(doc.get("tags")),
         )
-        if not self.problems:
+        # Bindings, expressions and links are checked whenever the shape holds together, so that their
+        # problems come in the same answer as the others.
+        if _well_formed(pipeline):
             _Checker(self, pipeline).check()
         return pipeline
 
@@ -201,7 +258,7 @@ class _Reader:
             self.problem("stageOrder", "must be a non-empty list of stage names")
             return ()
         for index, name in enumerate(order):
-            if name not in stages and name not in self.mapping(doc.get("stages"), "stages"):
+            if name not in stages:
                 self.problem(f"stageOrder[{index}]", f"names stage '{name}', which is not in 'stages'")
             if order.index(name) != index:
                 self.problem(f"stageOrder[{index}]", f"lists stage '{name}' twice")
@@ -253,7 +310,8 @@ class _Reader:
         task = self.mapping(raw, path)
         self.unknown_fields(task, TASK_FIELDS, path)
         type_name = task.get("type")
-        if type_name not in TASK_TYPES:
+        # An unhashable value (a YAML list or mapping) cannot even be looked up.
+        if not isinstance(type_name, str) or type_name not in TASK_TYPES:
             self.problem(
                 _join(path, "type"), f"unknown task type {type_name!r} (expected one of: {', '.join(TASK_TYPES)})"
             )
@@ -293,6 +351,12 @@ class _Checker:
     def __init__(self, reader: _Reader, pipeline: Pipeline) -> None:
         self.reader = reader
         self.pipeline = pipeline
+        # A value the reader already found wrong (an empty condition, say) is not reported a second time.
+        self.reported = frozenset(problem.path for problem in reader.problems)
+
+    def problem(self, path: str, message: str) -> None:
+        if path not in self.reported:
+            self.reader.problem(path, message)
 
     def check(self) -> None:
         for name, value in self.pipeline.output.items():
@@ -326,28 +390,29 @@ class _Checker:
         try:
             parsed = expressions.parse(text)
         except ExpressionError as error:
-            self.reader.problem(path, error.message)
+            self.problem(path, error.message)
             return
         for reference in parsed.references:
             if reference.split(".")[0].split("[")[0] not in local_names:
                 self.reference(reference, path, lambda other: self.pipeline.runs_before(other, key))
 
     def values(self, value: object, path: str, visible: Callable[[TaskKey], bool]) -> None:
-        for text in _strings(value):
+        """Check the bindings in a value, each reported at the path of the string that holds it."""
+        for where, text in _strings(value, path):
             if "${" in BINDING.sub("", text):
-                self.reader.problem(path, f"has an unterminated binding in {text!r}")
-        for reference in find_refs(value):
-            self.reference(reference, path, visible)
+                self.problem(where, f"has an unterminated binding in {text!r}")
+            for reference in BINDING.findall(text):
+                self.reference(reference, where, visible)
 
     def reference(self, text: str, path: str, visible: Callable[[TaskKey], bool]) -> None:
         try:
             ref = parse_ref(text)
         except BindingError as error:
-            self.reader.problem(path, error.message)
+            self.problem(path, error.message)
             return
         message = self.reference_problem(ref, visible)
         if message:
-            self.reader.problem(path, f"'${{{ref.text}}}': {message}")
+            self.problem(path, f"'${{{ref.text}}}': {message}")
 
     def reference_problem(self, ref: Ref, visible: Callable[[TaskKey], bool]) -> str | None:
         if ref.kind is RefKind.INPUT and ref.name not in self.pipeline.input:
@@ -367,31 +432,43 @@ class _Checker:
 
     def link(self, link: RollbackLink, path: str, visible: Callable[[TaskKey], bool]) -> None:
         self.values(dict(link.input), _join(path, "input"), visible)
+        if not link.pipeline:  # already reported as missing
+            return
         if link.pipeline == self.pipeline.name:
-            self.reader.problem(_join(path, "pipeline"), "a pipeline cannot be its own rollback")
+            self.problem(_join(path, "pipeline"), "a pipeline cannot be its own rollback")
             return
         if self.reader.targets is None:
             return
         target = self.reader.targets(self.pipeline.project, link.pipeline)
         if target is None:
-            self.reader.problem(
+            self.problem(
                 _join(path, "pipeline"),
                 f"rollback pipeline '{link.pipeline}' does not exist in project '{self.pipeline.project}'",
             )
             return
         for name in sorted(set(link.input) - target.inputs):
-            self.reader.problem(_join(path, "input", name), f"'{link.pipeline}' has no input named '{name}'")
+            self.problem(_join(path, "input", name), f"'{link.pipeline}' has no input named '{name}'")
         for name in sorted(target.mandatory - set(link.input)):
-            self.reader.problem(_join(path, "input"), f"mandatory input '{name}' of '{link.pipeline}' is not given")
+            self.problem(_join(path, "input"), f"mandatory input '{name}' of '{link.pipeline}' is not given")
 
 
-def _strings(value: object) -> list[str]:
+def _well_formed(pipeline: Pipeline) -> bool:
+    """Whether every stage and task is in the run order exactly once, and every task has a known type."""
+    return sorted(pipeline.stage_order) == sorted(pipeline.stages) and all(
+        sorted(name for group in stage.groups for name in group) == sorted(stage.tasks)
+        and all(task.type in TASK_TYPES for task in stage.tasks.values())
+        for stage in pipeline.stages.values()
+    )
+
+
+def _strings(value: object, path: str) -> list[tuple[str, str]]:
+    """Every string inside a value, with its path."""
     if isinstance(value, str):
-        return [value]
+        return [(path, value)]
     if isinstance(value, Mapping):
-        return [text for item in value.values() for text in _strings(item)]
+        return [found for key, item in value.items() for found in _strings(item, _join(path, str(key)))]
     if isinstance(value, list | tuple):
-        return [text for item in value for text in _strings(item)]
+        return [found for index, item in enumerate(value) for found in _strings(item, f"{path}[{index}]")]
     return []
 
 

@@ -102,11 +102,15 @@ def _check_poll(task_input: Mapping[str, object]) -> list[Problem]:
     problems += _positive(task_input, "pollIntervalSeconds")
     problems += _expect(task_input, "ignoreFailure", (bool,), "true or false")
     criteria = task_input.get("exitCriteria")
-    if not isinstance(criteria, Mapping):
+    if criteria is None:
+        pass  # reported as required
+    elif not isinstance(criteria, Mapping):
         problems.append(Problem("exitCriteria", "must be an object with a 'success' and/or 'failure' expression"))
     else:
         unknown = set(criteria) - {"success", "failure"}
-        problems += [Problem(f"exitCriteria.{key}", "is not 'success' or 'failure'") for key in sorted(unknown)]
+        problems += [
+            Problem(f"exitCriteria.{key}", "is not 'success' or 'failure'") for key in sorted(unknown, key=str)
+        ]
         if not criteria.get("success") and not criteria.get("failure"):
             problems.append(Problem("exitCriteria", "needs a 'success' or a 'failure' expression"))
         problems += [
@@ -119,7 +123,7 @@ def _check_poll(task_input: Mapping[str, object]) -> list[Problem]:
 
 def _check_condition(task_input: Mapping[str, object]) -> list[Problem]:
     condition = task_input.get("condition")
-    if not isinstance(condition, str) or not condition.strip():
+    if condition is not None and (not isinstance(condition, str) or not condition.strip()):
         return [Problem("condition", "must be a non-empty expression")]
     return []
 
@@ -150,7 +154,8 @@ TASK_TYPES: Mapping[str, TaskType] = {
 def check_task_input(type_name: str, task_input: Mapping[str, object]) -> list[Problem]:
     """Problems with a task's input for its type, with paths relative to the input."""
     spec = TASK_TYPES[type_name]
-    problems = [Problem(name, "is required") for name in sorted(spec.required - set(task_input))]
+    # `url: null` gives no more of a URL than leaving it out.
+    problems = [Problem(name, "is required") for name in sorted(spec.required) if task_input.get(name) is None]
     problems += [
         Problem(name, f"is not an input of a {type_name} task (expected: {', '.join(sorted(spec.fields))})")
         for name in sorted(set(task_input) - spec.fields)
