@@ -18,7 +18,8 @@ from orchestrator import expressions
 from orchestrator.bindings import BINDING, Ref, RefKind, parse_ref
 from orchestrator.errors import BadRequest, BindingError, ExpressionError, PipelineInvalid, Problem
 from orchestrator.pipeline import InputMeta, Pipeline, RollbackLink, Stage, Task, TaskKey
-from orchestrator.tasktypes import TASK_TYPES, check_task_input
+from orchestrator.inputs import reference_head
+from orchestrator.tasktypes import RESPONSE_NAMES, TASK_TYPES, check_task_input
 
 MAX_DOCUMENT_BYTES = 1_000_000
 # YAML aliases let a small text decode to a huge tree, and reading a tree nested deeper than Python's
@@ -63,7 +64,7 @@ TargetLookup = Callable[[str, str], RollbackTarget | None]
 
 
 def parse_text(body: bytes | str, content_type: str | None) -> object:
-    """Decode a request body as JSON or YAML (by content type, else by trying JSON first)."""
+    """Decode a request body: as JSON when the content type says JSON, else as YAML (which reads JSON too)."""
     if len(body) > MAX_DOCUMENT_BYTES:
         raise BadRequest(f"the document is larger than {MAX_DOCUMENT_BYTES} bytes")
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
@@ -393,7 +394,10 @@ class _Checker:
             self.problem(path, error.message)
             return
         for reference in parsed.references:
-            if reference.split(".")[0].split("[")[0] not in local_names:
+            head = reference_head(reference)
+            if head in RESPONSE_NAMES and head not in local_names:
+                self.problem(path, f"'{head}' is only known in the exit criteria of a POLL task")
+            elif head not in local_names:
                 self.reference(reference, path, lambda other: self.pipeline.runs_before(other, key))
 
     def values(self, value: object, path: str, visible: Callable[[TaskKey], bool]) -> None:

@@ -58,7 +58,7 @@ def bind_input(pipeline: Pipeline, given: Mapping[str, Any]) -> dict[str, Any]:
     problems += [
         Problem(f"input.{name}", f"is mandatory: {pipeline.input_meta[name].description or 'give a value'}")
         for name in pipeline.mandatory_inputs()
-        if values.get(name) in (None, "")
+        if values.get(name) is None or str(values[name]).strip() == ""
     ]
     if problems:
         raise InputInvalid(f"the input of pipeline '{pipeline.name}' has {len(problems)} problem(s)", problems)
@@ -158,7 +158,7 @@ class Engine:
         # A rollback pipeline's own failures do not chain further rollbacks: that way lies a loop.
         plan = None
         if not execution.rollback:
-            plan = rollback.plan_rollback(state.pipeline, key, message, state.scope(), execution.index)
+            plan = rollback.plan_rollback(state.pipeline, key, message, state.scope())
         target = None if plan is None else tx.find_pipeline(execution.project, plan.pipeline)
         if plan is None or target is None:
             if plan is not None:

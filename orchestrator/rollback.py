@@ -34,9 +34,7 @@ def link_for(pipeline: Pipeline, key: TaskKey) -> tuple[RollbackLink, str] | Non
     return None
 
 
-def plan_rollback(
-    pipeline: Pipeline, key: TaskKey, reason: str, scope: Scope, execution_index: int
-) -> RollbackPlan | None:
+def plan_rollback(pipeline: Pipeline, key: TaskKey, reason: str, scope: Scope) -> RollbackPlan | None:
     """What to run after `key` failed for `reason`, or None when no rollback covers it.
 
     Input bindings are resolved leniently: the failure may come before a task the rollback reads from has
@@ -50,7 +48,7 @@ def plan_rollback(
     bound = resolve(dict(link.input), lenient.lookup)
     assert isinstance(bound, dict)
     comments = (
-        f"Rollback of {pipeline.name} #{execution_index} (execution {scope.execution_id}): "
+        f"Rollback of {pipeline.name} #{scope.execution_index} (execution {scope.execution_id}): "
         f"task '{key[1]}' in stage '{key[0]}' failed: {reason}"
     )
     return RollbackPlan(pipeline=link.pipeline, input=bound, comments=comments, linked_from=where)

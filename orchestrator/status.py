@@ -63,7 +63,8 @@ EXECUTION_ALLOWED: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
     _E.QUEUED: frozenset({_E.RUNNING, _E.CANCELED}),
     _E.RUNNING: frozenset({_E.WAITING, _E.PAUSED, _E.CANCELING, _E.CANCELED, _E.COMPLETED, _E.FAILED, _E.ROLLING_BACK}),
     _E.WAITING: frozenset({_E.RUNNING, _E.PAUSED, _E.CANCELING, _E.CANCELED, _E.COMPLETED, _E.FAILED, _E.ROLLING_BACK}),
-    _E.PAUSED: frozenset({_E.RUNNING, _E.CANCELING, _E.CANCELED}),
+    # A task already running when the execution was paused may still fail it.
+    _E.PAUSED: frozenset({_E.RUNNING, _E.CANCELING, _E.CANCELED, _E.FAILED, _E.ROLLING_BACK}),
     _E.CANCELING: frozenset({_E.CANCELED}),
     _E.ROLLING_BACK: frozenset({_E.ROLLBACK_COMPLETED, _E.ROLLBACK_FAILED}),
     _E.CANCELED: frozenset(),

@@ -15,6 +15,7 @@ from orchestrator.bindings import BINDING
 from orchestrator.errors import Problem
 
 HTTP_ACTIONS = ("get", "post", "put", "patch", "delete")
+EXIT_CRITERIA = ("success", "failure")
 RESPONSE_NAMES = frozenset({"responseJson", "responseCode", "responseBody", "responseHeaders"})
 
 Checker = Callable[[Mapping[str, object]], list[Problem]]
@@ -43,7 +44,13 @@ class TaskType:
             if isinstance(value, str):
                 found[name] = value
             elif isinstance(value, Mapping):
-                found.update({f"{name}.{key}": text for key, text in value.items() if isinstance(text, str)})
+                found.update(
+                    {
+                        f"{name}.{key}": text
+                        for key, text in value.items()
+                        if key in EXIT_CRITERIA and isinstance(text, str)
+                    }
+                )
         return found
 
 
@@ -107,7 +114,7 @@ def _check_poll(task_input: Mapping[str, object]) -> list[Problem]:
     elif not isinstance(criteria, Mapping):
         problems.append(Problem("exitCriteria", "must be an object with a 'success' and/or 'failure' expression"))
     else:
-        unknown = set(criteria) - {"success", "failure"}
+        unknown = set(criteria) - set(EXIT_CRITERIA)
         problems += [
             Problem(f"exitCriteria.{key}", "is not 'success' or 'failure'") for key in sorted(unknown, key=str)
         ]
@@ -115,7 +122,7 @@ def _check_poll(task_input: Mapping[str, object]) -> list[Problem]:
             problems.append(Problem("exitCriteria", "needs a 'success' or a 'failure' expression"))
         problems += [
             Problem(f"exitCriteria.{key}", "must be an expression string")
-            for key in ("success", "failure")
+            for key in EXIT_CRITERIA
             if key in criteria and not isinstance(criteria[key], str)
         ]
     return problems

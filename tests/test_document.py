@@ -831,9 +831,10 @@ def test_poll_exit_criteria_may_read_the_response_but_a_condition_may_not() -> N
     set_at((*CHECK, "input", "condition"), "responseCode == 200")(doc)
     # When it is loaded
     found = problems_of(doc)
-    # Then only the Condition is reported: it has no response to read
+    # Then only the Condition is reported, saying where the response can be read
     assert_problems(
-        found, [("stages.Development.tasks.Check Tag.input.condition", "'${responseCode}' is not a binding")]
+        found,
+        [("stages.Development.tasks.Check Tag.input.condition", "'responseCode' is only known in the exit criteria")],
     )
 
 
@@ -844,7 +845,9 @@ def test_a_polls_precondition_cannot_read_the_response_it_has_not_fetched_yet() 
     # When it is loaded
     found = problems_of(doc)
     # Then the preCondition is reported
-    assert_problems(found, [("stages.Development.tasks.Wait For Build.preCondition", "is not a binding")])
+    assert_problems(
+        found, [("stages.Development.tasks.Wait For Build.preCondition", "'responseJson' is only known in the exit")]
+    )
 
 
 # -- rollback links

@@ -79,7 +79,7 @@ def test_a_task_without_a_link_is_covered_by_its_stages_link() -> None:
 def test_a_failure_no_link_covers_has_no_rollback() -> None:
     # Given a task in a stage, neither with a link
     # When a rollback for its failure is planned
-    found = plan_rollback(web_pipeline(), ("Production", "Deploy"), "timed out", failed_scope(), 12)
+    found = plan_rollback(web_pipeline(), ("Production", "Deploy"), "timed out", failed_scope())
     # Then there is none
     assert link_for(web_pipeline(), ("Production", "Deploy")) is None
     assert found is None
@@ -91,7 +91,7 @@ def test_a_failure_no_link_covers_has_no_rollback() -> None:
 def test_the_rollback_input_is_bound_from_the_failed_executions_input_and_outputs() -> None:
     # Given a stage link reading an output, inputs and the execution's identity
     # When the rollback for a failed task of that stage is planned
-    rollback = plan_rollback(web_pipeline(), ("Development", "Smoke Test"), "HTTP 503", failed_scope(), 12)
+    rollback = plan_rollback(web_pipeline(), ("Development", "Smoke Test"), "HTTP 503", failed_scope())
     # Then its input is bound, keeping the types of whole bindings
     assert rollback is not None
     assert rollback.pipeline == "Web_Dev_Rollback"
@@ -108,7 +108,7 @@ def test_outputs_of_tasks_that_never_ran_become_empty_rather_than_stopping_the_r
     # Given a failure before the task the rollback reads from produced its output
     # When the rollback is planned
     rollback = plan_rollback(
-        web_pipeline(), ("Development", "Update Deployment"), "apply refused", failed_scope(outputs=False), 12
+        web_pipeline(), ("Development", "Update Deployment"), "apply refused", failed_scope(outputs=False)
     )
     # Then the rollback still runs, with that input empty and the others bound
     assert rollback is not None
@@ -120,7 +120,7 @@ def test_planning_a_rollback_leaves_the_executions_own_scope_strict() -> None:
     # Given the failed execution's scope
     scope = failed_scope(outputs=False)
     # When a rollback is planned from it (leniently)
-    plan_rollback(web_pipeline(), ("Development", "Smoke Test"), "HTTP 503", scope, 12)
+    plan_rollback(web_pipeline(), ("Development", "Smoke Test"), "HTTP 503", scope)
     # Then the scope itself still refuses a missing output
     with pytest.raises(BindingError):
         scope.lookup("Development.Update Deployment.output.previousImage")
@@ -133,7 +133,7 @@ def test_the_rollback_comments_name_the_pipeline_execution_stage_task_and_reason
     # Given a task that failed for a reason
     reason = "deployment web did not become ready in 300 s"
     # When the rollback is planned
-    rollback = plan_rollback(web_pipeline(), ("Development", "Verify Deployment"), reason, failed_scope(), 12)
+    rollback = plan_rollback(web_pipeline(), ("Development", "Verify Deployment"), reason, failed_scope())
     # Then an operator reading the rollback execution sees what it rolls back and why
     assert rollback == RollbackPlan(
         pipeline="Web_Verify_Rollback",
