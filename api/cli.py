@@ -12,6 +12,7 @@ import click
 import yaml
 
 from api.client import ApiError, Client
+from orchestrator.document import DEFAULT_PROJECT
 from orchestrator.errors import RollwayError
 from orchestrator.settings import Settings
 from workers.constants import QUEUES
@@ -94,8 +95,9 @@ def apply(ctx: click.Context, path: Path) -> None:
         raise click.ClickException(f"{path} is not valid YAML: {error}") from error
     for document in documents:
         name = document.get("name") if isinstance(document, dict) else None
-        project = document.get("project") if isinstance(document, dict) else None
-        existing = client.find_pipeline(str(name), project) if name else None
+        # A document without a project goes to the default one: look there, not in every project.
+        project = (document.get("project") if isinstance(document, dict) else None) or DEFAULT_PROJECT
+        existing = client.find_pipeline(str(name), str(project)) if name else None
         if existing is None:
             saved = client.call("POST", "/api/pipelines", json=document)
             click.echo(f"pipeline {saved['project']}/{saved['name']} created ({saved['id']})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from orchestrator.errors import RollwayError
@@ -31,7 +32,17 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:
         code = (error.name or "error").lower().replace(" ", "_")
-        return error_response(error.code or 500, code, error.description or error.name or "error")
+        response = error_response(error.code or 500, code, error.description or error.name or "error")
+        # A 405 must name the allowed methods (RFC 9110); the HTML content type is not ours.
+        response.headers.extend((name, value) for name, value in error.get_headers() if name.lower() != "content-type")
+        return response
+
+    @app.errorhandler(DataError)
+    def _unstorable(error: DataError) -> Response:
+        # A value from the request that the database cannot hold: a NUL character in PostgreSQL text, a name
+        # longer than its column, NaN in a JSON column.
+        reason = str(error.orig).splitlines()[0] if error.orig is not None else "a value cannot be stored"
+        return error_response(400, "bad_request", f"the request holds a value the database cannot store: {reason}")
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:

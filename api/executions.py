@@ -35,7 +35,7 @@ def _flag(text: str | None, name: str) -> bool | None:
 def _number(text: str | None, name: str, default: int, maximum: int) -> int:
     if text is None or text == "":
         return default
-    if not text.isdigit() or int(text) > maximum:
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(maximum)) or int(text) > maximum:
         raise BadRequest(f"'{name}' must be a whole number from 0 to {maximum}, not {text!r}")
     return int(text)
 

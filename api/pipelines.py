@@ -19,7 +19,10 @@ PATCHABLE = frozenset({"enabled", "concurrency", "description"})
 
 
 def _read_pipeline(default_project: str = "default") -> Pipeline:
-    document = parse_text(request.get_data(cache=True), request.content_type)
+    body = request.get_data(cache=True)
+    if not body.strip():
+        raise BadRequest("the body is empty: send a pipeline document (YAML or JSON)")
+    document = parse_text(body, request.content_type)
     return load_pipeline(document, services().store.rollback_target, default_project)
 
 
@@ -75,8 +78,8 @@ def export(pipeline_id: str) -> Response:
 @blueprint.post("/pipelines/<pipeline_id>/executions")
 def trigger(pipeline_id: str) -> tuple[Response, int]:
     body = json_object(frozenset({"input", "comments"}))
-    given = body.get("input") or {}
-    comments = body.get("comments") or ""
+    given = {} if body.get("input") is None else body["input"]
+    comments = "" if body.get("comments") is None else body["comments"]
     if not isinstance(given, dict):
         raise BadRequest("'input' must be an object of input names and values")
     if not isinstance(comments, str):

@@ -37,15 +37,21 @@ def requester() -> str:
     return str(g.get("requester", "anonymous"))
 
 
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def json_object(allowed: frozenset[str] | None = None) -> dict[str, Any]:
     """The request body as a JSON object; raises BadRequest naming what is wrong with it."""
     raw = request.get_data(cache=True)
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_no_constant)
     except ValueError as error:
         raise BadRequest(f"the body is not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise BadRequest("the body is nested too deeply") from error
     if not isinstance(body, dict):
         raise BadRequest(f"the body must be a JSON object, not {type(body).__name__}")
     if allowed is not None and (unknown := sorted(set(body) - allowed)):
