@@ -31,8 +31,8 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     if settings.api_token is None:
         log.warning("ROLLWAY_API_TOKEN is not set: the API accepts every request without a token")
 
+    app.before_request(auth.check_token)
     api = Blueprint("api", __name__, url_prefix="/api")
-    api.before_request(auth.check_token)
     api.register_blueprint(pipelines.blueprint)
     api.register_blueprint(executions.blueprint)
     app.register_blueprint(api)

@@ -12,8 +12,17 @@ from orchestrator.errors import Unauthorized
 BOOTSTRAP_USER = "admin"
 
 
+API_PREFIX = "/api/"
+
+
 def check_token() -> None:
-    """Reject the request unless it carries the bootstrap token; an API with no token set is open."""
+    """Reject an `/api` request unless it carries the bootstrap token; an API with no token set is open.
+
+    Runs before routing, so an unknown route under /api is refused like a known one: without a token
+    nobody learns which routes exist.
+    """
+    if not request.path.startswith(API_PREFIX):
+        return
     expected = services().settings.api_token
     if expected is None:
         g.requester = "anonymous"

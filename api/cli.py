@@ -11,7 +11,7 @@ from typing import Any
 import click
 import yaml
 
-from api.client import ApiError, Client
+from api.client import Client
 from orchestrator.document import DEFAULT_PROJECT
 from orchestrator.errors import RollwayError
 from orchestrator.settings import Settings
@@ -24,7 +24,17 @@ def _client(ctx: click.Context) -> Client:
     return Client(ctx.obj["url"], os.environ.get("ROLLWAY_API_TOKEN") or None)
 
 
-@click.group()
+class _Commands(click.Group):
+    """Rollway's commands: a Rollway or API error prints as one line and exits 1, never as a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RollwayError as error:
+            raise click.ClickException(error.message) from error
+
+
+@click.group(cls=_Commands)
 @click.option("--url", envvar="ROLLWAY_URL", default="http://127.0.0.1:8080", show_default=True, help="the API")
 @click.pass_context
 def cli(ctx: click.Context, url: str) -> None:
@@ -122,8 +132,17 @@ def _inputs(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--comments", default="")
 @click.option("--project", default=None)
 @click.option("--wait/--no-wait", default=False, help="wait for the execution to end; exit 1 unless COMPLETED")
+@click.option("--timeout", default=3600.0, show_default=True, help="seconds --wait waits before giving up")
 @click.pass_context
-def run(ctx: click.Context, name: str, pairs: tuple[str, ...], comments: str, project: str | None, wait: bool) -> None:
+def run(
+    ctx: click.Context,
+    name: str,
+    pairs: tuple[str, ...],
+    comments: str,
+    project: str | None,
+    wait: bool,
+    timeout: float,
+) -> None:
     """Run a pipeline by name."""
     client = _client(ctx)
     pipeline = client.find_pipeline(name, project)
@@ -133,17 +152,19 @@ def run(ctx: click.Context, name: str, pairs: tuple[str, ...], comments: str, pr
     answer = client.call("POST", f"/api/pipelines/{pipeline['id']}/executions", json=body)
     click.echo(f"execution {name} #{answer['executionIndex']} {answer['executionId']} {answer['status']}")
     if wait:
-        final = _wait(client, answer["executionId"])
+        final = _wait(client, answer["executionId"], timeout)
         click.echo(f"execution {name} #{final['index']} {final['status']} {final['statusMessage']}".rstrip())
         sys.exit(0 if final["status"] == "COMPLETED" else 1)
 
 
-def _wait(client: Client, execution_id: str) -> dict[str, Any]:
-    while True:
+def _wait(client: Client, execution_id: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         execution: dict[str, Any] = client.call("GET", f"/api/executions/{execution_id}")
         if execution["status"] in TERMINAL:
             return execution
         time.sleep(0.5)
+    raise click.ClickException(f"execution {execution_id} did not end within {timeout:g}s; it goes on running")
 
 
 def executions_table(rows: list[dict[str, Any]]) -> str:
@@ -179,9 +200,5 @@ def executions(ctx: click.Context, pipeline: str | None, status: str | None, lim
 
 
 def main() -> None:
-    """Entry point of the `rollway` console script; Rollway errors print as one line, not a traceback."""
-    try:
-        cli(standalone_mode=True)
-    except (ApiError, RollwayError) as error:
-        click.echo(f"error: {error.message}", err=True)
-        sys.exit(1)
+    """Entry point of the `rollway` console script."""
+    cli()

@@ -54,6 +54,8 @@ def replace(pipeline_id: str) -> Response:
 @blueprint.patch("/pipelines/<pipeline_id>")
 def patch(pipeline_id: str) -> Response:
     changes = json_object(PATCHABLE)
+    if nulls := sorted(name for name, value in changes.items() if value is None):
+        raise BadRequest(f"{', '.join(nulls)} cannot be null; leave a field out to keep its value")
     store = services().store
     document: dict[str, Any] = to_document(store.get_pipeline(pipeline_id).pipeline) | changes
     record = store.replace_pipeline(pipeline_id, load_pipeline(document, store.rollback_target))

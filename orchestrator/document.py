@@ -17,8 +17,8 @@ import yaml
 from orchestrator import expressions
 from orchestrator.bindings import BINDING, Ref, RefKind, parse_ref
 from orchestrator.errors import BadRequest, BindingError, ExpressionError, PipelineInvalid, Problem
-from orchestrator.pipeline import InputMeta, Pipeline, RollbackLink, Stage, Task, TaskKey
 from orchestrator.inputs import reference_head
+from orchestrator.pipeline import InputMeta, Pipeline, RollbackLink, Stage, Task, TaskKey
 from orchestrator.tasktypes import RESPONSE_NAMES, TASK_TYPES, check_task_input
 
 MAX_DOCUMENT_BYTES = 1_000_000
@@ -26,6 +26,7 @@ MAX_DOCUMENT_BYTES = 1_000_000
 # recursion limit would crash; documents past these limits are refused before they are read.
 MAX_VALUES = MAX_DOCUMENT_BYTES
 MAX_NESTING = 100
+MAX_NAME_LENGTH = 200  # the width of the name columns
 DEFAULT_PROJECT = "default"
 FORBIDDEN_IN_NAMES = (".", ",", "${", "}", "[", "]")
 TOP_LEVEL = frozenset(
@@ -186,7 +187,19 @@ class _Reader:
         for key in sorted(set(value) - allowed - IGNORED):
             self.problem(_join(path, key), f"is not a known field (expected one of: {', '.join(sorted(allowed))})")
 
+    def label(self, value: str, path: str, what: str) -> bool:
+        """Check a name or project for what any label must be: not too long, no control characters."""
+        if len(value) > MAX_NAME_LENGTH:
+            self.problem(path, f"{what} must be at most {MAX_NAME_LENGTH} characters, not {len(value)}")
+        elif any(ord(character) < 32 or ord(character) == 127 for character in value):
+            self.problem(path, f"{what} {value!r} must not contain control characters")
+        else:
+            return True
+        return False
+
     def name(self, value: str, path: str, what: str) -> None:
+        if not self.label(value, path, f"{what} name"):
+            return
         bad = [token for token in FORBIDDEN_IN_NAMES if token in value]
         if not value.strip() or value != value.strip():
             self.problem(path, f"{what} name {value!r} must be non-empty without leading or trailing spaces")
@@ -213,9 +226,13 @@ class _Reader:
             for name, raw in self.mapping(doc.get("stages"), "stages").items()
             if (stage := self.stage(name, raw)) is not None
         }
+        name = self.string(doc.get("name"), "name", required=True)
+        project = self.string(doc.get("project"), "project", default=default_project) or default_project
+        self.label(name, "name", "the pipeline name")
+        self.label(project, "project", "the project")
         pipeline = Pipeline(
-            name=self.string(doc.get("name"), "name", required=True),
-            project=self.string(doc.get("project"), "project", default=default_project) or default_project,
+            name=name,
+            project=project,
             description=self.string(doc.get("description"), "description"),
             enabled=self.flag(doc.get("enabled"), "enabled", False),
             concurrency=concurrency,

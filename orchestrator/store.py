@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
@@ -112,7 +113,7 @@ class Store:
     # -- pipelines
 
     @staticmethod
-    def _pipeline_values(pipeline: Pipeline) -> dict[str, Any]:
+    def _pipeline_values(pipeline: Pipeline, stamp: datetime) -> dict[str, Any]:
         links = [task.rollback for _, _, task, _ in pipeline.ordered_tasks() if task.rollback]
         links += [stage.rollback for stage in pipeline.stages.values() if stage.rollback]
         document = to_document(pipeline)
@@ -124,12 +125,13 @@ class Store:
             "document": document,
             "document_hash": digest(document),
             "rollback_targets": sorted({link.pipeline for link in links}),
-            "updated_at": now(),
+            "updated_at": stamp,
         }
 
     def add_pipeline(self, pipeline: Pipeline) -> PipelineRecord:
         """Save a new pipeline; raises Conflict if its project already has one of that name."""
-        values = self._pipeline_values(pipeline) | {"id": new_id(), "created_at": now(), "execution_count": 0}
+        stamp = now()
+        values = self._pipeline_values(pipeline, stamp) | {"id": new_id(), "created_at": stamp, "execution_count": 0}
         try:
             with self.engine.begin() as conn:
                 conn.execute(pipelines.insert().values(**values))
@@ -138,17 +140,45 @@ class Store:
         return self.get_pipeline(values["id"])
 
     def replace_pipeline(self, pipeline_id: str, pipeline: Pipeline) -> PipelineRecord:
-        """Save a new version of a pipeline; running executions keep the version they started with."""
+        """Save a new version of a pipeline; running executions keep the version they started with.
+
+        Raises Conflict when the new name is taken, or when the pipeline is renamed or moved while other
+        pipelines name it as their rollback (their links would silently break).
+        """
         try:
             with self.engine.begin() as conn:
-                result = conn.execute(
-                    pipelines.update().where(pipelines.c.id == pipeline_id).values(**self._pipeline_values(pipeline))
+                current = self._named(conn, pipeline_id)
+                if current != (pipeline.project, pipeline.name):
+                    self._refuse_if_linked(conn, *current, "renamed or moved")
+                conn.execute(
+                    pipelines.update()
+                    .where(pipelines.c.id == pipeline_id)
+                    .values(**self._pipeline_values(pipeline, now()))
                 )
         except IntegrityError as error:
             raise Conflict(f"project '{pipeline.project}' already has a pipeline named '{pipeline.name}'") from error
-        if result.rowcount == 0:
-            raise NotFound(f"there is no pipeline with id '{pipeline_id}'")
         return self.get_pipeline(pipeline_id)
+
+    @staticmethod
+    def _named(conn: Connection, pipeline_id: str) -> tuple[str, str]:
+        """(project, name) of a pipeline."""
+        found = conn.execute(select(pipelines.c.project, pipelines.c.name).where(pipelines.c.id == pipeline_id)).first()
+        if found is None:
+            raise NotFound(f"there is no pipeline with id '{pipeline_id}'")
+        return found.project, found.name
+
+    @staticmethod
+    def _refuse_if_linked(conn: Connection, project: str, name: str, change: str) -> None:
+        """Raise Conflict if other pipelines of the project name this one as their rollback."""
+        rows = conn.execute(
+            select(pipelines.c.name, pipelines.c.rollback_targets).where(pipelines.c.project == project)
+        )
+        linking = sorted(row.name for row in rows if name in row.rollback_targets and row.name != name)
+        if linking:
+            raise Conflict(
+                f"pipeline '{name}' is the rollback of {', '.join(repr(item) for item in linking)} "
+                f"and cannot be {change}; remove those links first"
+            )
 
     def get_pipeline(self, pipeline_id: str) -> PipelineRecord:
         with self.engine.connect() as conn:
@@ -181,23 +211,7 @@ class Store:
     def delete_pipeline(self, pipeline_id: str) -> None:
         """Delete a pipeline (its executions stay); raises Conflict while another pipeline links to it."""
         with self.engine.begin() as conn:
-            found = conn.execute(
-                select(pipelines.c.project, pipelines.c.name).where(pipelines.c.id == pipeline_id)
-            ).first()
-            if found is None:
-                raise NotFound(f"there is no pipeline with id '{pipeline_id}'")
-            linking = sorted(
-                other.name
-                for other in conn.execute(
-                    select(pipelines.c.name, pipelines.c.rollback_targets).where(pipelines.c.project == found.project)
-                )
-                if found.name in other.rollback_targets and other.name != found.name
-            )
-            if linking:
-                raise Conflict(
-                    f"pipeline '{found.name}' is the rollback of {', '.join(repr(name) for name in linking)}; "
-                    "remove those links first"
-                )
+            self._refuse_if_linked(conn, *self._named(conn, pipeline_id), "deleted")
             conn.execute(pipelines.delete().where(pipelines.c.id == pipeline_id))
 
     # -- reading executions

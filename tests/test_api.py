@@ -1219,3 +1219,24 @@ def test_fuzz_documents_that_look_like_pipelines_are_created_or_refused_never_a_
         assert exported.status_code == 200
         assert yaml.safe_load(exported.get_data(as_text=True))["name"] == created["name"]
         assert client.delete(f"/api/pipelines/{created['id']}").status_code == 204
+
+
+def test_an_unknown_api_route_without_a_token_is_refused_before_it_is_looked_up(api: ServedApp) -> None:
+    # When a route that does not exist is called without a token
+    with httpx.Client(base_url=api.url, timeout=30) as anonymous:
+        answer = anonymous.get("/api/secret-admin-route")
+
+    # Then the answer does not tell whether it exists
+    error_of(answer, 401, "unauthorized")
+
+
+def test_patch_refuses_null_rather_than_reading_it_as_a_default(api: ServedApp) -> None:
+    # Given an enabled pipeline
+    created = create(api, pipeline_doc("Nulls", enabled=True))
+
+    # When it is patched with null for a flag
+    answer = api.http.patch(f"/api/pipelines/{created['id']}", json={"enabled": None})
+
+    # Then that is refused, naming the field, and the pipeline stays enabled
+    assert "enabled" in error_of(answer, 400, "bad_request")["message"]
+    assert api.http.get(f"/api/pipelines/{created['id']}").json()["enabled"] is True

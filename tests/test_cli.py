@@ -342,3 +342,16 @@ def test_a_worker_on_an_unknown_queue_refuses_to_start_naming_it() -> None:
     # Then it exits non-zero naming the queue and Rollway's queues
     assert result.returncode != 0
     assert "nosuchqueue" in result.stderr and "orchestrator" in result.stderr
+
+
+def test_an_api_error_prints_its_message_in_one_line_under_any_runner(api: ServedApp) -> None:
+    # Given a disabled pipeline
+    create(api, pipeline_doc("Sleeping"))
+
+    # When it is run through the command group itself (as a script embedding it would)
+    result = rollway(api, "run", "Sleeping")
+
+    # Then the API's reason is printed as an error and the command fails, with no exception escaping
+    assert result.exit_code == 1
+    assert "pipeline 'Sleeping' is disabled" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -626,6 +626,21 @@ def test_each_kind_of_problem_is_reported_at_its_path(mutate: Mutation, expected
             ("stages.Development.tasks.Gate ${x}", "must not contain '${' '}'"),
             id="binding-in-task",
         ),
+        pytest.param(
+            set_at(("name",), "x" * 201),
+            ("name", "the pipeline name must be at most 200 characters, not 201"),
+            id="long-pipeline-name",
+        ),
+        pytest.param(
+            set_at(("project",), "shop\x00"),
+            ("project", "must not contain control characters"),
+            id="nul-in-project",
+        ),
+        pytest.param(
+            rename_task("Gate", "Ga\tte", ["Start Build", "Wait For Build,Check Tag", "Ga\tte"]),
+            ("stages.Development.tasks.Ga\tte", "task name 'Ga\\tte' must not contain control characters"),
+            id="tab-in-task",
+        ),
     ],
 )
 def test_names_that_would_break_bindings_are_refused(mutate: Mutation, bad: tuple[str, str]) -> None:

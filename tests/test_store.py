@@ -209,3 +209,20 @@ def test_deleting_a_pipeline_keeps_its_executions(store: Store) -> None:
     assert store.load_state(execution_id).pipeline.name == "Gone"
     with pytest.raises(NotFound):
         store.get_execution("no-such-execution")
+
+
+def test_a_pipeline_named_as_a_rollback_cannot_be_renamed_or_moved_while_linked(store: Store) -> None:
+    # Given a rollback pipeline and a pipeline linking to it
+    undo = store.add_pipeline(pipeline("Undo"))
+    store.add_pipeline(pipeline("Deploy", rollback="Undo"))
+
+    # When the rollback pipeline is renamed, or moved to another project
+    # Then each is refused, naming the linking pipeline, and nothing changed
+    for renamed in (pipeline("Undo-2"), pipeline("Undo", project="elsewhere")):
+        with pytest.raises(Conflict, match="rollback of 'Deploy' and cannot be renamed or moved"):
+            store.replace_pipeline(undo.id, renamed)
+    assert store.get_pipeline(undo.id).pipeline == pipeline("Undo")
+    # ... while a change that keeps its name is fine, and created/updated times tell the story
+    changed = store.replace_pipeline(undo.id, pipeline("Undo", concurrency=2))
+    assert changed.pipeline.concurrency == 2 and changed.updated_at > changed.created_at == undo.created_at
+    assert undo.created_at == undo.updated_at
