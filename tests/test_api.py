@@ -19,7 +19,6 @@ from urllib.parse import quote
 import httpx
 import pytest
 import yaml
-from conftest import TOKEN, ServedApp
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, event, given
@@ -28,6 +27,8 @@ from hypothesis import strategies as st
 
 from api.app import create_app
 from orchestrator.settings import Settings
+
+from rollway_testing import TOKEN, ServedApp
 
 Doc = dict[str, Any]
 FUZZ = hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 
-from conftest import REDIS_URL
+from rollway_testing import REDIS_URL
 
 
 def test_the_overhead_benchmark_prints_both_times_and_their_ratio(pg_url: str, redis_url: str) -> None:

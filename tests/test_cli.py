@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from conftest import TOKEN, ServedApp, rollway_command
 
 from api.cli import cli
+
+from rollway_testing import TOKEN, ServedApp, rollway_command
 
 Doc = dict[str, Any]
 

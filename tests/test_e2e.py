@@ -8,9 +8,10 @@ import threading
 import time
 from typing import Any
 
-from conftest import TERMINAL, ServedApp
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
+
+from rollway_testing import TERMINAL, ServedApp
 
 Doc = dict[str, Any]
 

@@ -6,9 +6,9 @@ import signal
 import subprocess
 import sys
 
-from kubesim_support import http
-
 from kubesim.cli import build_parser
+
+from kubesim_support import http
 
 
 def test_parser_collects_repeated_image_options() -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubesim_support import deployment
-
 from kubesim import KubeSim
 from kubesim.clock import ManualClock, timestamp
 from kubesim.kubelet import CRASHING, CREATING, PULL_BACKOFF, PULL_ERROR, RUNNING, ContainerRecord, ImageFate, advance
 from kubesim.progress import condition, set_condition, timed_out
 from kubesim.replicasets import deletion_order
 from kubesim.resources import DEPLOYMENTS, NAMESPACES, PODS
+
+from kubesim_support import deployment
 
 
 def stepped_sim(clock: ManualClock, **options: Any) -> KubeSim:

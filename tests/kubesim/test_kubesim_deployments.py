@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 from kubernetes import watch
 from kubernetes.client import AppsV1Api, CoreV1Api
-from kubesim_support import condition, deployment, rolled_out, wait_until
 
 from kubesim import KubeSim
 from kubesim.rollout import max_unavailable, resolve_fenceposts
+
+from kubesim_support import condition, deployment, rolled_out, wait_until
 
 REVISION = "deployment.kubernetes.io/revision"
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from kubernetes.client import ApiClient, ApisApi, AppsV1Api, CoreApi, CoreV1Api, VersionApi
-from kubesim_support import http
 
 from kubesim import KubeSim
 from kubesim.discovery import openapi_v2_protobuf
 from kubesim.tables import human_duration
+
+from kubesim_support import http
 
 
 def test_discovery_through_the_official_client(api: ApiClient) -> None:

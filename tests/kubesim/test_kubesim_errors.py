@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient, AppsV1Api, Configuration, CoreV1Api
 from kubernetes.client.exceptions import ApiException
-from kubesim_support import deployment, http
 
 from kubesim import KubeSim
+
+from kubesim_support import deployment, http
 
 
 def status_of(error: ApiException) -> dict[str, Any]:

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubesim_support import wait_until
 
 from kubesim import KubeSim
+
+from kubesim_support import wait_until
 
 MANIFEST = """
 apiVersion: v1

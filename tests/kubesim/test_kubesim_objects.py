@@ -7,6 +7,7 @@ import base64
 import pytest
 from kubernetes.client import AppsV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
+
 from kubesim_support import deployment, service, wait_until
 
 

@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 from kubernetes.client import AppsV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
-from kubesim_support import deployment
 
 from kubesim.patch import json_patch, merge_patch
 from kubesim.status import BadRequest, Invalid
 from kubesim.strategic_merge import strategic_merge
+
+from kubesim_support import deployment
 
 
 def pod_spec(*containers: dict[str, Any], **extra: Any) -> dict[str, Any]:

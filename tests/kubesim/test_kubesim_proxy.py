@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 from kubernetes.client import AppsV1Api, CoreV1Api
-from kubesim_support import deployment, http, rolled_out, service, wait_until
 
 from kubesim import KubeSim
 from kubesim.proxy import parse_service_reference
+
+from kubesim_support import deployment, http, rolled_out, service, wait_until
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from kubernetes.client import CoreV1Api
 from kubernetes.client.exceptions import ApiException
-from kubesim_support import wait_until
 
 from kubesim import KubeSim
 from kubesim.selectors import FieldSelector, LabelSelector
 from kubesim.status import BadRequest
+
+from kubesim_support import wait_until
 
 LABELS = {"app": "web", "tier": "front", "env": "prod"}
 

@@ -1,0 +1,114 @@
+"""What the tests share besides fixtures: service settings, and helpers for worker processes and served APIs.
+
+Imported as `rollway_testing` (a name of its own: `conftest` is ambiguous with more than one conftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import pytest
+from werkzeug.serving import BaseWSGIServer
+
+from orchestrator.settings import Settings
+
+CI = os.environ.get("CI") == "true"
+REDIS_URL = os.environ.get("ROLLWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+POSTGRES_SERVER = os.environ.get("ROLLWAY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
+POSTGRES_DB = os.environ.get("ROLLWAY_TEST_DATABASE", "rollway_test")
+TOKEN = "test-token"
+
+
+def unavailable(what: str, error: Exception) -> NoReturn:
+    """Fail in CI, skip elsewhere."""
+    message = f"{what} is not available: {error}"
+    if CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def rollway_command() -> list[str]:
+    """The installed `rollway` console script, or the same entry point through Python."""
+    script = shutil.which("rollway", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "api"]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(ROLLWAY_DATABASE_URL=settings.database_url, ROLLWAY_REDIS_URL=settings.redis_url or "")
+    if settings.api_token:
+        env["ROLLWAY_API_TOKEN"] = settings.api_token
+    return env
+
+
+class WorkerProcess:
+    """A `rollway worker` process, stopped at the end of the test."""
+
+    def __init__(self, settings: Settings, log_path: Path, *args: str) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        command = [*rollway_command(), "worker", "--loglevel", "INFO", *args]
+        self.process = subprocess.Popen(command, env=settings_env(settings), stdout=self._log, stderr=self._log)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if b" ready." in self.log_path.read_bytes():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"the worker did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+class ServedApp:
+    """The API served over real HTTP on a free local port, in a thread."""
+
+    def __init__(self, server: BaseWSGIServer) -> None:
+        self.server = server
+        self.url = f"http://127.0.0.1:{server.server_port}"
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.http.close()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+TERMINAL = {"COMPLETED", "FAILED", "CANCELED", "ROLLBACK_COMPLETED", "ROLLBACK_FAILED"}
+
+
+def wait_until(check: Any, timeout: float = 60.0, interval: float = 0.05, what: str = "condition") -> Any:
+    """Call `check` until it returns something truthy; its last answer is in the error if it never does."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what} did not happen within {timeout}s; last answer: {last!r}")
