@@ -93,6 +93,13 @@ class ServedApp:
         self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
+    def create(self, document: dict[str, Any]) -> dict[str, Any]:
+        """POST a pipeline document; it must be created."""
+        answer = self.http.post("/api/pipelines", json=document)
+        assert answer.status_code == 201, answer.text
+        created: dict[str, Any] = answer.json()
+        return created
+
     def stop(self) -> None:
         self.http.close()
         self.server.shutdown()

@@ -68,15 +68,8 @@ def pipeline_doc(name: str, project: str = "api", **fields: Any) -> Doc:
     }
 
 
-def create(api: ServedApp, document: Doc) -> Doc:
-    answer = api.http.post("/api/pipelines", json=document)
-    assert answer.status_code == 201, answer.text
-    created: Doc = answer.json()
-    return created
-
-
 def enabled(api: ServedApp, document: Doc) -> Doc:
-    return create(api, {**document, "enabled": True})
+    return api.create({**document, "enabled": True})
 
 
 def trigger(api: ServedApp, pipeline: Doc, body: Doc | None = None) -> httpx.Response:
@@ -175,7 +168,7 @@ stages:
 
 def test_a_duplicate_name_in_a_project_conflicts_but_another_project_may_reuse_it(api: ServedApp) -> None:
     # Given a pipeline named Release in project api
-    create(api, pipeline_doc("Release"))
+    api.create(pipeline_doc("Release"))
 
     # When another pipeline of that name is posted to the same project, then to another project
     duplicate = api.http.post("/api/pipelines", json=pipeline_doc("Release"))
@@ -282,7 +275,7 @@ def test_a_rollback_link_to_a_pipeline_that_does_not_exist_is_refused(api: Serve
     assert "Linked_Rollback" in error["details"][0]["message"]
 
     # ... and once the rollback pipeline exists, the same document is accepted
-    create(api, pipeline_doc("Linked_Rollback"))
+    api.create(pipeline_doc("Linked_Rollback"))
     assert api.http.post("/api/pipelines", json=document).status_code == 201
 
 
@@ -291,9 +284,9 @@ def test_a_rollback_link_to_a_pipeline_that_does_not_exist_is_refused(api: Serve
 
 def test_pipelines_are_listed_and_filtered_by_project_and_name(api: ServedApp) -> None:
     # Given three pipelines in two projects
-    create(api, pipeline_doc("Alpha"))
-    create(api, pipeline_doc("Beta"))
-    create(api, pipeline_doc("Alpha", project="other"))
+    api.create(pipeline_doc("Alpha"))
+    api.create(pipeline_doc("Beta"))
+    api.create(pipeline_doc("Alpha", project="other"))
 
     # When they are listed with and without filters
     everything = api.http.get("/api/pipelines").json()
@@ -336,8 +329,8 @@ def test_an_unknown_pipeline_id_is_a_404_on_every_pipeline_route(api: ServedApp)
 
 def test_put_replaces_the_document_and_a_rename_onto_an_existing_name_conflicts(api: ServedApp) -> None:
     # Given two pipelines
-    first = create(api, pipeline_doc("First"))
-    create(api, pipeline_doc("Second"))
+    first = api.create(pipeline_doc("First"))
+    api.create(pipeline_doc("Second"))
 
     # When the first is replaced by a document with one task and a description
     replacement = pipeline_doc("First", description="now shorter")
@@ -362,7 +355,7 @@ def test_put_replaces_the_document_and_a_rename_onto_an_existing_name_conflicts(
 
 def test_put_with_an_invalid_document_lists_its_problems_and_keeps_the_pipeline(api: ServedApp) -> None:
     # Given a pipeline
-    created = create(api, pipeline_doc("Keep"))
+    created = api.create(pipeline_doc("Keep"))
 
     # When a document with no stages is put in its place
     answer = api.http.put(f"/api/pipelines/{created['id']}", json={"name": "Keep", "stageOrder": []})
@@ -374,7 +367,7 @@ def test_put_with_an_invalid_document_lists_its_problems_and_keeps_the_pipeline(
 
 def test_patch_enables_a_pipeline_and_refuses_bad_values_and_unknown_fields(api: ServedApp) -> None:
     # Given a disabled pipeline
-    created = create(api, pipeline_doc("Toggle"))
+    created = api.create(pipeline_doc("Toggle"))
 
     # When it is patched to enabled
     answer = api.http.patch(f"/api/pipelines/{created['id']}", json={"enabled": True})
@@ -398,7 +391,7 @@ def test_patch_enables_a_pipeline_and_refuses_bad_values_and_unknown_fields(api:
 
 def test_patch_changes_concurrency_and_description(api: ServedApp) -> None:
     # Given a pipeline
-    created = create(api, pipeline_doc("Tuned"))
+    created = api.create(pipeline_doc("Tuned"))
 
     # When its concurrency and description are patched, then a concurrency out of range is tried
     answer = api.http.patch(f"/api/pipelines/{created['id']}", json={"concurrency": 3, "description": "tuned"})
@@ -413,7 +406,7 @@ def test_patch_changes_concurrency_and_description(api: ServedApp) -> None:
 
 def test_delete_answers_204_then_the_pipeline_is_gone(api: ServedApp) -> None:
     # Given a pipeline
-    created = create(api, pipeline_doc("Doomed"))
+    created = api.create(pipeline_doc("Doomed"))
 
     # When it is deleted
     answer = api.http.delete(f"/api/pipelines/{created['id']}")
@@ -427,10 +420,10 @@ def test_delete_answers_204_then_the_pipeline_is_gone(api: ServedApp) -> None:
 
 def test_a_pipeline_named_as_a_rollback_cannot_be_deleted_while_linked(api: ServedApp) -> None:
     # Given a rollback pipeline and a pipeline whose task links to it
-    target = create(api, pipeline_doc("Undo"))
+    target = api.create(pipeline_doc("Undo"))
     document = pipeline_doc("Release")
     document["stages"]["Check"]["tasks"]["Second"]["rollback"] = {"pipeline": "Undo"}
-    linking = create(api, document)
+    linking = api.create(document)
 
     # When the rollback pipeline is deleted
     answer = api.http.delete(f"/api/pipelines/{target['id']}")
@@ -448,7 +441,7 @@ def test_a_pipeline_named_as_a_rollback_cannot_be_deleted_while_linked(api: Serv
 def test_an_exported_pipeline_posted_back_under_another_name_is_the_same_pipeline(api: ServedApp) -> None:
     # Given a pipeline using most of the document: inputs, outputs, parallel tasks, a precondition,
     # ignoreFailure, a stage rollback with bound input
-    create(api, pipeline_doc("Undo", input={"reason": ""}))
+    api.create(pipeline_doc("Undo", input={"reason": ""}))
     document = {
         "kind": "PIPELINE",
         "name": "Full",
@@ -476,7 +469,7 @@ def test_an_exported_pipeline_posted_back_under_another_name_is_the_same_pipelin
             },
         },
     }
-    original = create(api, document)
+    original = api.create(document)
 
     # When it is exported
     export = api.http.get(f"/api/pipelines/{original['id']}/export")
@@ -520,7 +513,7 @@ def test_an_input_or_comments_of_the_wrong_type_is_refused_even_when_empty(api: 
 
 def test_a_disabled_pipeline_cannot_be_triggered(api: ServedApp) -> None:
     # Given a pipeline that was created disabled
-    created = create(api, pipeline_doc("Off"))
+    created = api.create(pipeline_doc("Off"))
 
     # When it is triggered
     answer = trigger(api, created)
@@ -793,7 +786,7 @@ def api_routes(app: Flask) -> Iterator[tuple[str, str]]:
 )
 def test_every_api_route_needs_the_token(api: ServedApp, headers: dict[str, str]) -> None:
     # Given a pipeline, and a client without the right token
-    created = create(api, pipeline_doc("Guarded"))
+    created = api.create(pipeline_doc("Guarded"))
     routes = list(api_routes(api.server.app))
     assert len(routes) >= 9, routes
 
@@ -810,7 +803,7 @@ def test_every_api_route_needs_the_token(api: ServedApp, headers: dict[str, str]
 
 def test_the_right_token_opens_every_read_route(api: ServedApp) -> None:
     # Given a pipeline and the right token in any letter case of the scheme
-    created = create(api, pipeline_doc("Open"))
+    created = api.create(pipeline_doc("Open"))
 
     # When routes are called with it
     with httpx.Client(base_url=api.url, headers={"Authorization": f"bearer {TOKEN}"}, timeout=30) as client:
@@ -855,7 +848,7 @@ def test_a_body_larger_than_the_limit_is_refused_in_the_error_shape(api: ServedA
 def test_a_json_body_nested_too_deeply_is_refused(api: ServedApp) -> None:
     # Given JSON nested far deeper than any document
     deep = b"[" * 100_000 + b"]" * 100_000
-    created = create(api, pipeline_doc("Deep"))
+    created = api.create(pipeline_doc("Deep"))
 
     # When it is sent to each route that reads a body
     answers = [
@@ -1233,7 +1226,7 @@ def test_an_unknown_api_route_without_a_token_is_refused_before_it_is_looked_up(
 
 def test_patch_refuses_null_rather_than_reading_it_as_a_default(api: ServedApp) -> None:
     # Given an enabled pipeline
-    created = create(api, pipeline_doc("Nulls", enabled=True))
+    created = api.create(pipeline_doc("Nulls", enabled=True))
 
     # When it is patched with null for a flag
     answer = api.http.patch(f"/api/pipelines/{created['id']}", json={"enabled": None})

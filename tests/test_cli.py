@@ -67,13 +67,6 @@ def pipelines(api: ServedApp, **params: str) -> list[Doc]:
     return found
 
 
-def create(api: ServedApp, document: Doc) -> Doc:
-    answer = api.http.post("/api/pipelines", json=document)
-    assert answer.status_code == 201, answer.text
-    created: Doc = answer.json()
-    return created
-
-
 # -- apply
 
 
@@ -123,7 +116,7 @@ def test_apply_of_a_multi_document_file_creates_each_pipeline(api: ServedApp, tm
 
 def test_apply_of_a_document_without_a_project_leaves_other_projects_alone(api: ServedApp, tmp_path: Path) -> None:
     # Given a pipeline named Shared in project team-a, and a file of a Shared pipeline that names no project
-    other = create(api, pipeline_doc("Shared", project="team-a", description="team a's"))
+    other = api.create(pipeline_doc("Shared", project="team-a", description="team a's"))
     path = write(tmp_path / "shared.yaml", pipeline_doc("Shared", project=None, description="mine"))
 
     # When the file is applied
@@ -183,7 +176,7 @@ def test_apply_of_a_file_that_is_not_yaml_fails_with_a_clear_message(api: Served
 
 def test_run_prints_the_execution_id_and_index_and_passes_the_input(api: ServedApp) -> None:
     # Given an enabled pipeline with an input
-    create(api, pipeline_doc("Release", enabled=True, input={"version": "", "note": ""}))
+    api.create(pipeline_doc("Release", enabled=True, input={"version": "", "note": ""}))
 
     # When it is run twice with inputs
     first = rollway(api, "run", "Release", "--input", "version=1.2", "-i", "note=a=b", "--comments", "from the CLI")
@@ -215,7 +208,7 @@ def test_run_of_an_unknown_pipeline_fails_saying_so(api: ServedApp) -> None:
 @pytest.mark.parametrize("pair", ["novalue", "=value"])
 def test_run_refuses_an_input_that_is_not_name_equals_value(api: ServedApp, pair: str) -> None:
     # Given an enabled pipeline with an input
-    create(api, pipeline_doc("Release", enabled=True, input={"version": ""}))
+    api.create(pipeline_doc("Release", enabled=True, input={"version": ""}))
 
     # When it is run with an input that is not NAME=VALUE
     result = rollway(api, "run", "Release", "--input", pair)
@@ -228,8 +221,8 @@ def test_run_refuses_an_input_that_is_not_name_equals_value(api: ServedApp, pair
 
 def test_run_of_a_disabled_pipeline_or_with_an_unknown_input_reports_the_api_error(api: ServedApp) -> None:
     # Given a disabled pipeline and an enabled one with one input
-    create(api, pipeline_doc("Off"))
-    create(api, pipeline_doc("On", enabled=True, input={"version": ""}))
+    api.create(pipeline_doc("Off"))
+    api.create(pipeline_doc("On", enabled=True, input={"version": ""}))
 
     # When the installed command runs the disabled one, and the enabled one with an input it does not have
     disabled = rollway_process("--url", api.url, "run", "Off", ROLLWAY_API_TOKEN=TOKEN)
@@ -274,8 +267,8 @@ def test_an_api_that_cannot_be_reached_is_reported_by_its_url() -> None:
 
 def test_executions_prints_a_table_with_pipeline_names_and_statuses(api: ServedApp) -> None:
     # Given a pipeline that runs one execution at a time, run twice with no worker: one RUNNING, one QUEUED
-    create(api, pipeline_doc("Release", enabled=True, concurrency=1))
-    create(api, pipeline_doc("Other", enabled=True))
+    api.create(pipeline_doc("Release", enabled=True, concurrency=1))
+    api.create(pipeline_doc("Other", enabled=True))
     for name in ("Release", "Release", "Other"):
         assert rollway(api, "run", name).exit_code == 0
 
@@ -305,8 +298,8 @@ def test_executions_prints_a_table_with_pipeline_names_and_statuses(api: ServedA
 
 def test_run_wait_exits_0_when_completed_and_1_when_failed(api: ServedApp, worker: Any) -> None:
     # Given a pipeline whose Condition holds and one whose Condition does not, and a worker
-    create(api, pipeline_doc("Holds", "${input.version} == '1.0'", enabled=True, input={"version": ""}))
-    create(api, pipeline_doc("Fails", "1 == 2", enabled=True))
+    api.create(pipeline_doc("Holds", "${input.version} == '1.0'", enabled=True, input={"version": ""}))
+    api.create(pipeline_doc("Fails", "1 == 2", enabled=True))
 
     # When each is run and waited for
     good = rollway(api, "run", "Holds", "--input", "version=1.0", "--wait")
@@ -347,7 +340,7 @@ def test_a_worker_on_an_unknown_queue_refuses_to_start_naming_it() -> None:
 
 def test_an_api_error_prints_its_message_in_one_line_under_any_runner(api: ServedApp) -> None:
     # Given a disabled pipeline
-    create(api, pipeline_doc("Sleeping"))
+    api.create(pipeline_doc("Sleeping"))
 
     # When it is run through the command group itself (as a script embedding it would)
     result = rollway(api, "run", "Sleeping")

@@ -16,13 +16,6 @@ from rollway_testing import TERMINAL, ServedApp
 Doc = dict[str, Any]
 
 
-def create(api: ServedApp, document: Doc) -> Doc:
-    answer = api.http.post("/api/pipelines", json=document)
-    assert answer.status_code == 201, answer.text
-    created: Doc = answer.json()
-    return created
-
-
 def trigger(api: ServedApp, pipeline: Doc, given: Doc | None = None) -> str:
     answer = api.http.post(f"/api/pipelines/{pipeline['id']}/executions", json={"input": given or {}})
     assert answer.status_code == 202, answer.text
@@ -135,7 +128,7 @@ def test_two_stage_rest_and_poll_pipeline_completes_with_bindings_and_parallel_t
         input={"image": ""},
         output={"ticket": "${Build.Open Ticket.output.responseJson.id}"},
     )
-    created = create(api, document)
+    created = api.create(document)
 
     # When it runs
     found = finished(api, trigger(api, created, {"image": "nginx:1.25"}), wait)
@@ -243,8 +236,8 @@ def test_failing_task_rolls_back_through_its_stage_link(
 ) -> None:
     # Given a deploy whose health check fails, in a stage linked to a rollback pipeline
     release = serve_deploy(web)
-    undo = create(api, rollback_pipeline("Undo-Stage", web))
-    deploy = create(api, deploying_pipeline(web, link("Undo-Stage")))
+    undo = api.create(rollback_pipeline("Undo-Stage", web))
+    deploy = api.create(deploying_pipeline(web, link("Undo-Stage")))
 
     # When it runs
     parent_id = trigger(api, deploy, {"image": "app:2"})
@@ -284,9 +277,9 @@ def test_failing_task_rolls_back_through_its_stage_link(
 def test_a_task_link_wins_over_its_stage_link(api: ServedApp, worker: Any, web: HTTPServer, wait: Any) -> None:
     # Given a failing task linked to one rollback pipeline, in a stage linked to another
     serve_deploy(web).set()
-    create(api, rollback_pipeline("Undo-Stage", web))
-    create(api, rollback_pipeline("Undo-Task", web))
-    deploy = create(api, deploying_pipeline(web, link("Undo-Stage"), link("Undo-Task")))
+    api.create(rollback_pipeline("Undo-Stage", web))
+    api.create(rollback_pipeline("Undo-Task", web))
+    deploy = api.create(deploying_pipeline(web, link("Undo-Stage"), link("Undo-Task")))
 
     # When it runs
     parent = finished(api, trigger(api, deploy, {"image": "app:3"}), wait)
@@ -306,8 +299,8 @@ def test_a_failing_rollback_pipeline_gives_rollback_failed(
     broken = {"Report": {"type": "Condition", "input": {"condition": "${input.ticket} == 'nothing'"}}}
     broken_pipeline = rollback_pipeline("Undo-Broken", web, broken)
     broken_pipeline["stages"]["Undo"]["taskOrder"] = ["Report"]
-    create(api, broken_pipeline)
-    deploy = create(api, deploying_pipeline(web, link("Undo-Broken")))
+    api.create(broken_pipeline)
+    deploy = api.create(deploying_pipeline(web, link("Undo-Broken")))
 
     # When the deploy fails and rolls back
     parent = finished(api, trigger(api, deploy), wait)
@@ -325,7 +318,7 @@ def test_a_failure_without_a_rollback_link_fails_the_execution(
 ) -> None:
     # Given a deploy with no rollback link
     serve_deploy(web)
-    deploy = create(api, deploying_pipeline(web, None))
+    deploy = api.create(deploying_pipeline(web, None))
 
     # When it fails
     parent = finished(api, trigger(api, deploy), wait)
@@ -340,8 +333,8 @@ def test_a_failure_without_a_rollback_link_fails_the_execution(
 def test_ignore_failure_lets_the_run_complete(api: ServedApp, worker: Any, web: HTTPServer, wait: Any) -> None:
     # Given a failing task marked ignoreFailure, in a stage with a rollback link
     serve_deploy(web)
-    create(api, rollback_pipeline("Undo-Stage", web))
-    deploy = create(api, deploying_pipeline(web, link("Undo-Stage"), ignoreFailure=True))
+    api.create(rollback_pipeline("Undo-Stage", web))
+    deploy = api.create(deploying_pipeline(web, link("Undo-Stage"), ignoreFailure=True))
 
     # When it runs
     parent = finished(api, trigger(api, deploy), wait)
