@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from api.serialize import execution_view, stages_view
-from api.services import services
+from api.services import requester, services
 from orchestrator.errors import BadRequest
 from orchestrator.status import ExecutionStatus
 
@@ -60,3 +60,10 @@ def get(execution_id: str) -> Response:
     view = execution_view(state.execution)
     view["stages"] = stages_view(state.pipeline, store.task_runs(execution_id))
     return jsonify(view)
+
+
+@blueprint.post("/executions/<execution_id>/cancel")
+def cancel(execution_id: str) -> tuple[Response, int]:
+    """Cancel a queued or running execution; 409 when its status does not allow it."""
+    execution = services().engine.cancel(execution_id, requester())
+    return jsonify(execution_view(execution)), 202

@@ -20,7 +20,7 @@ from orchestrator.errors import InputInvalid, PipelineDisabled, Problem, Rollway
 from orchestrator.execution import Execution, ExecutionState, PipelineRecord, TaskRun
 from orchestrator.inputs import BoundTask, bind_task
 from orchestrator.pipeline import Pipeline, TaskKey
-from orchestrator.status import ExecutionStatus, RunStatus
+from orchestrator.status import ExecutionStatus, RunStatus, check_execution
 from orchestrator.store import Store
 from orchestrator.transaction import Transaction
 
@@ -97,6 +97,20 @@ class Engine:
         with self.store.locked(execution_id) as (tx, state):
             self._advance(tx, state, effects)
         self._follow_up(effects)
+
+    def cancel(self, execution_id: str, requested_by: str = "") -> Execution:
+        """Cancel an execution: nothing more of it starts; tasks already running end on their own.
+
+        Raises InvalidTransition (a 409) when the execution is past canceling, e.g. already ended or rolling back.
+        """
+        effects = Effects()
+        with self.store.locked(execution_id) as (tx, state):
+            check_execution(state.execution.status, ExecutionStatus.CANCELED)
+            tx.transition(execution_id, ExecutionStatus.CANCELED, f"canceled by {requested_by or 'a user'}")
+            tx.cancel_queued_task_runs(execution_id, "not run: the execution was canceled")
+            effects.ended.append(execution_id)
+        self._follow_up(effects)
+        return self.store.get_execution(execution_id)
 
     def task_succeeded(self, run: TaskRun, output: Mapping[str, Any]) -> None:
         """Record a task run's output and move its execution on, in one step."""

@@ -7,7 +7,7 @@ stage, the groups of `taskOrder` run one after the other and the tasks of a grou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from orchestrator.errors import RollwayError
@@ -16,8 +16,6 @@ from orchestrator.status import RunStatus
 
 PreCondition = Callable[[str], bool]
 """Evaluates a preCondition expression against the execution so far; raises RollwayError if it cannot."""
-
-IN_FLIGHT = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING})
 
 
 @dataclass(frozen=True)
@@ -93,8 +91,3 @@ def stage_status(pipeline: Pipeline, stage: Stage, statuses: Mapping[TaskKey, Ru
     if all(is_settled(pipeline, key, status) for key, status in keyed.items()):
         return RunStatus.COMPLETED
     return RunStatus.NOT_STARTED if values == {RunStatus.NOT_STARTED} else RunStatus.RUNNING
-
-
-def in_flight(statuses: Iterable[RunStatus]) -> bool:
-    """Whether any of these task runs may still be working."""
-    return any(status in IN_FLIGHT for status in statuses)

@@ -97,9 +97,3 @@ def check_execution(old: ExecutionStatus, new: ExecutionStatus) -> None:
     """Raise InvalidTransition unless an execution may go from `old` to `new`."""
     if new not in EXECUTION_ALLOWED[old]:
         raise InvalidTransition(f"an execution cannot go from {old} to {new}")
-
-
-def check_run(old: RunStatus, new: RunStatus) -> None:
-    """Raise InvalidTransition unless a stage or task run may go from `old` to `new`."""
-    if new not in RUN_ALLOWED[old]:
-        raise InvalidTransition(f"a run cannot go from {old} to {new}")

@@ -358,6 +358,15 @@ class Transaction:
                 .values(status=new, status_message=message, finished_at=stamp, updated_at=stamp)
             )
 
+    def cancel_queued_task_runs(self, execution_id: str, message: str) -> None:
+        """Cancel an execution's QUEUED task runs (a worker that receives one later finds nothing to run)."""
+        stamp = now()
+        self.conn.execute(
+            update(task_runs)
+            .where(task_runs.c.execution_id == execution_id, task_runs.c.status == RunStatus.QUEUED)
+            .values(status=RunStatus.CANCELED, status_message=message, finished_at=stamp, updated_at=stamp)
+        )
+
     def claim_task_run(self, task_run_id: str, attempt: int) -> TaskRun | None:
         """Take a QUEUED task run of a running execution for this attempt (QUEUED -> RUNNING).
 

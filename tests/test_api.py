@@ -1234,3 +1234,21 @@ def test_patch_refuses_null_rather_than_reading_it_as_a_default(api: ServedApp) 
     # Then that is refused, naming the field, and the pipeline stays enabled
     assert "enabled" in error_of(answer, 400, "bad_request")["message"]
     assert api.http.get(f"/api/pipelines/{created['id']}").json()["enabled"] is True
+
+
+def test_an_execution_is_canceled_once_and_then_refused_with_409(api: ServedApp) -> None:
+    # Given a running execution (no worker: its first task stays queued)
+    started = triggered(api, enabled(api, pipeline_doc("Cancelable")))
+    path = f"/api/executions/{started['executionId']}/cancel"
+
+    # When it is canceled, and canceled again
+    first = api.http.post(path)
+    second = api.http.post(path)
+
+    # Then the first answers 202 with the CANCELED execution, the second 409 naming the statuses
+    assert first.status_code == 202, first.text
+    assert first.json()["status"] == "CANCELED" and first.json()["statusMessage"] == "canceled by admin"
+    assert "CANCELED to CANCELED" in error_of(second, 409, "invalid_transition")["message"]
+    tasks = api.http.get(f"/api/executions/{started['executionId']}").json()["stages"][0]["tasks"]
+    assert [task["status"] for task in tasks] == ["CANCELED", "NOT_STARTED"]
+    error_of(api.http.post("/api/executions/no-such-execution/cancel"), 404, "not_found")

@@ -14,7 +14,7 @@ from werkzeug import Request, Response
 
 from orchestrator.document import load_pipeline
 from orchestrator.engine import Engine
-from orchestrator.errors import InputInvalid, PipelineDisabled
+from orchestrator.errors import InputInvalid, InvalidTransition, PipelineDisabled, TaskFailed
 from orchestrator.execution import Execution, PipelineRecord
 from orchestrator.status import ExecutionStatus, RunStatus
 from orchestrator.store import Store
@@ -486,3 +486,54 @@ def test_when_parallel_tasks_fail_to_start_the_one_not_ignored_decides(harness: 
     # Then the execution ends FAILED on the task that was not ignored, instead of waiting forever
     assert execution.status is ExecutionStatus.FAILED
     assert execution.status_message.startswith("task S.Counted failed")
+
+
+def test_a_canceled_execution_starts_nothing_more_and_lets_the_next_one_run(harness: Harness) -> None:
+    # Given a pipeline running one execution at a time, one running with its first task queued, one waiting
+    record = harness.save(
+        pipeline("Stop", {"S": stage("A", "B", A=condition("true"), B=condition("true"))}, concurrency=1)
+    )
+    running = harness.engine.trigger(record, {})
+    waiting = harness.engine.trigger(record, {})
+
+    # When the running one is canceled
+    canceled = harness.engine.cancel(running.id, "alice")
+
+    # Then it is CANCELED saying by whom, its queued task is canceled, nothing of it runs, and the next one ran
+    assert (canceled.status, canceled.status_message) == (ExecutionStatus.CANCELED, "canceled by alice")
+    harness.dispatcher.drain(harness.runner)
+    assert harness.statuses(canceled) == {"S.A": RunStatus.CANCELED, "S.B": RunStatus.NOT_STARTED}
+    assert harness.store.get_execution(waiting.id).status is ExecutionStatus.COMPLETED
+    # ... and an ended execution cannot be canceled
+    with pytest.raises(InvalidTransition, match="cannot go from COMPLETED to CANCELED"):
+        harness.engine.cancel(waiting.id)
+
+
+def test_canceling_a_rollback_fails_the_rollback_of_its_parent(harness: Harness, web: HTTPServer) -> None:
+    # Given a failed deploy whose rollback waits on a slow job
+    web.expect_request("/job").respond_with_json({"state": "RUNNING"})
+    poll = {
+        "type": "POLL",
+        "input": {"url": web.url_for("/job"), "exitCriteria": {"success": "${responseJson.state} == 'DONE'"}},
+    }
+    harness.save(pipeline("Slow Undo", {"R": stage("Wait", Wait=poll)}))
+    record = harness.save(
+        pipeline("Fails", {"S": {**stage("Bad", Bad=condition("false")), "rollback": {"pipeline": "Slow Undo"}}})
+    )
+    parent = harness.engine.trigger(record, {})
+    run_id, attempt, _ = harness.dispatcher.pending.popleft()
+    with pytest.raises(TaskFailed):
+        harness.runner.run(run_id, attempt)
+    harness.engine.task_failed(run_id)
+    rolling = harness.store.get_execution(parent.id)
+    assert rolling.status is ExecutionStatus.ROLLING_BACK and rolling.rollback_execution_id is not None
+
+    # When the rollback is canceled (the parent itself cannot be: it is rolling back)
+    with pytest.raises(InvalidTransition):
+        harness.engine.cancel(parent.id)
+    harness.engine.cancel(rolling.rollback_execution_id)
+
+    # Then the parent ends ROLLBACK_FAILED, saying its rollback was canceled
+    ended = harness.store.get_execution(parent.id)
+    assert ended.status is ExecutionStatus.ROLLBACK_FAILED
+    assert "Slow Undo #1 CANCELED" in ended.status_message

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from orchestrator.errors import BindingError
 from orchestrator.pipeline import Pipeline, Stage, Task, TaskKey
-from orchestrator.planner import Plan, in_flight, is_settled, plan, stage_status
+from orchestrator.planner import Plan, is_settled, plan, stage_status
 from orchestrator.status import RunStatus
 
 R = RunStatus
@@ -259,15 +259,6 @@ def test_a_task_lets_the_ones_after_it_go_once_it_has_settled(status: RunStatus,
     # When it is asked whether it has settled
     # Then only completed, skipped and ignored failures have
     assert is_settled(pipeline, ("Dev", "Build"), status) is settled
-
-
-def test_queued_running_and_waiting_runs_are_in_flight() -> None:
-    # Given task runs in various statuses
-    # When asked whether any may still be working
-    # Then queued, running and waiting ones may, finished ones may not
-    assert in_flight([R.COMPLETED, R.WAITING])
-    assert in_flight([R.QUEUED])
-    assert not in_flight([R.COMPLETED, R.FAILED, R.SKIPPED, R.CANCELED, R.NOT_STARTED])
 
 
 # -- a stage's status

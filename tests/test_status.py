@@ -15,7 +15,6 @@ from orchestrator.status import (
     RunStatus,
     S,
     check_execution,
-    check_run,
     predecessors,
 )
 
@@ -105,30 +104,26 @@ def test_a_refused_transition_names_both_statuses_and_answers_409() -> None:
 def test_a_finished_task_run_cannot_start_again(finished: RunStatus) -> None:
     # Given a task run that has ended
     # When it is asked to run or be queued again
-    # Then it is terminal and both are refused, naming the statuses
+    # Then it is terminal and the store may move it nowhere
     assert finished.is_terminal
     for new in (R.QUEUED, R.RUNNING):
-        with pytest.raises(InvalidTransition, match=f"a run cannot go from {finished} to {new}"):
-            check_run(finished, new)
+        assert finished not in predecessors(RUN_ALLOWED, new)
 
 
 def test_the_planner_may_skip_or_fail_a_task_that_never_started() -> None:
     # Given a task run not started yet
     # When its preCondition is false, or cannot be evaluated
     # Then it may go straight to SKIPPED or FAILED
-    check_run(R.NOT_STARTED, R.SKIPPED)
-    check_run(R.NOT_STARTED, R.FAILED)
+    assert {R.SKIPPED, R.FAILED} <= RUN_ALLOWED[R.NOT_STARTED]
     # But a task that already ran cannot be skipped after the fact
-    with pytest.raises(InvalidTransition):
-        check_run(R.RUNNING, R.SKIPPED)
+    assert R.SKIPPED not in RUN_ALLOWED[R.RUNNING]
 
 
 def test_a_polling_task_goes_back_to_queued_for_its_next_attempt() -> None:
     # Given a POLL task that ran and must try again later
     # When it is put back in the queue
-    check_run(R.RUNNING, R.QUEUED)
     # Then that is allowed, and its next attempt may run
-    check_run(R.QUEUED, R.RUNNING)
+    assert R.QUEUED in RUN_ALLOWED[R.RUNNING] and R.RUNNING in RUN_ALLOWED[R.QUEUED]
 
 
 def test_predecessors_are_where_the_store_may_move_a_status_from() -> None:
@@ -142,13 +137,11 @@ def test_predecessors_are_where_the_store_may_move_a_status_from() -> None:
 
 
 def test_predecessors_and_the_checks_agree_on_every_transition() -> None:
-    # Given every pair of statuses, of executions and of runs
+    # Given every pair of execution statuses
     # When the store's WHERE clause (predecessors) and the checks are asked about each
     # Then they agree: the store never performs a change the checks refuse, nor refuses one they allow
     for old, new in itertools.product(ExecutionStatus, repeat=2):
         assert (old in predecessors(EXECUTION_ALLOWED, new)) == _allowed(check_execution, old, new)
-    for old_run, new_run in itertools.product(RunStatus, repeat=2):
-        assert (old_run in predecessors(RUN_ALLOWED, new_run)) == _allowed(check_run, old_run, new_run)
 
 
 def _allowed(check: Callable[[S, S], None], old: S, new: S) -> bool:
