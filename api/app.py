@@ -7,7 +7,7 @@ import logging
 from celery import Celery
 from flask import Blueprint, Flask
 
-from api import auth, executions, pipelines
+from api import auth, endpoints, executions, pipelines
 from api.errors import register_error_handlers
 from api.services import EXTENSION, Services
 from orchestrator.engine import Engine
@@ -24,7 +24,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     app = Flask("rollway")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = 2_000_000
-    store = Store.connect(settings.database_url)
+    store = Store.connect(settings.database_url, settings.secret_key)
     celery = celery or make_celery(settings)
     engine = Engine(store, CeleryDispatcher(celery))
     app.extensions[EXTENSION] = Services(settings, store, engine, celery)
@@ -35,6 +35,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     api = Blueprint("api", __name__, url_prefix="/api")
     api.register_blueprint(pipelines.blueprint)
     api.register_blueprint(executions.blueprint)
+    api.register_blueprint(endpoints.blueprint)
     app.register_blueprint(api)
     register_error_handlers(app)
     return app

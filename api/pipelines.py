@@ -23,7 +23,8 @@ def _read_pipeline(default_project: str = "default") -> Pipeline:
     if not body.strip():
         raise BadRequest("the body is empty: send a pipeline document (YAML or JSON)")
     document = parse_text(body, request.content_type)
-    return load_pipeline(document, services().store.rollback_target, default_project)
+    store = services().store
+    return load_pipeline(document, store.rollback_target, default_project, store.endpoint_exists)
 
 
 @blueprint.post("/pipelines")
@@ -58,7 +59,9 @@ def patch(pipeline_id: str) -> Response:
         raise BadRequest(f"{', '.join(nulls)} cannot be null; leave a field out to keep its value")
     store = services().store
     document: dict[str, Any] = to_document(store.get_pipeline(pipeline_id).pipeline) | changes
-    record = store.replace_pipeline(pipeline_id, load_pipeline(document, store.rollback_target))
+    record = store.replace_pipeline(
+        pipeline_id, load_pipeline(document, store.rollback_target, endpoints=store.endpoint_exists)
+    )
     return jsonify(pipeline_view(record))
 
 

@@ -63,6 +63,9 @@ class RollbackTarget:
 TargetLookup = Callable[[str, str], RollbackTarget | None]
 """(project, pipeline name) -> the rollback pipeline, or None when it does not exist."""
 
+EndpointLookup = Callable[[str, str], bool]
+"""(project, endpoint name) -> whether that endpoint exists."""
+
 
 def parse_text(body: bytes | str, content_type: str | None) -> object:
     """Decode a request body: as JSON when the content type says JSON, else as YAML (which reads JSON too)."""
@@ -87,16 +90,21 @@ def parse_text(body: bytes | str, content_type: str | None) -> object:
         raise BadRequest(f"the body is not valid YAML or JSON: {error}") from error
 
 
-def load_pipeline(document: object, targets: TargetLookup | None, default_project: str = DEFAULT_PROJECT) -> Pipeline:
+def load_pipeline(
+    document: object,
+    targets: TargetLookup | None,
+    default_project: str = DEFAULT_PROJECT,
+    endpoints: EndpointLookup | None = None,
+) -> Pipeline:
     """Build a Pipeline from a decoded document; raises PipelineInvalid listing every problem.
 
-    `targets` finds the pipelines that rollback links name; None skips those checks (for documents the
-    store saved after they passed them).
+    `targets` finds the pipelines that rollback links name and `endpoints` tells whether an endpoint
+    exists; None skips those checks (for documents the store saved after they passed them).
     """
     too_big = _size_problem(document)
     if too_big is not None:
         raise PipelineInvalid("the pipeline has 1 problem", [Problem("", too_big)])
-    reader = _Reader(targets)
+    reader = _Reader(targets, endpoints)
     reader.problems += _foreign_values(document, "")
     pipeline = reader.pipeline(document, default_project)
     if reader.problems or pipeline is None:
@@ -144,8 +152,9 @@ def _join(*parts: str) -> str:
 class _Reader:
     """Reads a document into the model, collecting problems instead of raising."""
 
-    def __init__(self, targets: TargetLookup | None) -> None:
+    def __init__(self, targets: TargetLookup | None, endpoints: EndpointLookup | None = None) -> None:
         self.targets = targets
+        self.endpoints = endpoints
         self.problems: list[Problem] = []
 
     def problem(self, path: str, message: str) -> None:
@@ -340,8 +349,11 @@ class _Reader:
                 self.problem(_join(path, "input", problem.path), problem.message)
         endpoints = self.mapping(task.get("endpoints"), _join(path, "endpoints"))
         for key, value in endpoints.items():
-            if not isinstance(value, str):
+            if not isinstance(value, str) or not value.strip():
                 self.problem(_join(path, "endpoints", key), "must be the name of an endpoint")
+        if type_name is not None:
+            for role in sorted(TASK_TYPES[str(type_name)].endpoint_roles - set(endpoints)):
+                self.problem(_join(path, "endpoints", role), f"a {type_name} task needs its {role} endpoint")
         return Task(
             name=name,
             type=str(type_name),
@@ -392,6 +404,7 @@ class _Checker:
 
     def task(self, stage: Stage, task: Task) -> None:
         path = _join("stages", stage.name, "tasks", task.name)
+        self.endpoints(task, path)
         key = (stage.name, task.name)
         spec = TASK_TYPES[task.type]
         expression_paths = spec.expressions(task.input)
@@ -403,6 +416,15 @@ class _Checker:
             self.expression(task.pre_condition, _join(path, "preCondition"), key, frozenset())
         if task.rollback is not None:
             self.link(task.rollback, _join(path, "rollback"), lambda other: not self.pipeline.runs_before(key, other))
+
+    def endpoints(self, task: Task, path: str) -> None:
+        lookup = self.reader.endpoints
+        if lookup is None:
+            return
+        project = self.pipeline.project
+        for role, name in task.endpoints.items():
+            if not lookup(project, name):
+                self.problem(_join(path, "endpoints", role), f"endpoint '{name}' does not exist in project '{project}'")
 
     def expression(self, text: str, path: str, key: TaskKey, local_names: frozenset[str]) -> None:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from orchestrator import expressions, planner, rollback
@@ -145,7 +145,7 @@ class Engine:
         scope = state.scope()
         step = planner.plan(state.pipeline, state.statuses(), lambda text: expressions.check(text, scope.lookup))
         tx.settle_task_runs(execution.id, step.skip, RunStatus.SKIPPED)
-        bound, unbound = _bind(state.pipeline, step.start, scope)
+        bound, unbound = _bind(tx, state, step.start, scope)
         failed = [*step.fail, *unbound]
         if failed:
             tx.settle_task_runs(execution.id, failed, RunStatus.FAILED)
@@ -222,15 +222,25 @@ class Engine:
 
 
 def _bind(
-    pipeline: Pipeline, keys: Iterable[TaskKey], scope: Scope
+    tx: Transaction, state: ExecutionState, keys: Iterable[TaskKey], scope: Scope
 ) -> tuple[list[tuple[TaskKey, BoundTask]], list[tuple[TaskKey, str]]]:
-    """What each task about to be queued is given, and the tasks whose bindings cannot be resolved."""
+    """What each task about to be queued is given, and the tasks whose bindings or endpoints cannot be resolved."""
     bound, unbound = [], []
     for key in keys:
+        task = state.pipeline.task(key)
         try:
-            bound.append((key, bind_task(pipeline.task(key), scope)))
+            given = bind_task(task, scope)
         except RollwayError as error:
             unbound.append((key, f"its input could not be bound: {error.message}"))
+            continue
+        ids = {role: tx.endpoint_id(state.execution.project, name) for role, name in task.endpoints.items()}
+        missing = [f"'{task.endpoints[role]}' ({role})" for role, found in ids.items() if found is None]
+        if missing:
+            unbound.append(
+                (key, f"endpoint {', '.join(missing)} does not exist in project '{state.execution.project}'")
+            )
+            continue
+        bound.append((key, replace(given, endpoints={role: str(found) for role, found in ids.items()})))
     return bound, unbound
 
 

@@ -113,6 +113,41 @@ class EndpointError(RollwayError):
     code = "endpoint_error"
 
 
+class ClusterError(RollwayError):
+    """A Kubernetes API answered with an error, or could not be asked."""
+
+    code = "cluster_error"
+
+    def __init__(self, message: str, status: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class ClusterUnreachable(ClusterError):
+    """No answer from the Kubernetes API: connection refused, DNS, TLS or a timeout."""
+
+    code = "cluster_unreachable"
+
+
+class ClusterBusy(ClusterError):
+    """The Kubernetes API answered 429 or 5xx: worth asking again after a while."""
+
+    code = "cluster_busy"
+
+
+class ClusterRefused(ClusterError):
+    """The Kubernetes API refused the endpoint's credentials (401) or their rights (403)."""
+
+    code = "cluster_refused"
+
+
+class RolloutFailed(ClusterError):
+    """A Deployment's rollout ended without completing (ProgressDeadlineExceeded) or ran past the task's timeout."""
+
+    code = "rollout_failed"
+
+
 class ConfigurationError(RollwayError):
     """A setting read from the environment has a value Rollway cannot use."""
 

@@ -77,6 +77,7 @@ class TaskRun:
     input: Mapping[str, Any] | None
     output: Mapping[str, Any] | None
     bindings: Mapping[str, Any]
+    endpoints: Mapping[str, str]
     state: Mapping[str, Any]
     attempt: int
     started_at: datetime | None

@@ -21,10 +21,12 @@ from orchestrator.tasktypes import TASK_TYPES
 
 @dataclass(frozen=True)
 class BoundTask:
-    """A task's input with bindings resolved (expression fields left as written), and what its expressions read."""
+    """A task's input with bindings resolved (expression fields left as written), what its expressions read,
+    and its endpoints by role as endpoint ids (resolved by the engine, which can look them up)."""
 
     input: Mapping[str, Any]
     bindings: Mapping[str, Any] = field(default_factory=dict)
+    endpoints: Mapping[str, str] = field(default_factory=dict)
 
 
 def reference_head(reference: str) -> str:

@@ -57,6 +57,8 @@ pipelines = Table(
     Column("document_hash", String(64), nullable=False),
     # Rollback pipelines this one links to, so deleting a linked pipeline can be refused cheaply.
     Column("rollback_targets", Json, nullable=False),
+    # Endpoints its tasks name, so deleting one that is in use can be refused.
+    Column("endpoint_names", Json, nullable=False),
     Column("execution_count", Integer, nullable=False, default=0),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -107,12 +109,31 @@ task_runs = Table(
     Column("output", Json, nullable=True),
     # Values of the pipeline bindings the task's expressions read, taken when it was queued.
     Column("bindings", Json, nullable=False),
+    # The task's endpoints by role, as endpoint ids, resolved when it was queued.
+    Column("endpoints", Json, nullable=False),
     Column("state", Json, nullable=False),
     Column("attempt", Integer, nullable=False, default=0),
     Column("started_at", UTCDateTime, nullable=True),
     Column("finished_at", UTCDateTime, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_task_runs_execution", "execution_id", "position"),
+)
+
+
+endpoints = Table(
+    "endpoints",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("insecure", Boolean, nullable=False),
+    # Token, CA data and kubeconfig, sealed by the vault; never returned by the API.
+    Column("credentials", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("project", "name", name="uq_endpoints_project_name"),
 )
 
 

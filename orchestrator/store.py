@@ -16,13 +16,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator.document import RollbackTarget, to_document
+from orchestrator.endpoints import Endpoint
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.execution import Execution, ExecutionState, PipelineRecord, TaskRun
 from orchestrator.pipeline import Pipeline
-from orchestrator.schema import executions, metadata, now, pipelines
+from orchestrator.schema import endpoints, executions, metadata, now, pipelines
 from orchestrator.snapshots import DocumentCache, digest
 from orchestrator.status import ExecutionStatus
 from orchestrator.transaction import EXECUTION_COLUMNS, Transaction, execution_from_row, new_id, pipeline_from_row
+from orchestrator.vault import Vault
 
 
 def make_engine(url: str) -> Engine:
@@ -59,14 +61,15 @@ SCHEMA_LOCK_KEY = 0x526F6C6C  # "Roll"
 class Store:
     """Rollway's persistent state."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, vault: Vault | None = None) -> None:
         self.engine = engine
+        self.vault = vault or Vault(None)
         self.documents = DocumentCache()
 
     @classmethod
-    def connect(cls, url: str) -> Store:
-        """A store on a database URL, with its tables created if missing."""
-        store = cls(make_engine(url))
+    def connect(cls, url: str, secret_key: str | None = None) -> Store:
+        """A store on a database URL, with its tables created if missing; `secret_key` seals credentials."""
+        store = cls(make_engine(url), Vault(secret_key))
         store.create_schema()
         return store
 
@@ -125,6 +128,9 @@ class Store:
             "document": document,
             "document_hash": digest(document),
             "rollback_targets": sorted({link.pipeline for link in links}),
+            "endpoint_names": sorted(
+                {name for _, _, task, _ in pipeline.ordered_tasks() for name in task.endpoints.values()}
+            ),
             "updated_at": stamp,
         }
 
@@ -213,6 +219,109 @@ class Store:
         with self.engine.begin() as conn:
             self._refuse_if_linked(conn, *self._named(conn, pipeline_id), "deleted")
             conn.execute(pipelines.delete().where(pipelines.c.id == pipeline_id))
+
+    # -- endpoints
+
+    def _endpoint(self, row: Any) -> Endpoint:
+        credentials = self.vault.open(row.credentials)
+        return Endpoint(
+            id=row.id,
+            name=row.name,
+            project=row.project,
+            type=row.type,
+            url=row.url,
+            insecure=row.insecure,
+            token=credentials.get("token"),
+            ca_data=credentials.get("ca_data"),
+            kubeconfig=credentials.get("kubeconfig"),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    def _endpoint_values(self, endpoint: Endpoint) -> dict[str, Any]:
+        secrets = {
+            name: value
+            for name, value in (
+                ("token", endpoint.token),
+                ("ca_data", endpoint.ca_data),
+                ("kubeconfig", endpoint.kubeconfig),
+            )
+            if value
+        }
+        return {
+            "project": endpoint.project,
+            "name": endpoint.name,
+            "type": endpoint.type,
+            "url": endpoint.url,
+            "insecure": endpoint.insecure,
+            "credentials": self.vault.seal(secrets),
+            "updated_at": now(),
+        }
+
+    def add_endpoint(self, endpoint: Endpoint) -> Endpoint:
+        """Save a new endpoint, its credentials sealed; raises Conflict if its project has one of that name."""
+        values = self._endpoint_values(endpoint) | {"id": endpoint.id, "created_at": now()}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(endpoints.insert().values(**values))
+        except IntegrityError as error:
+            raise Conflict(f"project '{endpoint.project}' already has an endpoint named '{endpoint.name}'") from error
+        return self.get_endpoint(endpoint.id)
+
+    def replace_endpoint(self, endpoint: Endpoint) -> Endpoint:
+        """Save an endpoint's new URL or credentials; raises Conflict if renamed while pipelines use it."""
+        try:
+            with self.engine.begin() as conn:
+                current = conn.execute(select(endpoints).where(endpoints.c.id == endpoint.id)).first()
+                if current is None:
+                    raise NotFound(f"there is no endpoint with id '{endpoint.id}'")
+                if (current.project, current.name) != (endpoint.project, endpoint.name):
+                    self._refuse_if_used(conn, current.project, current.name, "renamed or moved")
+                conn.execute(
+                    endpoints.update().where(endpoints.c.id == endpoint.id).values(**self._endpoint_values(endpoint))
+                )
+        except IntegrityError as error:
+            raise Conflict(f"project '{endpoint.project}' already has an endpoint named '{endpoint.name}'") from error
+        return self.get_endpoint(endpoint.id)
+
+    def get_endpoint(self, endpoint_id: str) -> Endpoint:
+        """An endpoint with its credentials opened."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(endpoints).where(endpoints.c.id == endpoint_id)).first()
+        if row is None:
+            raise NotFound(f"there is no endpoint with id '{endpoint_id}'")
+        return self._endpoint(row)
+
+    def list_endpoints(self, project: str | None = None) -> list[Endpoint]:
+        query = select(endpoints).order_by(endpoints.c.project, endpoints.c.name)
+        if project is not None:
+            query = query.where(endpoints.c.project == project)
+        with self.engine.connect() as conn:
+            return [self._endpoint(row) for row in conn.execute(query)]
+
+    def endpoint_exists(self, project: str, name: str) -> bool:
+        with self.transaction() as tx:
+            return tx.endpoint_id(project, name) is not None
+
+    def delete_endpoint(self, endpoint_id: str) -> None:
+        """Delete an endpoint; raises Conflict while a pipeline of its project names it."""
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                select(endpoints.c.project, endpoints.c.name).where(endpoints.c.id == endpoint_id)
+            ).first()
+            if found is None:
+                raise NotFound(f"there is no endpoint with id '{endpoint_id}'")
+            self._refuse_if_used(conn, found.project, found.name, "deleted")
+            conn.execute(endpoints.delete().where(endpoints.c.id == endpoint_id))
+
+    @staticmethod
+    def _refuse_if_used(conn: Connection, project: str, name: str, change: str) -> None:
+        rows = conn.execute(select(pipelines.c.name, pipelines.c.endpoint_names).where(pipelines.c.project == project))
+        users = sorted(row.name for row in rows if name in row.endpoint_names)
+        if users:
+            raise Conflict(
+                f"endpoint '{name}' is used by {', '.join(repr(user) for user in users)} and cannot be {change}"
+            )
 
     # -- reading executions
 

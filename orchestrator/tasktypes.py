@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import yaml
+
 from orchestrator.bindings import BINDING
 from orchestrator.errors import Problem
 
@@ -31,6 +33,7 @@ class TaskType:
     expression_fields: frozenset[str] = frozenset()
     local_names: frozenset[str] = frozenset()
     check: Checker = lambda _input: []
+    endpoint_roles: frozenset[str] = frozenset()
 
     @property
     def fields(self) -> frozenset[str]:
@@ -135,6 +138,59 @@ def _check_condition(task_input: Mapping[str, object]) -> list[Problem]:
     return []
 
 
+K8S_ACTIONS = ("GET", "CREATE", "APPLY", "DELETE", "ROLLBACK", "VERIFY")
+K8S_OBJECT_ACTIONS = ("GET", "CREATE", "APPLY", "DELETE")
+KUBERNETES_SERVER = "kubernetesServer"
+
+
+def _is_object(document: object) -> bool:
+    if not isinstance(document, Mapping) or not document.get("apiVersion") or not document.get("kind"):
+        return False
+    metadata = document.get("metadata")
+    return isinstance(metadata, Mapping) and bool(metadata.get("name"))
+
+
+def _check_manifests(text: object) -> list[Problem]:
+    """Problems with a K8S task's multi-document YAML (bindings in it stand for text, as they will be)."""
+    if isinstance(text, str) and BINDING.fullmatch(text.strip()):
+        return []  # the whole YAML comes from a binding: only known at run time
+    if not isinstance(text, str) or not text.strip():
+        return [Problem("yaml", "must be the Kubernetes YAML to act on (one or more documents)")]
+    try:
+        documents = [doc for doc in yaml.safe_load_all(BINDING.sub("x", text)) if doc is not None]
+    except Exception as error:  # not only YAMLError: PyYAML's constructors fail in their own ways on odd tags
+        return [Problem("yaml", f"is not valid YAML: {error}")]
+    if not documents:
+        return [Problem("yaml", "holds no Kubernetes object")]
+    return [
+        Problem(f"yaml[{index}]", "must be a Kubernetes object with apiVersion, kind and metadata.name")
+        for index, document in enumerate(documents)
+        if not _is_object(document)
+    ]
+
+
+def _check_k8s(task_input: Mapping[str, object]) -> list[Problem]:
+    action = task_input.get("action")
+    if action is None or is_bound(action):
+        return []
+    if not isinstance(action, str) or action.upper() not in K8S_ACTIONS:
+        return [Problem("action", f"must be one of {', '.join(K8S_ACTIONS)}, not {action!r}")]
+    problems = _expect(task_input, "timeout", (int, float), "a number of seconds") + _positive(task_input, "timeout")
+    problems += _expect(task_input, "continueOnConflict", (bool,), "true or false")
+    problems += _expect(task_input, "revision", (int,), "a revision number") + _positive(task_input, "revision")
+    if action.upper() in K8S_OBJECT_ACTIONS:
+        return problems + (
+            []
+            if is_bound(task_input.get("yaml")) and "yaml" in task_input
+            else _check_manifests(task_input.get("yaml"))
+        )
+    for name in ("namespace", "deployment"):
+        value = task_input.get(name)
+        if not is_bound(value) and (not isinstance(value, str) or not value.strip()):
+            problems.append(Problem(name, f"is required for {action.upper()}: the Deployment's {name}"))
+    return problems
+
+
 TASK_TYPES: Mapping[str, TaskType] = {
     spec.name: spec
     for spec in (
@@ -146,6 +202,13 @@ TASK_TYPES: Mapping[str, TaskType] = {
             expression_fields=frozenset({"exitCriteria"}),
             local_names=RESPONSE_NAMES,
             check=_check_poll,
+        ),
+        TaskType(
+            "K8S",
+            frozenset({"action"}),
+            frozenset({"yaml", "timeout", "continueOnConflict", "namespace", "deployment", "revision"}),
+            check=_check_k8s,
+            endpoint_roles=frozenset({KUBERNETES_SERVER}),
         ),
         TaskType(
             "Condition",

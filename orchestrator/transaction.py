@@ -20,7 +20,7 @@ from orchestrator.errors import NotFound
 from orchestrator.execution import Execution, ExecutionState, PipelineRecord, RunSummary, TaskRun
 from orchestrator.inputs import BoundTask
 from orchestrator.pipeline import TaskKey
-from orchestrator.schema import executions, now, pipelines, task_runs
+from orchestrator.schema import endpoints, executions, now, pipelines, task_runs
 from orchestrator.snapshots import DocumentCache, digest
 from orchestrator.status import EXECUTION_ALLOWED, RUN_ALLOWED, ExecutionStatus, RunStatus, predecessors
 
@@ -70,6 +70,7 @@ _QUEUE = (
         attempt=task_runs.c.attempt + 1,
         input=bindparam("given"),
         bindings=bindparam("bound"),
+        endpoints=bindparam("at"),
         updated_at=bindparam("now"),
     )
     .returning(*task_runs.c)
@@ -142,6 +143,7 @@ def task_run_from_row(row: Row[Any]) -> TaskRun:
         input=row.input,
         output=row.output,
         bindings=row.bindings,
+        endpoints=row.endpoints,
         state=row.state,
         attempt=row.attempt,
         started_at=row.started_at,
@@ -198,6 +200,12 @@ class Transaction:
             select(pipelines).where(pipelines.c.project == project, pipelines.c.name == name)
         ).first()
         return None if row is None else pipeline_from_row(row, self.documents)
+
+    def endpoint_id(self, project: str, name: str) -> str | None:
+        """The id of a project's endpoint of that name, if there is one."""
+        return self.conn.execute(
+            select(endpoints.c.id).where(endpoints.c.project == project, endpoints.c.name == name)
+        ).scalar_one_or_none()
 
     def task_run(self, task_run_id: str) -> TaskRun:
         row = self.conn.execute(select(task_runs).where(task_runs.c.id == task_run_id)).first()
@@ -274,6 +282,7 @@ class Transaction:
                     "status": RunStatus.NOT_STARTED,
                     "status_message": "",
                     "bindings": {},
+                    "endpoints": {},
                     "state": {},
                     "attempt": 0,
                     "updated_at": stamp,
@@ -336,6 +345,7 @@ class Transaction:
                 "named": name,
                 "given": dict(task.input),
                 "bound": dict(task.bindings),
+                "at": dict(task.endpoints),
                 "now": now(),
             }
             row = self.conn.execute(_QUEUE, values).first()

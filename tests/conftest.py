@@ -23,6 +23,7 @@ from rollway_testing import (
     POSTGRES_DB,
     POSTGRES_SERVER,
     REDIS_URL,
+    SECRET_KEY,
     TOKEN,
     ServedApp,
     WorkerProcess,
@@ -99,7 +100,7 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture
 def settings(pg_url: str, redis_url: str) -> Settings:
     """Settings of a deployment on the test PostgreSQL and Redis, with an API token."""
-    return Settings(database_url=pg_url, redis_url=redis_url, api_token=TOKEN)
+    return Settings(database_url=pg_url, redis_url=redis_url, api_token=TOKEN, secret_key=SECRET_KEY)
 
 
 @pytest.fixture

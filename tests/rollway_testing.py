@@ -26,6 +26,7 @@ REDIS_URL = os.environ.get("ROLLWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"
 POSTGRES_SERVER = os.environ.get("ROLLWAY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
 POSTGRES_DB = os.environ.get("ROLLWAY_TEST_DATABASE", "rollway_test")
 TOKEN = "test-token"
+SECRET_KEY = "test-secret-key-that-is-long-and-random-enough"
 
 
 def unavailable(what: str, error: Exception) -> NoReturn:
@@ -47,6 +48,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env.update(ROLLWAY_DATABASE_URL=settings.database_url, ROLLWAY_REDIS_URL=settings.redis_url or "")
     if settings.api_token:
         env["ROLLWAY_API_TOKEN"] = settings.api_token
+    if settings.secret_key:
+        env["ROLLWAY_SECRET_KEY"] = settings.secret_key
     return env
 
 
@@ -95,7 +98,11 @@ class ServedApp:
 
     def create(self, document: dict[str, Any]) -> dict[str, Any]:
         """POST a pipeline document; it must be created."""
-        answer = self.http.post("/api/pipelines", json=document)
+        return self.create_at("/api/pipelines", document)
+
+    def create_at(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a body that must be created (201)."""
+        answer = self.http.post(path, json=body)
         assert answer.status_code == 201, answer.text
         created: dict[str, Any] = answer.json()
         return created

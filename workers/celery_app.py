@@ -36,7 +36,7 @@ class Context:
 
     @cached_property
     def store(self) -> Store:
-        return Store.connect(self.settings.database_url)
+        return Store.connect(self.settings.database_url, self.settings.secret_key)
 
     @cached_property
     def dispatcher(self) -> CeleryDispatcher:

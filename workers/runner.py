@@ -45,7 +45,7 @@ class TaskRunner:
         executor = self.executors.get(run.type)
         if executor is None:
             return Failed(f"this worker has no executor for {run.type} tasks")
-        call = TaskCall(run.type, run.input or {}, run.bindings, run.attempt, run.state)
+        call = TaskCall(run.type, run.input or {}, run.bindings, run.attempt, run.state, run.endpoints)
         try:
             return executor.execute(call)
         except RollwayError as error:

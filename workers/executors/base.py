@@ -23,6 +23,8 @@ class TaskCall:
     bindings: Mapping[str, Any] = field(default_factory=dict)
     attempt: int = 1
     state: Mapping[str, Any] = field(default_factory=dict)
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+    """The task's endpoints by role (`kubernetesServer`), as endpoint ids resolved when it was queued."""
 
     def lookup(self, reference: str) -> object:
         """The value of a pipeline binding an expression of this task reads."""

@@ -1,0 +1,62 @@
+"""The endpoints API: the clusters tasks deploy to. Credentials go in, never come out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from api.serialize import timestamp
+from api.services import json_object, services
+from orchestrator.endpoints import Endpoint, changed_body, endpoint_from_body
+from orchestrator.transaction import new_id
+
+blueprint = Blueprint("endpoints", __name__)
+
+
+def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
+    """An endpoint as the API shows it: which credentials it has, never what they are."""
+    return {
+        "id": endpoint.id,
+        "name": endpoint.name,
+        "project": endpoint.project,
+        "type": endpoint.type,
+        "url": endpoint.url,
+        "insecure": endpoint.insecure,
+        "hasToken": bool(endpoint.token),
+        "hasCaData": bool(endpoint.ca_data),
+        "hasKubeconfig": bool(endpoint.kubeconfig),
+        "createdAt": timestamp(endpoint.created_at),
+        "updatedAt": timestamp(endpoint.updated_at),
+    }
+
+
+@blueprint.post("/endpoints")
+def create() -> tuple[Response, int]:
+    endpoint = services().store.add_endpoint(endpoint_from_body(json_object(), new_id()))
+    return jsonify(endpoint_view(endpoint)), 201
+
+
+@blueprint.get("/endpoints")
+def list_() -> Response:
+    return jsonify([endpoint_view(item) for item in services().store.list_endpoints(request.args.get("project"))])
+
+
+@blueprint.get("/endpoints/<endpoint_id>")
+def get(endpoint_id: str) -> Response:
+    return jsonify(endpoint_view(services().store.get_endpoint(endpoint_id)))
+
+
+@blueprint.patch("/endpoints/<endpoint_id>")
+def patch(endpoint_id: str) -> Response:
+    """Change some fields; a credential set to null is removed."""
+    store = services().store
+    current = store.get_endpoint(endpoint_id)
+    changed = endpoint_from_body(changed_body(current, json_object()), endpoint_id)
+    return jsonify(endpoint_view(store.replace_endpoint(changed)))
+
+
+@blueprint.delete("/endpoints/<endpoint_id>")
+def delete(endpoint_id: str) -> tuple[str, int]:
+    services().store.delete_endpoint(endpoint_id)
+    return "", 204

@@ -1,0 +1,132 @@
+"""Endpoints: the clusters (and later other systems) tasks talk to, with their credentials.
+
+An `Endpoint` here holds credentials in the clear; the store keeps them encrypted (`vault.py`) and the API
+never returns them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import yaml
+
+from orchestrator.errors import BadRequest, Problem
+
+MAX_NAME_LENGTH = 200
+KUBERNETES = "kubernetes"
+ENDPOINT_TYPES = (KUBERNETES,)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A Kubernetes API: its URL with a bearer token and CA data (or `insecure`), or a kubeconfig."""
+
+    id: str
+    name: str
+    project: str
+    type: str
+    url: str
+    insecure: bool = False
+    token: str | None = None
+    ca_data: str | None = None
+    kubeconfig: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.token or self.ca_data or self.kubeconfig)
+
+
+FIELDS = frozenset({"name", "project", "type", "url", "token", "caData", "insecure", "kubeconfig"})
+CREDENTIALS = {"token": "token", "caData": "ca_data", "kubeconfig": "kubeconfig"}
+
+
+def _text(body: Mapping[str, Any], name: str, problems: list[Problem]) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        problems.append(Problem(name, f"must be a string, not {type(value).__name__}"))
+        return None
+    return value or None
+
+
+def _check_url(url: str | None, kubeconfig: str | None, problems: list[Problem]) -> None:
+    if url is None and kubeconfig is None:
+        problems.append(Problem("url", "is required (or give a kubeconfig)"))
+    elif url is not None and not url.lower().startswith(("http://", "https://")):
+        problems.append(Problem("url", f"must be an http:// or https:// URL, not {url!r}"))
+
+
+def _check_ca(ca_data: str | None, problems: list[Problem]) -> None:
+    if ca_data is None:
+        return
+    try:
+        base64.b64decode(ca_data, validate=True)
+    except (ValueError, binascii.Error):
+        problems.append(Problem("caData", "must be base64 (as certificate-authority-data in a kubeconfig)"))
+
+
+def _check_kubeconfig(kubeconfig: str | None, problems: list[Problem]) -> None:
+    if kubeconfig is None:
+        return
+    try:
+        parsed = yaml.safe_load(kubeconfig)
+    except yaml.YAMLError as error:
+        problems.append(Problem("kubeconfig", f"is not valid YAML: {error}"))
+        return
+    if not isinstance(parsed, dict) or not parsed.get("clusters"):
+        problems.append(Problem("kubeconfig", "must be a kubeconfig with at least one cluster"))
+
+
+def endpoint_from_body(body: Mapping[str, Any], endpoint_id: str, default_project: str = "default") -> Endpoint:
+    """Read an endpoint from a request body; raises BadRequest listing every problem with its field."""
+    problems = [Problem(name, "is not a known field") for name in sorted(set(body) - FIELDS)]
+    name = _text(body, "name", problems)
+    project = _text(body, "project", problems) or default_project
+    kind = _text(body, "type", problems) or KUBERNETES
+    url = _text(body, "url", problems)
+    kubeconfig = _text(body, "kubeconfig", problems)
+    ca_data = _text(body, "caData", problems)
+    insecure = body.get("insecure", False)
+    if not name or not name.strip() or len(name) > MAX_NAME_LENGTH:
+        problems.append(Problem("name", f"is required, at most {MAX_NAME_LENGTH} characters"))
+    if kind not in ENDPOINT_TYPES:
+        problems.append(Problem("type", f"must be one of {', '.join(ENDPOINT_TYPES)}, not {kind!r}"))
+    if not isinstance(insecure, bool):
+        problems.append(Problem("insecure", "must be true or false"))
+    _check_url(url, kubeconfig, problems)
+    _check_ca(ca_data, problems)
+    _check_kubeconfig(kubeconfig, problems)
+    if problems:
+        raise BadRequest(f"the endpoint has {len(problems)} problem(s)", problems)
+    return Endpoint(
+        id=endpoint_id,
+        name=str(name),
+        project=project,
+        type=kind,
+        url=url or "",
+        insecure=bool(insecure),
+        token=_text(body, "token", problems),
+        ca_data=ca_data,
+        kubeconfig=kubeconfig,
+    )
+
+
+def changed_body(endpoint: Endpoint, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The body an endpoint would be created from with `changes` made (a null credential removes it)."""
+    body: dict[str, Any] = {
+        "name": endpoint.name,
+        "project": endpoint.project,
+        "type": endpoint.type,
+        "url": endpoint.url or None,
+        "insecure": endpoint.insecure,
+        "token": endpoint.token,
+        "caData": endpoint.ca_data,
+        "kubeconfig": endpoint.kubeconfig,
+    }
+    return body | dict(changes)
