@@ -136,14 +136,24 @@ class Store:
 
     def add_pipeline(self, pipeline: Pipeline) -> PipelineRecord:
         """Save a new pipeline; raises Conflict if its project already has one of that name."""
+        return self.add_pipelines([pipeline])[0]
+
+    def add_pipelines(self, new: list[Pipeline]) -> list[PipelineRecord]:
+        """Save new pipelines all together or none (a template's pipelines); Conflict on a name taken."""
         stamp = now()
-        values = self._pipeline_values(pipeline, stamp) | {"id": new_id(), "created_at": stamp, "execution_count": 0}
+        rows = [
+            self._pipeline_values(pipeline, stamp) | {"id": new_id(), "created_at": stamp, "execution_count": 0}
+            for pipeline in new
+        ]
         try:
             with self.engine.begin() as conn:
-                conn.execute(pipelines.insert().values(**values))
+                for row in rows:
+                    conn.execute(pipelines.insert().values(**row))
         except IntegrityError as error:
-            raise Conflict(f"project '{pipeline.project}' already has a pipeline named '{pipeline.name}'") from error
-        return self.get_pipeline(values["id"])
+            names = ", ".join(f"'{pipeline.name}'" for pipeline in new)
+            which = names if len(new) == 1 else f"one of {names}"
+            raise Conflict(f"project '{new[0].project}' already has a pipeline named {which}") from error
+        return [self.get_pipeline(row["id"]) for row in rows]
 
     def replace_pipeline(self, pipeline_id: str, pipeline: Pipeline) -> PipelineRecord:
         """Save a new version of a pipeline; running executions keep the version they started with.
