@@ -7,7 +7,7 @@ import logging
 from celery import Celery
 from flask import Blueprint, Flask
 
-from api import auth, endpoints, executions, pipelines
+from api import auth, endpoints, executions, pipelines, templates
 from api.errors import register_error_handlers
 from api.services import EXTENSION, Services
 from orchestrator.engine import Engine
@@ -36,6 +36,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     api.register_blueprint(pipelines.blueprint)
     api.register_blueprint(executions.blueprint)
     api.register_blueprint(endpoints.blueprint)
+    api.register_blueprint(templates.blueprint)
     app.register_blueprint(api)
     register_error_handlers(app)
     return app

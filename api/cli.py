@@ -12,6 +12,7 @@ import click
 import yaml
 
 from api.client import Client
+from orchestrator.cdtemplate import MODELS, request_body
 from orchestrator.document import DEFAULT_PROJECT
 from orchestrator.errors import RollwayError
 from orchestrator.settings import Settings
@@ -197,6 +198,51 @@ def executions(ctx: click.Context, pipeline: str | None, status: str | None, lim
     """List executions, newest first."""
     params = {"limit": limit} | ({"pipeline": pipeline} if pipeline else {}) | ({"status": status} if status else {})
     click.echo(executions_table(_client(ctx).call("GET", "/api/executions", params=params)))
+
+
+@cli.group()
+def template() -> None:
+    """Generate pipelines from templates."""
+
+
+@template.command("cd")
+@click.option("--project", default=DEFAULT_PROJECT, show_default=True)
+@click.option("--name", required=True, help="the pipeline; its rollbacks are NAME_Dev_Rollback, NAME_Prod_Rollback")
+@click.option("-f", "--file", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--service", required=True, help="the Service of the YAML that releases go through")
+@click.option("--dev-endpoint", required=True, help="the Kubernetes endpoint of Development")
+@click.option("--prod-endpoint", required=True, help="the Kubernetes endpoint of Production")
+@click.option("--model", type=click.Choice(MODELS), default=MODELS[0], show_default=True)
+@click.option("--health-check-url", required=True, help="the application's health path, such as /healthz")
+@click.option("--rollback/--no-rollback", default=True, show_default=True, help="generate rollback pipelines")
+@click.pass_context
+def template_cd(
+    ctx: click.Context,
+    project: str,
+    name: str,
+    path: Path,
+    service: str,
+    dev_endpoint: str,
+    prod_endpoint: str,
+    model: str,
+    health_check_url: str,
+    rollback: bool,
+) -> None:
+    """Generate a release pipeline (created disabled) and its rollback pipelines from a Kubernetes YAML."""
+    body = request_body(
+        project=project,
+        name=name,
+        kubernetes_yaml=path.read_text(encoding="utf-8", errors="replace"),
+        service=service,
+        endpoints={"dev": dev_endpoint, "prod": prod_endpoint},
+        model=model,
+        health_check_url=health_check_url,
+        rollback=rollback,
+    )
+    answer = _client(ctx).call("POST", "/api/templates/cd", json=body)
+    for item in [answer["pipeline"], *answer["rollbackPipelines"]]:
+        note = "" if item["enabled"] else ", disabled: review it, then enable it"
+        click.echo(f"pipeline {item['project']}/{item['name']} created ({item['id']}){note}")
 
 
 def main() -> None:

@@ -1,0 +1,58 @@
+"""The smart CD template API: what a Kubernetes YAML holds, and generating a release pipeline with its rollbacks.
+
+Generating saves the three pipelines all together or none: a request with any problem (including a name
+already taken) leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from api.services import json_object, services
+from orchestrator.cdtemplate import EndpointUrl, generate, load_generated, process, read_request
+from orchestrator.errors import Conflict
+from orchestrator.execution import PipelineRecord
+from orchestrator.pipeline import Pipeline
+from orchestrator.store import Store
+
+blueprint = Blueprint("templates", __name__)
+
+
+@blueprint.post("/templates/cd/process")
+def process_yaml() -> Response:
+    """The namespaces, services (ports, selector, the deployments selected), deployments and secrets of a YAML."""
+    body = json_object(frozenset({"kubernetesYaml"}))
+    return jsonify(process(body.get("kubernetesYaml")))
+
+
+@blueprint.post("/templates/cd")
+def create() -> tuple[Response, int]:
+    """Generate and save `<Name>` (disabled) and its rollback pipelines (enabled)."""
+    store = services().store
+    template = read_request(json_object(), _endpoint_url(store))
+    pipelines = load_generated(generate(template), store.endpoint_exists)
+    _refuse_taken(store, pipelines)
+    *rollbacks, main = store.add_pipelines(pipelines)
+    answer = {"pipeline": _summary(main), "rollbackPipelines": [_summary(record) for record in rollbacks]}
+    return jsonify(answer), 201
+
+
+def _endpoint_url(store: Store) -> EndpointUrl:
+    def url(project: str, name: str) -> str | None:
+        return next((item.url for item in store.list_endpoints(project) if item.name == name), None)
+
+    return url
+
+
+def _refuse_taken(store: Store, pipelines: list[Pipeline]) -> None:
+    """Name every pipeline name already taken (the store refuses them too, in one transaction, but less precisely)."""
+    taken = [pipeline.name for pipeline in pipelines if store.find_pipeline(pipeline.project, pipeline.name)]
+    if taken:
+        names = ", ".join(f"'{name}'" for name in taken)
+        raise Conflict(f"project '{pipelines[0].project}' already has pipeline(s) named {names}; nothing was created")
+
+
+def _summary(record: PipelineRecord) -> dict[str, Any]:
+    return {"id": record.id, "name": record.name, "project": record.project, "enabled": record.pipeline.enabled}
