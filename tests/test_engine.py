@@ -52,7 +52,9 @@ def harness(store: Store) -> Iterator[Harness]:
     dispatcher = InlineDispatcher(sleep=lambda _seconds: None)
     engine = Engine(store, dispatcher)
     http = HttpClient(timeout=5)
-    yield Harness(store, engine, dispatcher, TaskRunner(store, engine, dispatcher, build_executors(http)))
+    yield Harness(
+        store, engine, dispatcher, TaskRunner(store, engine, dispatcher, build_executors(http, store.get_endpoint))
+    )
     http.close()
 
 

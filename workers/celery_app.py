@@ -48,7 +48,8 @@ class Context:
 
     @cached_property
     def runner(self) -> TaskRunner:
-        return TaskRunner(self.store, self.engine, self.dispatcher, build_executors(HttpClient()))
+        executors = build_executors(HttpClient(), self.store.get_endpoint)
+        return TaskRunner(self.store, self.engine, self.dispatcher, executors)
 
     def reset(self) -> None:
         """Forget everything built so far (a forked child must not share its parent's connections)."""

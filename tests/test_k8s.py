@@ -1,0 +1,394 @@
+"""The K8S task through TaskCalls against kubesim over HTTP: each story re-runs an attempt with the state the last
+one returned, as the worker does, until the task is no longer Waiting."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from k8s_support import (
+    READY_DELAY,
+    TOKEN,
+    deployment_yaml,
+    endpoint,
+    lookup,
+    namespace_yaml,
+    release_yaml,
+    run,
+    service_yaml,
+)
+
+from kubesim import KubeSim
+from orchestrator.endpoints import Endpoint
+from workers.executors.base import Failed, Outcome, Succeeded, Waiting
+from workers.executors.k8s import K8sExecutor
+
+ROLLOUT = {"namespace": "demo", "deployment": "web"}
+
+
+@pytest.fixture
+def sim() -> Iterator[KubeSim]:
+    """A cluster that takes only TOKEN and cannot pull any `nginx:bad*` image."""
+    with KubeSim(ready_delay=READY_DELAY, token=TOKEN, unpullable=["nginx:bad*"]) as running:
+        yield running
+
+
+@pytest.fixture
+def executor(sim: KubeSim) -> K8sExecutor:
+    """The executor of a worker whose `dev` endpoint is the cluster."""
+    return K8sExecutor(lookup(endpoint(sim.url)))
+
+
+def last(outcomes: list[Outcome]) -> Outcome:
+    return outcomes[-1]
+
+
+def succeeded(outcomes: list[Outcome]) -> dict[str, Any]:
+    """The output of a run that must have succeeded."""
+    outcome = outcomes[-1]
+    assert isinstance(outcome, Succeeded), outcome
+    return dict(outcome.output)
+
+
+def failed(outcomes: list[Outcome]) -> Failed:
+    outcome = outcomes[-1]
+    assert isinstance(outcome, Failed), outcome
+    return outcome
+
+
+def release(executor: K8sExecutor, image: str) -> dict[str, Any]:
+    """APPLY the release with `image`, then VERIFY it; the APPLY's output."""
+    output = succeeded(run(executor, {"action": "APPLY", "yaml": release_yaml(image)}))
+    succeeded(run(executor, {"action": "VERIFY", **ROLLOUT}))
+    return output
+
+
+def test_apply_of_a_release_creates_every_object_and_reports_a_first_release(executor: K8sExecutor) -> None:
+    # When a Namespace, a Service and a Deployment are applied in one multi-document YAML (action in any case)
+    output = succeeded(run(executor, {"action": "apply", "yaml": release_yaml("nginx:1.25")}))
+
+    # Then each object is in the response as the cluster returned it, by kind and name
+    response = output["response"]
+    assert response["namespaces"]["demo"]["status"]["phase"] == "Active"
+    assert response["services"]["web"]["spec"]["clusterIP"]
+    deployment = response["deployments"]["web"]
+    assert (
+        deployment["metadata"]["uid"]
+        and deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
+    )
+    assert output["changes"] == ["namespace/demo created", "service/web created", "deployment/web created"]
+
+    # And the Deployment is a first release: nothing was replaced
+    first_release = {"previousImage": "", "previousRevision": "", "revision": "1", "image": "nginx:1.25"}
+    assert {key: output[key] for key in first_release} == first_release
+    assert output["deployments"] == {"web": first_release}
+
+
+def test_verify_waits_for_the_rollout_then_succeeds(executor: K8sExecutor) -> None:
+    # Given a Deployment just applied
+    succeeded(run(executor, {"action": "APPLY", "yaml": release_yaml("nginx:1.25")}))
+
+    # When it is verified
+    outcomes = run(executor, {"action": "VERIFY", **ROLLOUT})
+
+    # Then the task waited (never sleeping: a short countdown and the time it started in its state), then succeeded
+    waiting = [outcome for outcome in outcomes if isinstance(outcome, Waiting)]
+    assert waiting and all(0 < outcome.countdown <= 1 for outcome in waiting)
+    assert waiting[0].message.startswith('Waiting for deployment "web"')
+    assert len({outcome.state["memory"]["startedAt"] for outcome in waiting}) == 1
+    output = succeeded(outcomes)
+    assert output["status"] == 'deployment "web" successfully rolled out'
+    assert (output["revision"], output["image"]) == ("1", "nginx:1.25")
+    assert output["response"]["deployments"]["web"]["status"]["availableReplicas"] == 2
+
+
+def test_a_second_release_reports_the_image_and_revision_it_replaced(executor: K8sExecutor) -> None:
+    # Given nginx:1.25 rolled out
+    release(executor, "nginx:1.25")
+
+    # When the release is applied with nginx:1.26
+    output = succeeded(run(executor, {"action": "APPLY", "yaml": release_yaml("nginx:1.26")}))
+
+    # Then it says what it replaced, and only the Deployment changed
+    assert (output["previousImage"], output["previousRevision"]) == ("nginx:1.25", "1")
+    assert (output["image"], output["revision"]) == ("nginx:1.26", "2")
+    assert output["changes"] == ["namespace/demo unchanged", "service/web unchanged", "deployment/web configured"]
+
+    # And the rollout ends on revision 2
+    verified = succeeded(run(executor, {"action": "VERIFY", **ROLLOUT}))
+    assert (verified["revision"], verified["image"]) == ("2", "nginx:1.26")
+
+
+def test_applying_the_same_release_again_changes_nothing(executor: K8sExecutor) -> None:
+    # Given a release rolled out
+    release(executor, "nginx:1.25")
+    got = succeeded(run(executor, {"action": "GET", "yaml": deployment_yaml("nginx:1.25")}))
+    version = got["response"]["deployments"]["web"]["metadata"]["resourceVersion"]
+
+    # When it is applied again
+    output = succeeded(run(executor, {"action": "APPLY", "yaml": release_yaml("nginx:1.25")}))
+
+    # Then nothing was written: same resourceVersion and generation, the same image and revision before and after
+    deployment = output["response"]["deployments"]["web"]
+    assert (deployment["metadata"]["resourceVersion"], deployment["metadata"]["generation"]) == (version, 1)
+    assert output["changes"] == ["namespace/demo unchanged", "service/web unchanged", "deployment/web unchanged"]
+    before_after = (output["previousImage"], output["image"], output["previousRevision"], output["revision"])
+    assert before_after == ("nginx:1.25", "nginx:1.25", "1", "1")
+
+
+def test_a_release_that_never_becomes_ready_fails_verify_and_rollback_restores_the_previous_one(
+    executor: K8sExecutor,
+) -> None:
+    # Given nginx:1.25 rolled out, then an image the cluster cannot pull applied
+    release(executor, "nginx:1.25")
+    succeeded(run(executor, {"action": "APPLY", "yaml": release_yaml("nginx:bad-1")}))
+
+    # When it is verified
+    verify = failed(run(executor, {"action": "VERIFY", **ROLLOUT}))
+
+    # Then it fails on the progress deadline, naming the deployment and why its pods do not run
+    assert 'deployment "web" exceeded its progress deadline' in verify.message
+    assert "has timed out progressing" in verify.message
+    assert "ImagePullBackOff" in verify.message or "ErrImagePull" in verify.message
+    assert verify.output is not None and verify.output["image"] == "nginx:bad-1"
+
+    # When the Deployment is rolled back
+    rollback = succeeded(run(executor, {"action": "ROLLBACK", **ROLLOUT}))
+
+    # Then it runs the previous template again, and says what it replaced
+    assert rollback["rolledBack"] is True and rollback["rolledBackTo"] == "1"
+    assert (rollback["previousImage"], rollback["previousRevision"]) == ("nginx:bad-1", "2")
+    assert (rollback["image"], rollback["revision"]) == ("nginx:1.25", "3")
+    assert rollback["message"] == "rolled back deployment web to revision 1 (image nginx:1.25)"
+
+    # And the rollout of the restored template completes
+    verified = succeeded(run(executor, {"action": "VERIFY", **ROLLOUT}))
+    assert (verified["image"], verified["revision"]) == ("nginx:1.25", "3")
+
+
+def test_rollback_to_a_given_revision(executor: K8sExecutor) -> None:
+    # Given three releases
+    for image in ("nginx:1.25", "nginx:1.26", "nginx:1.27"):
+        release(executor, image)
+
+    # When the Deployment is rolled back to revision 1 (given as text, as a binding would give it)
+    output = succeeded(run(executor, {"action": "ROLLBACK", **ROLLOUT, "revision": "1"}))
+
+    # Then it runs revision 1's image, replacing 1.27
+    assert (output["rolledBackTo"], output["image"], output["previousImage"]) == ("1", "nginx:1.25", "nginx:1.27")
+    verified = succeeded(run(executor, {"action": "VERIFY", **ROLLOUT}))
+    assert (verified["image"], verified["revision"]) == ("nginx:1.25", "4")
+
+
+def test_rollback_to_the_revision_already_running_is_a_no_op(executor: K8sExecutor) -> None:
+    # Given two releases
+    release(executor, "nginx:1.25")
+    second = release(executor, "nginx:1.26")
+
+    # When the Deployment is rolled back to the revision it runs
+    output = succeeded(run(executor, {"action": "ROLLBACK", **ROLLOUT, "revision": 2}))
+
+    # Then nothing was done, and the output says so
+    assert output["rolledBack"] is False
+    assert output["message"] == "skipped rollback (current template already matches revision 2)"
+    assert output["image"] == output["previousImage"] == "nginx:1.26"
+    deployment = output["response"]["deployments"]["web"]
+    assert deployment["metadata"]["generation"] == second["response"]["deployments"]["web"]["metadata"]["generation"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ({}, 'no rollout history found for deployment "web"'),
+        ({"revision": 7}, 'deployment "web" has no revision 7 in its history (revisions: 1)'),
+        ({"deployment": "api"}, "Deployment demo/api does not exist"),
+    ],
+)
+def test_rollback_fails_clearly_when_there_is_nothing_to_go_back_to(
+    executor: K8sExecutor, extra: dict[str, Any], problem: str
+) -> None:
+    # Given a single release
+    release(executor, "nginx:1.25")
+
+    # When a rollback has no previous revision, no such revision, or no such Deployment, Then it fails saying so
+    outcome = failed(run(executor, {"action": "ROLLBACK", **ROLLOUT, **extra}))
+    assert problem in outcome.message
+
+
+def test_verify_fails_when_the_rollout_does_not_complete_within_the_timeout(executor: K8sExecutor) -> None:
+    # Given a Deployment that cannot pull its image and has a long progress deadline
+    yaml_text = "---\n".join([namespace_yaml(), deployment_yaml("nginx:bad-2", deadline=600)])
+    succeeded(run(executor, {"action": "APPLY", "yaml": yaml_text}))
+
+    # When it is verified with a 1 s timeout
+    outcomes = run(executor, {"action": "VERIFY", **ROLLOUT, "timeout": 1})
+
+    # Then it waited, then failed when the time was up, saying where the rollout stood
+    assert isinstance(outcomes[0], Waiting)
+    outcome = failed(outcomes)
+    assert outcome.message.startswith("rollout of deployment web did not complete within 1 s: Waiting for deployment")
+    assert all(outcome.countdown <= 1 for outcome in outcomes if isinstance(outcome, Waiting))
+
+
+def test_create_fails_on_an_existing_object_unless_told_to_continue(executor: K8sExecutor) -> None:
+    # Given a release created
+    created = succeeded(run(executor, {"action": "CREATE", "yaml": release_yaml("nginx:1.25")}))
+    assert created["changes"] == ["namespace/demo created", "service/web created", "deployment/web created"]
+    assert created["previousImage"] == "" and created["revision"] == "1"
+
+    # When it is created again, Then the task fails on the first object that exists
+    conflict = failed(run(executor, {"action": "CREATE", "yaml": release_yaml("nginx:1.25")}))
+    assert "create Namespace demo" in conflict.message and "already exists" in conflict.message
+    assert "continueOnConflict" in conflict.message
+
+    # When it is created again with continueOnConflict, Then existing objects are taken as they are
+    output = succeeded(
+        run(executor, {"action": "CREATE", "yaml": release_yaml("nginx:1.25"), "continueOnConflict": True})
+    )
+    assert output["changes"] == [
+        "namespace/demo already exists",
+        "service/web already exists",
+        "deployment/web already exists",
+    ]
+    assert (
+        output["response"]["deployments"]["web"]["metadata"]["uid"]
+        == created["response"]["deployments"]["web"]["metadata"]["uid"]
+    )
+    assert "previousImage" not in output  # the task changed no Deployment
+
+
+def test_get_and_delete(executor: K8sExecutor) -> None:
+    # Given a release
+    release(executor, "nginx:1.25")
+    objects = "---\n".join([service_yaml(), deployment_yaml("nginx:1.25")])
+
+    # When its Service and Deployment are fetched
+    got = succeeded(run(executor, {"action": "GET", "yaml": objects}))
+
+    # Then they are in the response as the cluster has them
+    assert got["response"]["services"]["web"]["spec"]["ports"][0]["port"] == 80
+    assert got["response"]["deployments"]["web"]["status"]["availableReplicas"] == 2
+
+    # When they are deleted along with a ConfigMap that never existed
+    ghost = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ghost, namespace: demo}\n"
+    deleted = succeeded(run(executor, {"action": "DELETE", "yaml": "---\n".join([objects, ghost])}))
+
+    # Then the task succeeded, saying what it deleted and what was already gone
+    assert deleted["changes"] == [
+        "service/web deleted",
+        "deployment/web deleted",
+        "configmap/ghost not found (already gone)",
+    ]
+
+    # And fetching them now fails, naming the missing object
+    missing = failed(run(executor, {"action": "GET", "yaml": objects}))
+    assert "Service demo/web does not exist" in missing.message
+
+
+def test_documents_without_a_namespace_go_to_the_tasks_namespace(executor: K8sExecutor) -> None:
+    # Given a namespace
+    succeeded(run(executor, {"action": "APPLY", "yaml": namespace_yaml()}))
+    config = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: blue}\n"
+
+    # When a document that names no namespace is applied with the task's namespace, and without
+    inside = succeeded(run(executor, {"action": "APPLY", "yaml": config, "namespace": "demo"}))
+    outside = succeeded(run(executor, {"action": "APPLY", "yaml": config}))
+
+    # Then it went to the task's namespace, else to `default`, as `kubectl -n` does
+    assert inside["response"]["configmaps"]["settings"]["metadata"]["namespace"] == "demo"
+    assert outside["response"]["configmaps"]["settings"]["metadata"]["namespace"] == "default"
+
+
+def test_a_burst_of_503_is_retried_with_a_growing_backoff_then_succeeds(sim: KubeSim, executor: K8sExecutor) -> None:
+    # Given a cluster that answers the next three requests with 503
+    sim.inject_faults(503, 3)
+
+    # When a release is applied
+    outcomes = run(executor, {"action": "APPLY", "yaml": release_yaml("nginx:1.25")})
+
+    # Then the task waited three times, longer each time, counting its retries, and then succeeded
+    waiting = [outcome for outcome in outcomes if isinstance(outcome, Waiting)]
+    assert [outcome.countdown for outcome in waiting] == [0.5, 1.0, 2.0]
+    assert [outcome.state["retries"] for outcome in waiting] == [1, 2, 3]
+    assert "503 ServiceUnavailable" in waiting[0].message and "retry 1 of 5" in waiting[0].message
+    output = succeeded(outcomes)
+    assert output["previousImage"] == "" and output["image"] == "nginx:1.25"
+
+
+def test_an_unreachable_cluster_is_retried_then_fails_with_the_last_error() -> None:
+    # Given an endpoint where nothing listens
+    executor = K8sExecutor(lookup(endpoint("http://127.0.0.1:9")))
+
+    # When a release is applied
+    outcomes = run(executor, {"action": "APPLY", "yaml": release_yaml("nginx:1.25")})
+
+    # Then the task retried five times, then failed with the last error
+    assert [outcome.countdown for outcome in outcomes if isinstance(outcome, Waiting)] == [0.5, 1.0, 2.0, 4.0, 8.0]
+    outcome = failed(outcomes)
+    assert "http://127.0.0.1:9" in outcome.message and "cannot connect" in outcome.message
+    assert outcome.message.endswith("(still failing after 5 retries)")
+
+
+def test_a_wrong_token_fails_at_once(sim: KubeSim) -> None:
+    # Given an endpoint whose token the cluster does not take
+    executor = K8sExecutor(lookup(endpoint(sim.url, token="stolen")))
+
+    # When a release is applied, Then the first attempt fails, saying the token was refused
+    outcomes = run(executor, {"action": "APPLY", "yaml": release_yaml("nginx:1.25")})
+    assert len(outcomes) == 1
+    assert "the endpoint's token was refused (401)" in failed(outcomes).message
+
+
+@pytest.mark.parametrize(
+    ("role", "problem"),
+    [
+        ("", "the task names no kubernetesServer endpoint"),
+        ("prod", "the kubernetesServer endpoint prod cannot be used: endpoint prod does not exist"),
+    ],
+)
+def test_a_missing_endpoint_fails_clearly(executor: K8sExecutor, role: str, problem: str) -> None:
+    # When the task has no kubernetesServer endpoint, or one that does not exist, Then it fails saying so
+    outcome = failed(run(executor, {"action": "VERIFY", **ROLLOUT}, role=role))
+    assert problem in outcome.message
+
+
+@pytest.mark.parametrize(
+    ("task_input", "problem"),
+    [
+        ({"action": "SCALE"}, "action must be one of GET, CREATE, APPLY, DELETE, ROLLBACK, VERIFY, not 'SCALE'"),
+        ({"action": "VERIFY", **ROLLOUT, "timeout": "abc"}, "timeout must be a number of seconds above 0, not 'abc'"),
+        ({"action": "ROLLBACK", **ROLLOUT, "revision": "two"}, "revision must be a revision number"),
+        ({"action": "VERIFY", "deployment": "web"}, "namespace must name the Deployment's namespace for VERIFY"),
+        ({"action": "APPLY", "yaml": "kind: [unclosed"}, "yaml is not valid YAML"),
+        ({"action": "APPLY", "yaml": "---\n---\n"}, "yaml holds no Kubernetes object"),
+        (
+            {"action": "APPLY", "yaml": "apiVersion: v1\nkind: ConfigMap\n"},
+            "yaml document 1 must be a Kubernetes object",
+        ),
+        ({"action": "CREATE", "yaml": service_yaml(), "continueOnConflict": "maybe"}, "continueOnConflict must be"),
+    ],
+)
+def test_input_that_cannot_be_used_fails_naming_it(
+    executor: K8sExecutor, task_input: dict[str, Any], problem: str
+) -> None:
+    # When the task's input holds a value of the wrong kind, Then it fails at once naming the value
+    outcomes = run(executor, task_input)
+    assert len(outcomes) == 1 and problem in failed(outcomes).message
+
+
+def test_an_unknown_kind_fails_clearly(executor: K8sExecutor) -> None:
+    # When a document's kind is not served by the cluster, Then the task fails naming it
+    widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: demo}\n"
+    outcome = failed(run(executor, {"action": "APPLY", "yaml": widget}))
+    assert "unknown kind Widget (apiVersion example.com/v1)" in outcome.message
+
+
+def test_an_unexpected_error_fails_the_task_instead_of_escaping(caplog: pytest.LogCaptureFixture) -> None:
+    # Given an endpoint store that breaks in a way nobody planned for
+    def broken(endpoint_id: str) -> Endpoint:
+        raise RuntimeError("the endpoint store is on fire")
+
+    # When a task runs, Then it fails with a message that says what happened
+    outcome = failed(run(K8sExecutor(broken), {"action": "VERIFY", **ROLLOUT}))
+    assert outcome.message == "K8S VERIFY failed unexpectedly: RuntimeError: the endpoint store is on fire"

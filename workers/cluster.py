@@ -1,0 +1,498 @@
+"""The adapter to a Kubernetes API: the official client configured from an Endpoint, generic verbs on any kind of
+object found in a YAML document, and every failure translated into our error tree.
+
+Requests go through `ApiClient.call_api` on the kinds' REST paths rather than the typed `*Api` classes or the
+DynamicClient: objects come back exactly as the cluster sent them (no model round trip that drops fields), any kind
+works from one small table plus API discovery for the rest, and no discovery cache is written to disk. The client's
+own urllib3 retries are off: the K8S task decides when to ask again (see `workers/executors/k8s.py`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+import yaml
+from kubernetes import config as kube_config
+from kubernetes.client import ApiClient, Configuration
+from kubernetes.client.exceptions import ApiException
+
+from orchestrator.endpoints import Endpoint
+from orchestrator.errors import ClusterBusy, ClusterError, ClusterRefused, ClusterUnreachable
+from orchestrator.rollout import owned_by
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAMESPACE = "default"
+TIMEOUT = (5.0, 30.0)  # seconds to connect, seconds to read an answer
+STRATEGIC_MERGE = "application/strategic-merge-patch+json"
+MERGE = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+# Metadata the API server owns: sent back it only makes a write conflict or fail, so applied documents drop it.
+_SERVER_METADATA = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of object and where the API serves it: `Deployment` in `apps/v1` at `deployments`.
+
+    `built_in` kinds take strategic merge patches; custom resources only take JSON merge patches.
+    """
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+    built_in: bool = True
+
+    def path(self, namespace: str, name: str | None = None) -> str:
+        """The REST path of the collection in `namespace`, or of the object `name` in it."""
+        root = f"/api/{self.api_version}" if "/" not in self.api_version else f"/apis/{self.api_version}"
+        scope = f"/namespaces/{namespace}" if self.namespaced else ""
+        return f"{root}{scope}/{self.plural}" + (f"/{name}" if name else "")
+
+
+def _kinds(api_version: str, namespaced: bool, *pairs: tuple[str, str]) -> list[Kind]:
+    return [Kind(api_version, kind, plural, namespaced) for kind, plural in pairs]
+
+
+BUILT_IN_KINDS: tuple[Kind, ...] = (
+    *_kinds("v1", False, ("Namespace", "namespaces"), ("Node", "nodes"), ("PersistentVolume", "persistentvolumes")),
+    *_kinds(
+        "v1",
+        True,
+        ("Service", "services"),
+        ("Secret", "secrets"),
+        ("ConfigMap", "configmaps"),
+        ("Pod", "pods"),
+        ("ServiceAccount", "serviceaccounts"),
+        ("PersistentVolumeClaim", "persistentvolumeclaims"),
+        ("Endpoints", "endpoints"),
+        ("Event", "events"),
+        ("LimitRange", "limitranges"),
+        ("ResourceQuota", "resourcequotas"),
+    ),
+    *_kinds(
+        "apps/v1",
+        True,
+        ("Deployment", "deployments"),
+        ("ReplicaSet", "replicasets"),
+        ("StatefulSet", "statefulsets"),
+        ("DaemonSet", "daemonsets"),
+    ),
+    *_kinds("batch/v1", True, ("Job", "jobs"), ("CronJob", "cronjobs")),
+    *_kinds("networking.k8s.io/v1", True, ("Ingress", "ingresses"), ("NetworkPolicy", "networkpolicies")),
+    *_kinds("autoscaling/v2", True, ("HorizontalPodAutoscaler", "horizontalpodautoscalers")),
+    *_kinds("policy/v1", True, ("PodDisruptionBudget", "poddisruptionbudgets")),
+    *_kinds("rbac.authorization.k8s.io/v1", True, ("Role", "roles"), ("RoleBinding", "rolebindings")),
+    *_kinds(
+        "rbac.authorization.k8s.io/v1",
+        False,
+        ("ClusterRole", "clusterroles"),
+        ("ClusterRoleBinding", "clusterrolebindings"),
+    ),
+)
+REPLICASETS = next(kind for kind in BUILT_IN_KINDS if kind.kind == "ReplicaSet")
+PODS = next(kind for kind in BUILT_IN_KINDS if kind.kind == "Pod")
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One object on the cluster: its kind, namespace ("" for cluster-scoped kinds) and name."""
+
+    kind: Kind
+    namespace: str
+    name: str
+
+    @property
+    def path(self) -> str:
+        return self.kind.path(self.namespace, self.name)
+
+    def __str__(self) -> str:
+        return f"{self.kind.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind.kind} {self.name}"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What an apply did: the object as the cluster now has it, as it was before (None: created), and the change
+    in kubectl's words (`created`, `configured`, `unchanged`)."""
+
+    object: dict[str, Any]
+    before: dict[str, Any] | None
+    change: str
+
+
+def desired_state(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A document as it is sent to the cluster: without status and the metadata the server owns."""
+    body = {key: copy.deepcopy(value) for key, value in document.items() if key != "status"}
+    meta = body.get("metadata")
+    if isinstance(meta, dict):
+        body["metadata"] = {key: value for key, value in meta.items() if key not in _SERVER_METADATA}
+    return body
+
+
+def contains(live: Any, wanted: Any) -> bool:
+    """Whether the live object already holds every value of `wanted` (what an apply would write).
+
+    Fields the server defaulted are ignored; a `null` in `wanted` (a merge patch's delete) holds when the field is
+    absent. Lists must match item by item.
+    """
+    if isinstance(wanted, Mapping):
+        return isinstance(live, Mapping) and all(
+            live.get(key) is None if value is None else key in live and contains(live[key], value)
+            for key, value in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return isinstance(live, list) and len(live) == len(wanted) and all(map(contains, live, wanted))
+    return bool(live == wanted) and isinstance(live, bool) == isinstance(wanted, bool)
+
+
+class ClusterClient:
+    """One Kubernetes API, reached through the official client. Thread-safe."""
+
+    def __init__(self, api: ApiClient, *, timeout: tuple[float, float] = TIMEOUT) -> None:
+        # The client is typed only in part; our side of this boundary is.
+        self._api: Any = api
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._kinds: dict[tuple[str, str], Kind] = {(kind.api_version, kind.kind): kind for kind in BUILT_IN_KINDS}
+
+    @classmethod
+    def connect(cls, endpoint: Endpoint, *, timeout: tuple[float, float] = TIMEOUT) -> ClusterClient:
+        """A client for an endpoint: its URL with token and CA data (or insecure), or its kubeconfig."""
+        configuration = _from_kubeconfig(endpoint) if endpoint.kubeconfig else _from_url(endpoint)
+        configuration.retries = False  # no hidden retries: ours answer Waiting instead of sleeping in a worker
+        configuration.client_go_retries = False
+        return cls(ApiClient(configuration), timeout=timeout)
+
+    @property
+    def url(self) -> str:
+        """The API server's URL, as messages name it."""
+        return str(self._api.configuration.host)
+
+    def close(self) -> None:
+        """Close idle connections; requests in flight finish."""
+        self._api.close()
+
+    # --- naming objects ---
+
+    def kind(self, api_version: str, kind: str) -> Kind:
+        """Where the cluster serves `kind` of `api_version`: the built-in table, else the API's discovery."""
+        with self._lock:
+            known = self._kinds.get((api_version, kind))
+        if known is not None:
+            return known
+        found = self._discover(api_version, kind)
+        with self._lock:
+            self._kinds[(api_version, kind)] = found
+        return found
+
+    def ref(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> ObjectRef:
+        """The object `name` of a kind, in `namespace` (default: `default`) when the kind is namespaced."""
+        found = self.kind(api_version, kind)
+        return ObjectRef(found, (namespace or DEFAULT_NAMESPACE) if found.namespaced else "", name)
+
+    def ref_of(self, document: Mapping[str, Any], namespace: str | None = None) -> ObjectRef:
+        """The object a document describes; `namespace` is the default for a document that names none."""
+        meta = document.get("metadata") or {}
+        in_document = meta.get("namespace") or namespace
+        return self.ref(str(document["apiVersion"]), str(document["kind"]), str(meta["name"]), in_document)
+
+    # --- verbs ---
+
+    def read(self, ref: ObjectRef) -> dict[str, Any] | None:
+        """The object as the cluster has it, or None when it does not exist."""
+        return self._unless_missing("GET", ref, f"get {ref}")
+
+    def get(self, ref: ObjectRef) -> dict[str, Any]:
+        """The object; a ClusterError with status 404 when it does not exist."""
+        found = self.read(ref)
+        if found is None:
+            raise ClusterError(f"{ref} does not exist on {self.url}", 404, "NotFound")
+        return found
+
+    def create(self, ref: ObjectRef, document: Mapping[str, Any]) -> dict[str, Any]:
+        """Create the object; a ClusterError with reason AlreadyExists when its name is taken."""
+        body = desired_state(document)
+        if ref.namespace:
+            body.setdefault("metadata", {})["namespace"] = ref.namespace
+        return self._request("POST", ref.kind.path(ref.namespace), f"create {ref}", ref, body=body)
+
+    def apply(self, ref: ObjectRef, document: Mapping[str, Any]) -> Applied:
+        """Create the object, or patch it to hold the document (`kubectl apply` without its three-way part).
+
+        Idempotent: when the live object already holds every value of the document nothing is written, so its
+        resourceVersion and generation stay.
+        """
+        body = desired_state(document)
+        live = self.read(ref)
+        if live is None:
+            try:
+                return Applied(self.create(ref, body), None, "created")
+            except ClusterError as error:
+                if error.reason != "AlreadyExists":
+                    raise
+                live = self.get(ref)  # created by someone else in between: patch it like any other
+        if contains(live, body):
+            return Applied(live, live, "unchanged")
+        content_type = STRATEGIC_MERGE if ref.kind.built_in else MERGE
+        patched = self._request("PATCH", ref.path, f"patch {ref}", ref, body=body, content_type=content_type)
+        same = _version(patched) == _version(live)
+        return Applied(patched, live, "unchanged" if same else "configured")
+
+    def delete(self, ref: ObjectRef) -> dict[str, Any] | None:
+        """Delete the object and, in the background, what it owns; None when it was already gone."""
+        return self._unless_missing("DELETE", ref, f"delete {ref}", query={"propagationPolicy": "Background"})
+
+    def json_patch(self, ref: ObjectRef, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        """Apply an RFC 6902 JSON patch to the object."""
+        return self._request("PATCH", ref.path, f"patch {ref}", ref, body=operations, content_type=JSON_PATCH)
+
+    def replica_sets(self, deployment: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The ReplicaSets a Deployment controls."""
+        found = self._select(REPLICASETS, deployment)
+        return [dict(item) for item in owned_by(deployment, found)]
+
+    def pods(self, deployment: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The pods matching a Deployment's selector."""
+        return self._select(PODS, deployment)
+
+    # --- plumbing ---
+
+    def _select(self, kind: Kind, deployment: Mapping[str, Any]) -> list[dict[str, Any]]:
+        meta = deployment.get("metadata") or {}
+        labels = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+        namespace = str(meta.get("namespace") or DEFAULT_NAMESPACE)
+        what = f"list {kind.plural} of Deployment {namespace}/{meta.get('name')}"
+        listing = self._request("GET", kind.path(namespace), what, query={"labelSelector": selector})
+        return [item for item in listing.get("items") or [] if isinstance(item, dict)]
+
+    def _discover(self, api_version: str, kind: str) -> Kind:
+        root = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        try:
+            listing = self._request("GET", root, f"look up kind {kind} in {api_version}")
+        except ClusterError as error:
+            if error.status != 404:
+                raise
+            listing = {}
+        for entry in listing.get("resources") or []:
+            if isinstance(entry, dict) and entry.get("kind") == kind and "/" not in str(entry.get("name")):
+                return Kind(api_version, kind, str(entry["name"]), bool(entry.get("namespaced")), built_in=False)
+        raise ClusterError(
+            f"unknown kind {kind} (apiVersion {api_version}): the cluster at {self.url} does not serve it",
+            404,
+            "UnknownKind",
+        )
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        ref: ObjectRef | None = None,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> dict[str, Any]:
+        """One API request and its JSON answer; an answer outside 2xx raises its ClusterError."""
+        status, answer = self._send(method, path, what, query=query, body=body, content_type=content_type)
+        if 200 <= status < 300:
+            return answer
+        raise _failure(f"{what} on {self.url}", status, answer, ref)
+
+    def _unless_missing(self, method: str, ref: ObjectRef, what: str, **options: Any) -> dict[str, Any] | None:
+        """Like `_request` on the object itself, but None when the answer says that the object does not exist."""
+        status, answer = self._send(method, ref.path, what, **options)
+        if 200 <= status < 300:
+            return answer
+        details = answer.get("details")
+        if status == 404 and isinstance(details, Mapping) and details.get("name") == ref.name:
+            return None
+        raise _failure(f"{what} on {self.url}", status, answer, ref)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        headers = {"Accept": "application/json"}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        log.debug("%s %s%s", method, self.url, path)  # never the headers: they carry the token
+        try:
+            request = self._api.param_serialize(
+                method,
+                path,
+                query_params=dict(query) if query else None,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = self._api.call_api(*request, _request_timeout=self._timeout)
+            data = response.read()
+        except (urllib3.exceptions.HTTPError, ApiException, OSError) as error:
+            raise ClusterUnreachable(f"{what} on {self.url}: {_unreachable(error, self._timeout)}") from error
+        return int(response.status), _decode(data)
+
+
+def _decode(data: bytes) -> dict[str, Any]:
+    """An answer's JSON object; anything else (a proxy's HTML page) becomes its text as a message."""
+    try:
+        answer = json.loads(data or b"{}")
+    except ValueError:
+        return {"message": data.decode(errors="replace").strip()[:200]}
+    return answer if isinstance(answer, dict) else {"message": str(answer)[:200]}
+
+
+def _version(obj: Mapping[str, Any]) -> object:
+    return (obj.get("metadata") or {}).get("resourceVersion")
+
+
+def _unreachable(error: Exception, timeout: tuple[float, float]) -> str:
+    """Why no answer came, in a few words."""
+    text = str(error.reason if isinstance(error, ApiException) else error).strip()
+    # urllib3 prefixes the connection's repr ("HTTPConnection(host=..., port=...): ..."): the URL says it already.
+    text = text.split("): ", 1)[-1].replace("\n", " ")
+    if isinstance(error, urllib3.exceptions.NameResolutionError):
+        return f"the host name does not resolve ({text})"
+    if isinstance(error, urllib3.exceptions.NewConnectionError):
+        return f"cannot connect ({text})"
+    if isinstance(error, urllib3.exceptions.ConnectTimeoutError):
+        return f"no connection within {timeout[0]:g} s"
+    if isinstance(error, urllib3.exceptions.ReadTimeoutError):
+        return f"no answer within {timeout[1]:g} s"
+    if isinstance(error, ApiException | urllib3.exceptions.SSLError):
+        return f"TLS failed ({text})"
+    return f"the connection failed ({type(error).__name__}: {text})"
+
+
+def _failure(where: str, status: int, answer: Mapping[str, Any], ref: ObjectRef | None) -> ClusterError:
+    """The error for an answer outside 2xx, from its HTTP status and its `Status` body."""
+    message = str(answer.get("message") or "").strip()
+    reason = str(answer.get("reason") or "")
+    found = answer.get("details")
+    details: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    said = f": {message}" if message else ""
+    if status == 401:
+        return ClusterRefused(f"{where}: the endpoint's token was refused (401)", status, reason or "Unauthorized")
+    if status == 403:
+        return ClusterRefused(f"{where}: the endpoint's credentials may not do this (403){said}", status, reason)
+    if status == 429 or status >= 500:
+        return ClusterBusy(f"{where}: the API server is busy or failing ({status} {reason}){said}", status, reason)
+    if status == 404 and ref is not None and details.get("kind") == "namespaces" and ref.kind.kind != "Namespace":
+        return ClusterError(f"{where}: namespace {ref.namespace} does not exist", status, reason or "NotFound")
+    if status == 409 and reason == "AlreadyExists":
+        return ClusterError(f"{where}: it already exists", status, reason)
+    code = f"{status} {reason}".strip()
+    return ClusterError(f"{where}: {message or 'failed'} ({code})", status, reason)
+
+
+def _from_url(endpoint: Endpoint) -> Configuration:
+    if not endpoint.url:
+        raise ClusterError(f"endpoint {endpoint.name} has neither a URL nor a kubeconfig")
+    configuration = Configuration(host=endpoint.url.rstrip("/"))
+    if endpoint.token:
+        configuration.api_key = {"BearerToken": endpoint.token}
+        configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    configuration.verify_ssl = not endpoint.insecure
+    if endpoint.ca_data and not endpoint.insecure:
+        configuration.ca_cert_data = _pem(endpoint.ca_data, endpoint.name)
+    return configuration
+
+
+def _pem(ca_data: str, endpoint: str) -> str:
+    """CA certificates as PEM text, from base64 PEM (kubeconfig's certificate-authority-data) or PEM itself.
+
+    Handed to urllib3 as data: no CA file is written.
+    """
+    text = ca_data.strip()
+    if not text.startswith("-----BEGIN"):
+        try:
+            text = base64.b64decode(text, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as error:
+            raise ClusterError(f"the CA data of endpoint {endpoint} is neither base64 PEM nor PEM") from error
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ClusterError(f"the CA data of endpoint {endpoint} holds no PEM certificate")
+    return text
+
+
+def _from_kubeconfig(endpoint: Endpoint) -> Configuration:
+    try:
+        document = yaml.safe_load(endpoint.kubeconfig or "")
+    except yaml.YAMLError as error:
+        raise ClusterError(f"the kubeconfig of endpoint {endpoint.name} is not valid YAML: {error}") from error
+    if not isinstance(document, dict):
+        raise ClusterError(f"the kubeconfig of endpoint {endpoint.name} is not a kubeconfig document")
+    document, ca_data = _lift_ca_data(document)
+    configuration = Configuration()
+    try:
+        load: Any = kube_config.load_kube_config_from_dict  # untyped in the client
+        load(document, client_configuration=configuration, persist_config=False)
+    except Exception as error:  # the loader raises ConfigException, KeyError, TypeError... on a bad document
+        raise ClusterError(f"the kubeconfig of endpoint {endpoint.name} cannot be used: {error}") from error
+    if ca_data and configuration.verify_ssl:
+        configuration.ca_cert_data = _pem(str(ca_data), endpoint.name)
+    return configuration
+
+
+def _lift_ca_data(document: dict[str, Any]) -> tuple[dict[str, Any], object]:
+    """The kubeconfig without the current cluster's certificate-authority-data, and that data.
+
+    The loader would write the CA to a temporary file; handed to urllib3 as data instead, it never touches disk.
+    """
+    document = copy.deepcopy(document)
+    contexts = {
+        entry.get("name"): entry.get("context") or {}
+        for entry in document.get("contexts") or []
+        if isinstance(entry, dict)
+    }
+    current = contexts.get(document.get("current-context"))
+    cluster = current.get("cluster") if isinstance(current, dict) else None
+    for entry in document.get("clusters") or []:
+        if isinstance(entry, dict) and entry.get("name") == cluster and isinstance(entry.get("cluster"), dict):
+            return document, entry["cluster"].pop("certificate-authority-data", None)
+    return document, None
+
+
+class ClusterClients:
+    """The clients of one worker process, one per endpoint, rebuilt when the endpoint changes. Thread-safe."""
+
+    def __init__(self, connect: Callable[[Endpoint], ClusterClient] = ClusterClient.connect) -> None:
+        self._connect = connect
+        self._lock = threading.Lock()
+        self._clients: dict[str, tuple[object, ClusterClient]] = {}
+
+    def client(self, endpoint: Endpoint) -> ClusterClient:
+        """The client of an endpoint; a new one when the endpoint was updated since the last."""
+        version = endpoint.updated_at
+        with self._lock:
+            cached = self._clients.get(endpoint.id)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            client = self._connect(endpoint)
+            self._clients[endpoint.id] = (version, client)
+        if cached is not None:
+            cached[1].close()
+        return client
+
+    def close(self) -> None:
+        """Close every client."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for _, client in clients:
+            client.close()

@@ -1,0 +1,413 @@
+"""The K8S task: GET, CREATE, APPLY or DELETE the objects of a YAML document, and ROLLBACK or VERIFY a Deployment.
+
+Output follows Code Stream: `response.<kind plural>.<name>` holds each object as the cluster returned it, and the
+Deployments a task changes report the `previousImage` and `previousRevision` they replaced, so a rollback pipeline
+can bind to them. VERIFY never sleeps: it answers Waiting with a short countdown until the rollout completes,
+fails, or runs past `timeout`. A busy or unreachable cluster is asked again the same way, with a growing backoff;
+what an attempt learned before it failed (a Deployment's image before the change, the objects it created, the
+ReplicaSet an undo goes back to) travels in the state, so the retry reports and does the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from orchestrator.endpoints import Endpoint
+from orchestrator.errors import ClusterBusy, ClusterError, ClusterUnreachable, RollwayError
+from orchestrator.retry import Backoff
+from orchestrator.rollout import (
+    current_replica_set,
+    image_of,
+    plan_undo,
+    pod_problems,
+    revision_of,
+    rollout_status,
+    same_template,
+)
+from orchestrator.tasktypes import K8S_ACTIONS, KUBERNETES_SERVER
+from workers.cluster import ClusterClient, ClusterClients, ObjectRef
+from workers.executors.base import Failed, Outcome, Succeeded, TaskCall, Waiting
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 300.0
+VERIFY_INTERVAL = 1.0
+RETRY = Backoff(base=0.5, cap=30.0, limit=5)
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0", "")
+
+Doc = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class K8sInput:
+    """A K8S task's input, checked and typed.
+
+    `namespace` is the Deployment's for ROLLBACK and VERIFY; for the other actions, where documents name their
+    own, it is the namespace of those that do not (default: `default`).
+    """
+
+    action: str
+    documents: tuple[Doc, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT  # seconds a VERIFY may wait for its rollout
+    continue_on_conflict: bool = False  # CREATE: an object that exists already is not a failure
+    namespace: str = ""
+    deployment: str = ""
+    revision: int | None = None  # ROLLBACK: the revision to go back to (default: the previous one)
+
+    @classmethod
+    def read(cls, task_input: Mapping[str, Any]) -> K8sInput:
+        """From a resolved input; raises ValueError naming the first value that cannot be used."""
+        action = task_input.get("action")
+        if not isinstance(action, str) or action.upper() not in K8S_ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(K8S_ACTIONS)}, not {action!r}")
+        action = action.upper()
+        fields: dict[str, Any] = {
+            "timeout": _seconds(task_input.get("timeout")),
+            "continue_on_conflict": _flag(task_input.get("continueOnConflict"), "continueOnConflict"),
+            "revision": _revision(task_input.get("revision")),
+        }
+        if action in ("ROLLBACK", "VERIFY"):
+            for name in ("namespace", "deployment"):
+                value = task_input.get(name)
+                if not isinstance(value, str) or not value.strip():
+                    raise ValueError(f"{name} must name the Deployment's {name} for {action}, not {value!r}")
+                fields[name] = value.strip()
+        else:
+            fields["documents"] = documents(task_input.get("yaml"))
+            # Like `kubectl -n`: the namespace of the documents that name none.
+            namespace = task_input.get("namespace")
+            fields["namespace"] = namespace.strip() if isinstance(namespace, str) else ""
+        return cls(action, **fields)
+
+
+def _seconds(value: object) -> float:
+    if value is None or value == "":
+        return DEFAULT_TIMEOUT
+    seconds = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            seconds = float(value)
+    if seconds is None or not seconds > 0:
+        raise ValueError(f"timeout must be a number of seconds above 0, not {value!r}")
+    return seconds
+
+
+def _flag(value: object, name: str) -> bool:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"{name} must be true or false, not {value!r}")
+
+
+def _revision(value: object) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
+        return int(value)
+    raise ValueError(f"revision must be a revision number (1 or more), not {value!r}")
+
+
+def documents(text: object) -> tuple[Doc, ...]:
+    """The Kubernetes objects of a multi-document YAML text (empty documents skipped, `List`s unpacked)."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("yaml must be the Kubernetes YAML to act on (one or more documents)")
+    try:
+        loaded = [document for document in yaml.safe_load_all(text) if document is not None]
+    except yaml.YAMLError as error:
+        raise ValueError(f"yaml is not valid YAML: {error}") from error
+    found = [obj for index, document in enumerate(loaded, start=1) for obj in _objects(document, index)]
+    if not found:
+        raise ValueError("yaml holds no Kubernetes object")
+    return tuple(found)
+
+
+def _objects(document: object, index: int) -> list[Doc]:
+    """The objects of one YAML document: itself, or the items of a `List`."""
+    items = document.get("items") if isinstance(document, dict) and document.get("kind") == "List" else [document]
+    objects: list[Doc] = []
+    for item in items if isinstance(items, list) else [items]:
+        meta = item.get("metadata") if isinstance(item, dict) else None
+        named = isinstance(meta, dict) and isinstance(meta.get("name"), str) and bool(meta["name"])
+        if not (
+            isinstance(item, dict) and named and all(isinstance(item.get(key), str) for key in ("apiVersion", "kind"))
+        ):
+            raise ValueError(
+                f"yaml document {index} must be a Kubernetes object with apiVersion, kind and metadata.name"
+            )
+        objects.append(item)
+    return objects
+
+
+@dataclass
+class Report:
+    """The output an action builds up: the objects by kind and name, change lines, and Deployment changes."""
+
+    response: dict[str, dict[str, Any]] = field(default_factory=dict)
+    changes: list[str] = field(default_factory=list)
+    deployments: dict[str, dict[str, str]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def put(self, ref: ObjectRef, obj: Mapping[str, Any], change: str | None = None) -> None:
+        self.response.setdefault(ref.kind.plural, {})[ref.name] = obj
+        if change:
+            self.changes.append(f"{ref.kind.kind.lower()}/{ref.name} {change}")
+
+    def output(self) -> dict[str, Any]:
+        output: dict[str, Any] = {"response": self.response, **self.extra}
+        if self.changes:
+            output["changes"] = self.changes
+        if self.deployments:
+            # The first Deployment's change at top level, where Code Stream's bindings read it; all of them by name.
+            output.update(next(iter(self.deployments.values())))
+            output["deployments"] = self.deployments
+        return output
+
+
+def _is_deployment(ref: ObjectRef) -> bool:
+    return ref.kind.kind == "Deployment" and ref.kind.api_version == "apps/v1"
+
+
+def _summary(deployment: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a Deployment was before a change, as remembered across attempts."""
+    if deployment is None:
+        return {"existed": False, "image": "", "revision": "", "template": None}
+    template = (deployment.get("spec") or {}).get("template")
+    return {"existed": True, "image": image_of(deployment), "revision": revision_of(deployment), "template": template}
+
+
+def _change(before: Mapping[str, Any], after: Mapping[str, Any], revision: str) -> dict[str, str]:
+    return {
+        "previousImage": before["image"],
+        "previousRevision": before["revision"],
+        "revision": revision,
+        "image": image_of(after),
+    }
+
+
+def _revision_after(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """The revision a Deployment runs after an apply: 1 when new, one more when its pod template changed."""
+    if not before["existed"]:
+        return "1"
+    if same_template(before["template"], (after.get("spec") or {}).get("template")):
+        return revision_of(after) or before["revision"]
+    previous = str(before["revision"])
+    return str(int(previous) + 1) if previous.isdigit() else ""
+
+
+class K8sExecutor:
+    """Runs K8S tasks against the endpoint in the task's `kubernetesServer` role."""
+
+    def __init__(
+        self,
+        endpoints: Callable[[str], Endpoint],
+        *,
+        clusters: ClusterClients | None = None,
+        backoff: Backoff = RETRY,
+        interval: float = VERIFY_INTERVAL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.endpoints = endpoints
+        self.clusters = clusters or ClusterClients()
+        self.backoff = backoff
+        self.interval = interval
+        self.clock = clock  # wall-clock: a VERIFY's attempts may run on different workers
+
+    def execute(self, call: TaskCall) -> Outcome:
+        try:
+            task = K8sInput.read(call.input)
+        except ValueError as error:
+            return Failed(str(error))
+        # What earlier attempts learned; copied, as the worker's state is the last attempt's answer.
+        memory: dict[str, Any] = copy.deepcopy(dict(call.state.get("memory") or {}))
+        try:
+            cluster = self._cluster(call)
+            return self._act(task, cluster, memory)
+        except (ClusterBusy, ClusterUnreachable) as error:
+            return self._again(error, int(call.state.get("retries") or 0) + 1, memory)
+        except RollwayError as error:
+            return Failed(error.message)
+        except Exception as error:  # a client bug or an odd answer must fail the task, not the worker
+            log.exception("K8S %s failed unexpectedly", task.action)
+            return Failed(f"K8S {task.action} failed unexpectedly: {type(error).__name__}: {error}")
+
+    def _cluster(self, call: TaskCall) -> ClusterClient:
+        endpoint_id = call.endpoints.get(KUBERNETES_SERVER)
+        if not endpoint_id:
+            raise ClusterError(
+                f"the task names no {KUBERNETES_SERVER} endpoint (endpoints: {{{KUBERNETES_SERVER}: NAME}})"
+            )
+        try:
+            endpoint = self.endpoints(endpoint_id)
+        except RollwayError as error:
+            raise ClusterError(
+                f"the {KUBERNETES_SERVER} endpoint {endpoint_id} cannot be used: {error.message}"
+            ) from error
+        return self.clusters.client(endpoint)
+
+    def _again(self, error: ClusterError, retry: int, memory: dict[str, Any]) -> Outcome:
+        """Ask a busy or unreachable cluster again later, until the retries run out."""
+        limit = self.backoff.limit
+        if not self.backoff.allows(retry):
+            return Failed(f"{error.message} (still failing after {limit} retries)")
+        delay = self.backoff.delay(retry)
+        return Waiting(
+            delay, {"retries": retry, "memory": memory}, f"{error.message}; retry {retry} of {limit} in {delay:g} s"
+        )
+
+    def _act(self, task: K8sInput, cluster: ClusterClient, memory: dict[str, Any]) -> Outcome:
+        if task.action == "GET":
+            return self._get(task, cluster)
+        if task.action == "CREATE":
+            return self._create(task, cluster, memory)
+        if task.action == "APPLY":
+            return self._apply(task, cluster, memory)
+        if task.action == "DELETE":
+            return self._delete(task, cluster)
+        if task.action == "ROLLBACK":
+            return self._rollback(task, cluster, memory)
+        return self._verify(task, cluster, memory)
+
+    # --- object actions ---
+
+    @staticmethod
+    def _get(task: K8sInput, cluster: ClusterClient) -> Outcome:
+        report = Report()
+        for document in task.documents:
+            ref = cluster.ref_of(document, task.namespace)
+            found = cluster.read(ref)
+            if found is None:
+                return Failed(f"{ref} does not exist on {cluster.url}", report.output())
+            report.put(ref, found)
+        return Succeeded(report.output())
+
+    @staticmethod
+    def _create(task: K8sInput, cluster: ClusterClient, memory: dict[str, Any]) -> Outcome:
+        report = Report()
+        created: list[str] = memory.setdefault("created", [])
+        for document in task.documents:
+            ref = cluster.ref_of(document, task.namespace)
+            try:
+                obj, change = cluster.create(ref, document), "created"
+                created.append(str(ref))
+            except ClusterError as error:
+                # An object this task created on an earlier attempt is its own, not a conflict.
+                if error.reason != "AlreadyExists" or not (task.continue_on_conflict or str(ref) in created):
+                    hint = "" if error.reason != "AlreadyExists" else " (set continueOnConflict to accept it)"
+                    return Failed(f"{error.message}{hint}", report.output())
+                obj, change = cluster.get(ref), "created" if str(ref) in created else "already exists"
+            report.put(ref, obj, change)
+            if _is_deployment(ref) and change == "created":
+                report.deployments[ref.name] = _change(_summary(None), obj, "1")
+        return Succeeded(report.output())
+
+    @staticmethod
+    def _apply(task: K8sInput, cluster: ClusterClient, memory: dict[str, Any]) -> Outcome:
+        report = Report()
+        seen: dict[str, Any] = memory.setdefault("before", {})
+        for document in task.documents:
+            ref = cluster.ref_of(document, task.namespace)
+            if _is_deployment(ref) and str(ref) not in seen:
+                # Read before writing, and remember it: a retry after a partial apply must report the same.
+                seen[str(ref)] = _summary(cluster.read(ref))
+            applied = cluster.apply(ref, document)
+            report.put(ref, applied.object, applied.change)
+            if _is_deployment(ref):
+                before = seen[str(ref)]
+                report.deployments[ref.name] = _change(before, applied.object, _revision_after(before, applied.object))
+        return Succeeded(report.output())
+
+    @staticmethod
+    def _delete(task: K8sInput, cluster: ClusterClient) -> Outcome:
+        report = Report()
+        for document in task.documents:
+            ref = cluster.ref_of(document, task.namespace)
+            answer = cluster.delete(ref)
+            if answer is None:
+                report.changes.append(f"{ref.kind.kind.lower()}/{ref.name} not found (already gone)")
+            else:
+                report.put(ref, answer, "deleted")
+        return Succeeded(report.output())
+
+    # --- Deployment actions ---
+
+    @staticmethod
+    def _deployment(task: K8sInput, cluster: ClusterClient) -> tuple[ObjectRef, dict[str, Any]]:
+        ref = cluster.ref("apps/v1", "Deployment", task.deployment, task.namespace)
+        return ref, cluster.get(ref)
+
+    @staticmethod
+    def _rollback(task: K8sInput, cluster: ClusterClient, memory: dict[str, Any]) -> Outcome:
+        ref, deployment = K8sExecutor._deployment(task, cluster)
+        before = memory.setdefault("before", _summary(deployment))
+        replica_sets = cluster.replica_sets(deployment)
+        # A retry goes back to the ReplicaSet the first attempt chose, even though that attempt may have renumbered it.
+        plan = plan_undo(deployment, replica_sets, task.revision, memory.get("replicaSet"))
+        memory["replicaSet"] = plan.replica_set
+        after = cluster.json_patch(ref, plan.patch) if plan.patch is not None else deployment
+        target = next(rs for rs in replica_sets if rs["metadata"]["name"] == plan.replica_set)
+        changed = not same_template(before["template"], (target.get("spec") or {}).get("template"))
+        report = Report()
+        report.put(ref, after)
+        report.deployments[ref.name] = _change(before, after, plan.revision_after)
+        if changed:
+            message = f"rolled back deployment {ref.name} to revision {plan.revision} (image {plan.image})"
+        else:
+            message = plan.message
+        report.extra.update(rolledBack=changed, rolledBackTo=str(plan.revision), message=message)
+        return Succeeded(report.output())
+
+    def _verify(self, task: K8sInput, cluster: ClusterClient, memory: dict[str, Any]) -> Outcome:
+        now = self.clock()
+        started = float(memory.setdefault("startedAt", now))
+        ref, deployment = self._deployment(task, cluster)
+        status = rollout_status(deployment)
+        if status.failed:
+            replica_sets = cluster.replica_sets(deployment)
+            status = rollout_status(deployment, replica_sets)
+            if status.failed:
+                problems = self._pod_problems(cluster, deployment, replica_sets)
+                report = self._verified(ref, deployment, status.message)
+                pods = f"; pods: {'; '.join(problems)}" if problems else ""
+                return Failed(status.message.rstrip(".") + pods, report)
+        output = self._verified(ref, deployment, status.message)
+        if status.complete:
+            return Succeeded(output)
+        remaining = task.timeout - (now - started)
+        if remaining <= 0:
+            message = f"rollout of deployment {ref.name} did not complete within {task.timeout:g} s: {status.message}"
+            return Failed(message, output)
+        return Waiting(min(self.interval, remaining), {"retries": 0, "memory": memory}, status.message)
+
+    @staticmethod
+    def _verified(ref: ObjectRef, deployment: dict[str, Any], message: str) -> dict[str, Any]:
+        report = Report()
+        report.put(ref, deployment)
+        report.extra.update(revision=revision_of(deployment), image=image_of(deployment), status=message)
+        return report.output()
+
+    @staticmethod
+    def _pod_problems(cluster: ClusterClient, deployment: Doc, replica_sets: list[Doc]) -> list[str]:
+        """Why the current template's pods are not running (ImagePullBackOff...), when the cluster says."""
+        current = current_replica_set(deployment, replica_sets)
+        pods = cluster.pods(deployment)
+        if current is not None:
+            label = ((current.get("metadata") or {}).get("labels") or {}).get("pod-template-hash")
+            pods = [
+                pod
+                for pod in pods
+                if ((pod.get("metadata") or {}).get("labels") or {}).get("pod-template-hash") == label
+            ]
+        return pod_problems(pods)
