@@ -316,18 +316,6 @@ def test_run_wait_exits_0_when_completed_and_1_when_failed(api: ServedApp, worke
 
 
 @pytest.mark.timeout(180)
-def test_the_demo_without_redis_rolls_back_the_broken_release_and_exits_0(tmp_path: Path) -> None:
-    # Given a machine where the demo must not touch Redis
-    # When the demo runs
-    result = rollway_process("demo", "--no-redis", timeout=150, HOME=str(tmp_path), TMPDIR=str(tmp_path))
-
-    # Then it exits 0, the broken release rolled back, and it says all held
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "ROLLBACK_COMPLETED" in result.stdout
-    assert "demo OK" in result.stdout
-    assert "Traceback" not in result.stdout + result.stderr
-
-
 def test_a_worker_on_an_unknown_queue_refuses_to_start_naming_it() -> None:
     # Given a queue Rollway does not have
     # When a worker is started on it
