@@ -9,7 +9,8 @@ from flask import Blueprint, Response, jsonify, request
 
 from api.serialize import pipeline_view
 from api.services import json_object, requester, services
-from orchestrator.document import load_pipeline, parse_text, to_document
+from orchestrator.decoding import parse_text
+from orchestrator.document import load_pipeline, to_document
 from orchestrator.errors import BadRequest
 from orchestrator.pipeline import Pipeline
 

@@ -6,26 +6,18 @@ Reading never stops at the first problem: every problem is collected with its pa
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from orchestrator import expressions
 from orchestrator.bindings import BINDING, Ref, RefKind, parse_ref
-from orchestrator.errors import BadRequest, BindingError, ExpressionError, PipelineInvalid, Problem
+from orchestrator.decoding import foreign_values, size_problem
+from orchestrator.errors import BindingError, ExpressionError, PipelineInvalid, Problem
 from orchestrator.inputs import reference_head
 from orchestrator.pipeline import InputMeta, Pipeline, RollbackLink, Stage, Task, TaskKey
 from orchestrator.tasktypes import RESPONSE_NAMES, TASK_TYPES, check_task_input
 
-MAX_DOCUMENT_BYTES = 1_000_000
-# YAML aliases let a small text decode to a huge tree, and reading a tree nested deeper than Python's
-# recursion limit would crash; documents past these limits are refused before they are read.
-MAX_VALUES = MAX_DOCUMENT_BYTES
-MAX_NESTING = 100
 MAX_NAME_LENGTH = 200  # the width of the name columns
 DEFAULT_PROJECT = "default"
 FORBIDDEN_IN_NAMES = (".", ",", "${", "}", "[", "]")
@@ -67,29 +59,6 @@ EndpointLookup = Callable[[str, str], bool]
 """(project, endpoint name) -> whether that endpoint exists."""
 
 
-def parse_text(body: bytes | str, content_type: str | None) -> object:
-    """Decode a request body: as JSON when the content type says JSON, else as YAML (which reads JSON too)."""
-    if len(body) > MAX_DOCUMENT_BYTES:
-        raise BadRequest(f"the document is larger than {MAX_DOCUMENT_BYTES} bytes")
-    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
-    kind = (content_type or "").split(";")[0].strip().lower()
-    if kind.endswith("json"):
-        try:
-            return json.loads(text)
-        except ValueError as error:
-            raise BadRequest(f"the body is not valid JSON: {error}") from error
-        except RecursionError as error:
-            raise BadRequest("the body is nested too deeply") from error
-    try:
-        return yaml.safe_load(text)
-    except RecursionError as error:
-        raise BadRequest("the body is nested too deeply") from error
-    # Not only YAMLError: PyYAML's constructors fail in their own ways on input such as `!!int ''` or an
-    # integer of thousands of digits, and every one of those is a bad body.
-    except Exception as error:
-        raise BadRequest(f"the body is not valid YAML or JSON: {error}") from error
-
-
 def load_pipeline(
     document: object,
     targets: TargetLookup | None,
@@ -101,48 +70,16 @@ def load_pipeline(
     `targets` finds the pipelines that rollback links name and `endpoints` tells whether an endpoint
     exists; None skips those checks (for documents the store saved after they passed them).
     """
-    too_big = _size_problem(document)
+    too_big = size_problem(document)
     if too_big is not None:
         raise PipelineInvalid("the pipeline has 1 problem", [Problem("", too_big)])
     reader = _Reader(targets, endpoints)
-    reader.problems += _foreign_values(document, "")
+    reader.problems += foreign_values(document, "")
     pipeline = reader.pipeline(document, default_project)
     if reader.problems or pipeline is None:
         count = len(reader.problems)
         raise PipelineInvalid(f"the pipeline has {count} problem{'s' if count != 1 else ''}", reader.problems)
     return pipeline
-
-
-def _size_problem(document: object) -> str | None:
-    """Why a decoded document is too large or too deeply nested to read, or None."""
-    pending: list[tuple[object, int]] = [(document, 0)]
-    count = 0
-    while pending:
-        value, depth = pending.pop()
-        count += 1
-        if count > MAX_VALUES:
-            return f"the document holds more than {MAX_VALUES} values (a YAML alias counts each time it is used)"
-        if depth > MAX_NESTING:
-            return f"the document is nested more than {MAX_NESTING} levels deep"
-        if isinstance(value, Mapping):
-            pending.extend((item, depth + 1) for item in value.values())
-        elif isinstance(value, list | tuple):
-            pending.extend((item, depth + 1) for item in value)
-    return None
-
-
-def _foreign_values(value: object, path: str) -> list[Problem]:
-    """Values JSON cannot hold (YAML reads an unquoted 2024-01-01 as a date), which the store could not save."""
-    if isinstance(value, Mapping):
-        return [problem for key, item in value.items() for problem in _foreign_values(item, _join(path, str(key)))]
-    if isinstance(value, list | tuple):
-        return [problem for index, item in enumerate(value) for problem in _foreign_values(item, f"{path}[{index}]")]
-    if isinstance(value, float) and not math.isfinite(value):
-        return [Problem(path, f"must be a finite number, not {value}")]
-    if value is None or isinstance(value, str | int | float):
-        return []
-    what = f"a {type(value).__name__} (quote dates and times in YAML to keep them as text)"
-    return [Problem(path, f"must be a string, number, boolean, null, list or object, not {what}")]
 
 
 def _join(*parts: str) -> str:

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import yaml
-
 from orchestrator.bindings import BINDING
 from orchestrator.errors import Problem
+from orchestrator.manifests import read_objects
 
 HTTP_ACTIONS = ("get", "post", "put", "patch", "delete")
 EXIT_CRITERIA = ("success", "failure")
@@ -143,30 +142,12 @@ K8S_OBJECT_ACTIONS = ("GET", "CREATE", "APPLY", "DELETE")
 KUBERNETES_SERVER = "kubernetesServer"
 
 
-def _is_object(document: object) -> bool:
-    if not isinstance(document, Mapping) or not document.get("apiVersion") or not document.get("kind"):
-        return False
-    metadata = document.get("metadata")
-    return isinstance(metadata, Mapping) and bool(metadata.get("name"))
-
-
 def _check_manifests(text: object) -> list[Problem]:
     """Problems with a K8S task's multi-document YAML (bindings in it stand for text, as they will be)."""
     if isinstance(text, str) and BINDING.fullmatch(text.strip()):
         return []  # the whole YAML comes from a binding: only known at run time
-    if not isinstance(text, str) or not text.strip():
-        return [Problem("yaml", "must be the Kubernetes YAML to act on (one or more documents)")]
-    try:
-        documents = [doc for doc in yaml.safe_load_all(BINDING.sub("x", text)) if doc is not None]
-    except Exception as error:  # not only YAMLError: PyYAML's constructors fail in their own ways on odd tags
-        return [Problem("yaml", f"is not valid YAML: {error}")]
-    if not documents:
-        return [Problem("yaml", "holds no Kubernetes object")]
-    return [
-        Problem(f"yaml[{index}]", "must be a Kubernetes object with apiVersion, kind and metadata.name")
-        for index, document in enumerate(documents)
-        if not _is_object(document)
-    ]
+    _, problems = read_objects(BINDING.sub("x", text) if isinstance(text, str) else text, "yaml")
+    return problems
 
 
 def _check_k8s(task_input: Mapping[str, object]) -> list[Problem]:

@@ -17,8 +17,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator import document, expressions
-from orchestrator.document import RollbackTarget, load_pipeline, parse_text, to_document
+from orchestrator import decoding, document, expressions
+from orchestrator.decoding import parse_text
+from orchestrator.document import RollbackTarget, load_pipeline, to_document
 from orchestrator.errors import BadRequest, ExpressionError, PipelineInvalid, Problem
 from orchestrator.pipeline import InputMeta, RollbackLink
 from orchestrator.tasktypes import TASK_TYPES
@@ -1007,7 +1008,7 @@ def test_a_deeply_nested_document_is_refused_without_crashing() -> None:
     # When it is loaded
     found = problems_of(doc)
     # Then one problem says it is nested too deeply
-    assert found == [Problem("", f"the document is nested more than {document.MAX_NESTING} levels deep")]
+    assert found == [Problem("", f"the document is nested more than {decoding.MAX_NESTING} levels deep")]
 
 
 def test_a_small_yaml_text_that_expands_through_aliases_is_refused_quickly() -> None:
@@ -1064,12 +1065,12 @@ def test_a_body_that_does_not_decode_is_a_bad_request(body: str, content_type: s
 
 def test_a_document_over_the_size_limit_is_refused_before_it_is_parsed() -> None:
     # Given a body one byte over the limit
-    body = b"#" * (document.MAX_DOCUMENT_BYTES + 1)
+    body = b"#" * (decoding.MAX_DOCUMENT_BYTES + 1)
     # When it is decoded
     with pytest.raises(BadRequest) as raised:
         parse_text(body, "application/yaml")
     # Then it is refused for its size
-    assert raised.value.message == f"the document is larger than {document.MAX_DOCUMENT_BYTES} bytes"
+    assert raised.value.message == f"the document is larger than {decoding.MAX_DOCUMENT_BYTES} bytes"
 
 
 # -- nothing but PipelineInvalid and BadRequest, whatever comes in

@@ -364,7 +364,7 @@ def test_a_missing_endpoint_fails_clearly(executor: K8sExecutor, role: str, prob
         ({"action": "APPLY", "yaml": "---\n---\n"}, "yaml holds no Kubernetes object"),
         (
             {"action": "APPLY", "yaml": "apiVersion: v1\nkind: ConfigMap\n"},
-            "yaml document 1 must be a Kubernetes object",
+            "yaml[0] must be a Kubernetes object",
         ),
         ({"action": "CREATE", "yaml": service_yaml(), "continueOnConflict": "maybe"}, "continueOnConflict must be"),
     ],

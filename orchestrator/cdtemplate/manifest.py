@@ -14,12 +14,12 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import BadRequest, Problem
+from orchestrator.manifests import read_objects
 
 Obj = dict[str, Any]
 
 YAML_FIELD = "kubernetesYaml"
 SERVICE_FIELD = "service"
-MAX_YAML_BYTES = 1_000_000
 # A YAML alias is one value however often it is used, but every copy made of it here is not: a small text can
 # stand for a huge tree, so manifests past this many values are refused before anything is copied.
 MAX_VALUES = 100_000
@@ -127,27 +127,10 @@ def parse_manifest(text: object) -> tuple[Manifest | None, list[Problem]]:
     """The manifest in a YAML text, or None and the problems that keep it from being read."""
     if not isinstance(text, str) or not text.strip():
         return None, [Problem(YAML_FIELD, "is required: the Kubernetes YAML of the application (text)")]
-    if len(text.encode("utf-8", errors="replace")) > MAX_YAML_BYTES:
-        return None, [Problem(YAML_FIELD, f"is larger than {MAX_YAML_BYTES} bytes")]
-    try:
-        documents = [document for document in yaml.safe_load_all(text) if document is not None]
-    except RecursionError:
-        return None, [Problem(YAML_FIELD, "is nested too deeply")]
-    # Not only YAMLError: PyYAML's constructors fail in their own ways on input such as `!!int ''`.
-    except Exception as error:
-        return None, [Problem(YAML_FIELD, f"is not valid YAML: {error}")]
-    if _too_many_values(documents):
-        return None, [Problem(YAML_FIELD, f"holds more than {MAX_VALUES} values (each use of a YAML alias counts)")]
-    problems = [
-        Problem(f"{YAML_FIELD}[{index}]", "must be a Kubernetes object with apiVersion, kind and metadata.name")
-        for index, document in enumerate(documents)
-        if not _is_object(document)
-    ]
-    if not documents:
-        problems.append(Problem(YAML_FIELD, "holds no Kubernetes object"))
+    objects, problems = read_objects(text, YAML_FIELD, MAX_VALUES)
     if problems:
         return None, problems
-    return Manifest(tuple(documents)), _duplicates(documents)
+    return Manifest(tuple(objects)), _duplicates(objects)
 
 
 def read_manifest(text: object) -> Manifest:
@@ -156,30 +139,6 @@ def read_manifest(text: object) -> Manifest:
     if problems or manifest is None:
         raise BadRequest(f"the Kubernetes YAML has {len(problems)} problem(s)", problems)
     return manifest
-
-
-def _is_object(document: object) -> bool:
-    if not isinstance(document, dict) or not all(isinstance(key, str) for key in document):
-        return False
-    if not isinstance(document.get("apiVersion"), str) or not isinstance(document.get("kind"), str):
-        return False
-    metadata = document.get("metadata")
-    return isinstance(metadata, dict) and isinstance(metadata.get("name"), str) and bool(metadata["name"].strip())
-
-
-def _too_many_values(documents: list[Any]) -> bool:
-    pending: list[Any] = list(documents)
-    count = 0
-    while pending:
-        value = pending.pop()
-        count += 1
-        if count > MAX_VALUES:
-            return True
-        if isinstance(value, Mapping):
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-    return False
 
 
 def _duplicates(documents: Iterable[Obj]) -> list[Problem]:

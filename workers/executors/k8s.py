@@ -18,10 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from orchestrator.endpoints import Endpoint
 from orchestrator.errors import ClusterBusy, ClusterError, ClusterUnreachable, RollwayError
+from orchestrator.manifests import read_objects
 from orchestrator.retry import Backoff
 from orchestrator.rollout import (
     current_replica_set,
@@ -122,33 +121,10 @@ def _revision(value: object) -> int | None:
 
 def documents(text: object) -> tuple[Doc, ...]:
     """The Kubernetes objects of a multi-document YAML text (empty documents skipped, `List`s unpacked)."""
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("yaml must be the Kubernetes YAML to act on (one or more documents)")
-    try:
-        loaded = [document for document in yaml.safe_load_all(text) if document is not None]
-    except yaml.YAMLError as error:
-        raise ValueError(f"yaml is not valid YAML: {error}") from error
-    found = [obj for index, document in enumerate(loaded, start=1) for obj in _objects(document, index)]
-    if not found:
-        raise ValueError("yaml holds no Kubernetes object")
-    return tuple(found)
-
-
-def _objects(document: object, index: int) -> list[Doc]:
-    """The objects of one YAML document: itself, or the items of a `List`."""
-    items = document.get("items") if isinstance(document, dict) and document.get("kind") == "List" else [document]
-    objects: list[Doc] = []
-    for item in items if isinstance(items, list) else [items]:
-        meta = item.get("metadata") if isinstance(item, dict) else None
-        named = isinstance(meta, dict) and isinstance(meta.get("name"), str) and bool(meta["name"])
-        if not (
-            isinstance(item, dict) and named and all(isinstance(item.get(key), str) for key in ("apiVersion", "kind"))
-        ):
-            raise ValueError(
-                f"yaml document {index} must be a Kubernetes object with apiVersion, kind and metadata.name"
-            )
-        objects.append(item)
-    return objects
+    objects, problems = read_objects(text, "yaml")
+    if problems:
+        raise ValueError("; ".join(f"{problem.path} {problem.message}" for problem in problems))
+    return tuple(objects)
 
 
 @dataclass

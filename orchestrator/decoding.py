@@ -1,0 +1,87 @@
+"""Decoding text from users (request bodies, YAML fields) into plain values, refusing what would hurt.
+
+YAML aliases let a small text decode to a huge tree, a tree nested deeper than Python's recursion limit
+crashes whoever walks it recursively, and YAML reads values JSON cannot hold (an unquoted 2024-01-01 is
+a date): each is refused here with a reason, before anything else reads the value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+
+import yaml
+
+from orchestrator.errors import BadRequest, Problem
+
+MAX_DOCUMENT_BYTES = 1_000_000
+MAX_VALUES = MAX_DOCUMENT_BYTES
+MAX_NESTING = 100
+
+
+def parse_text(body: bytes | str, content_type: str | None) -> object:
+    """Decode a request body: as JSON when the content type says JSON, else as YAML (which reads JSON too)."""
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise BadRequest(f"the document is larger than {MAX_DOCUMENT_BYTES} bytes")
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind.endswith("json"):
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            raise BadRequest(f"the body is not valid JSON: {error}") from error
+        except RecursionError as error:
+            raise BadRequest("the body is nested too deeply") from error
+    documents = load_yaml_documents(text, "the body", "YAML or JSON")
+    if len(documents) > 1:
+        raise BadRequest(f"the body holds {len(documents)} YAML documents, not one")
+    return documents[0] if documents else None
+
+
+def load_yaml_documents(text: str, what: str, formats: str = "YAML") -> list[object]:
+    """Every document of a YAML text; raises BadRequest naming `what` when it cannot be read."""
+    try:
+        return list(yaml.safe_load_all(text))
+    except RecursionError as error:
+        raise BadRequest(f"{what} is nested too deeply") from error
+    # Not only YAMLError: PyYAML's constructors fail in their own ways on input such as `!!int ''` or an
+    # integer of thousands of digits, and every one of those is a bad text.
+    except Exception as error:
+        raise BadRequest(f"{what} is not valid {formats}: {error}") from error
+
+
+def size_problem(document: object, max_values: int = MAX_VALUES) -> str | None:
+    """Why a decoded value is too large or too deeply nested to read, or None (walked without recursion)."""
+    pending: list[tuple[object, int]] = [(document, 0)]
+    count = 0
+    while pending:
+        value, depth = pending.pop()
+        count += 1
+        if count > max_values:
+            return f"the document holds more than {max_values} values (a YAML alias counts each time it is used)"
+        if depth > MAX_NESTING:
+            return f"the document is nested more than {MAX_NESTING} levels deep"
+        if isinstance(value, Mapping):
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list | tuple):
+            pending.extend((item, depth + 1) for item in value)
+    return None
+
+
+def foreign_values(value: object, path: str) -> list[Problem]:
+    """Values JSON cannot hold, at their paths (call after `size_problem`: this one recurses)."""
+    if isinstance(value, Mapping):
+        return [problem for key, item in value.items() for problem in foreign_values(item, _join(path, str(key)))]
+    if isinstance(value, list | tuple):
+        return [problem for index, item in enumerate(value) for problem in foreign_values(item, f"{path}[{index}]")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [Problem(path, f"must be a finite number, not {value}")]
+    if value is None or isinstance(value, str | int | float):
+        return []
+    what = f"a {type(value).__name__} (quote dates and times in YAML to keep them as text)"
+    return [Problem(path, f"must be a string, number, boolean, null, list or object, not {what}")]
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
