@@ -90,7 +90,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def make_celery(settings: Settings) -> Celery:
-    """A Celery app with Rollway's queues and tasks registered; `app.rollway` is its process context."""
+    """A Celery app with Rollway's queues and tasks registered, each working through one process context."""
     from workers.tasks import register_tasks
 
     app = Celery("rollway", set_as_current=False)
@@ -102,5 +102,4 @@ def make_celery(settings: Settings) -> Celery:
         context.reset()
 
     worker_process_init.connect(_forked, weak=False)
-    app.rollway = context  # type: ignore[attr-defined]
     return app
