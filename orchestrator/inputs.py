@@ -8,13 +8,12 @@ needs nothing of the execution but the task run it claims.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator import expressions
 from orchestrator.bindings import Scope, resolve
-from orchestrator.errors import BindingError
 from orchestrator.pipeline import Task
 from orchestrator.tasktypes import TASK_TYPES
 
@@ -48,14 +47,3 @@ def bind_task(task: Task, scope: Scope) -> BoundTask:
         if reference_head(reference) not in spec.local_names
     }
     return BoundTask(given, bindings)
-
-
-def bound_lookup(bindings: Mapping[str, Any]) -> Callable[[str], object]:
-    """Looks a reference up among the values bound when the task was queued."""
-
-    def lookup(reference: str) -> object:
-        if reference not in bindings:
-            raise BindingError(f"'${{{reference}}}' was not bound when the task was queued")
-        return bindings[reference]
-
-    return lookup

@@ -126,3 +126,19 @@ def wait_until(check: Any, timeout: float = 60.0, interval: float = 0.05, what: 
             return last
         time.sleep(interval)
     raise AssertionError(f"{what} did not happen within {timeout}s; last answer: {last!r}")
+
+
+def template_request(kubernetes_yaml: str, **changes: Any) -> dict[str, Any]:
+    """A smart CD template request for the shop's web application on dev-cluster and prod-cluster."""
+    request: dict[str, Any] = {
+        "project": "shop",
+        "pipelineName": "RollingUpgrade-Example",
+        "kubernetesYaml": kubernetes_yaml,
+        "service": "web",
+        "environments": {"dev": {"endpoint": "dev-cluster"}, "prod": {"endpoint": "prod-cluster"}},
+        "imageSource": "runtime-input",
+        "deploymentModel": "rolling-upgrade",
+        "rollback": True,
+        "healthCheckUrl": "/healthz",
+    }
+    return request | changes

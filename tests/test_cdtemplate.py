@@ -18,6 +18,8 @@ from orchestrator.inputs import bind_task
 from orchestrator.pipeline import Pipeline
 from orchestrator.rollback import plan_rollback
 
+from rollway_testing import template_request
+
 Doc = dict[str, Any]
 MODELS = ("rolling-upgrade", "blue-green", "canary")
 ENDPOINTS = {"dev-cluster": "https://dev.example:6443", "prod-cluster": "https://prod.example:6443/"}
@@ -76,18 +78,7 @@ APP = manifest(NAMESPACE, SECRET, SERVICE, DEPLOYMENT)
 
 def body(**changes: Any) -> Doc:
     """A valid template request for the shop's web application, with `changes`."""
-    request: Doc = {
-        "project": "shop",
-        "pipelineName": "RollingUpgrade-Example",
-        "kubernetesYaml": APP,
-        "service": "web",
-        "environments": {"dev": {"endpoint": "dev-cluster"}, "prod": {"endpoint": "prod-cluster"}},
-        "imageSource": "runtime-input",
-        "deploymentModel": "rolling-upgrade",
-        "rollback": True,
-        "healthCheckUrl": "/healthz",
-    }
-    return request | changes
+    return template_request(APP, **changes)
 
 
 def generated(**changes: Any) -> GeneratedPipelines:

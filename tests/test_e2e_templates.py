@@ -11,7 +11,7 @@ from kubernetes import client as k8s
 
 from kubesim import KubeSim
 
-from rollway_testing import TERMINAL, ServedApp, wait_until
+from rollway_testing import TERMINAL, ServedApp, template_request, wait_until
 
 Doc = dict[str, Any]
 NAME = "Shop-Release"
@@ -66,18 +66,7 @@ def generate(api: ServedApp, clusters: dict[str, KubeSim], model: str) -> Doc:
     for environment, sim in clusters.items():
         endpoint = {"name": f"{environment}-cluster", "project": "shop", "url": sim.url, "insecure": True}
         api.create_at("/api/endpoints", endpoint)
-    body = {
-        "project": "shop",
-        "pipelineName": NAME,
-        "kubernetesYaml": APP,
-        "service": "web",
-        "environments": {"dev": {"endpoint": "dev-cluster"}, "prod": {"endpoint": "prod-cluster"}},
-        "imageSource": "runtime-input",
-        "deploymentModel": model,
-        "rollback": True,
-        "healthCheckUrl": "/healthz",
-        "healthCheckIntervalSeconds": 0.5,
-    }
+    body = template_request(APP, pipelineName=NAME, deploymentModel=model, healthCheckIntervalSeconds=0.5)
     generated = api.create_at("/api/templates/cd", body)
     pipeline_id = generated["pipeline"]["id"]
     enabled = api.http.patch(f"/api/pipelines/{pipeline_id}", json={"enabled": True})

@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 
 from api.cli import cli
 
-from rollway_testing import TOKEN, ServedApp
+from rollway_testing import TOKEN, ServedApp, template_request
 
 Doc = dict[str, Any]
 NAME = "RollingUpgrade-Example"
@@ -53,18 +53,7 @@ spec:
 
 
 def request_body(**changes: Any) -> Doc:
-    body: Doc = {
-        "project": "shop",
-        "pipelineName": NAME,
-        "kubernetesYaml": APP,
-        "service": "web",
-        "environments": {"dev": {"endpoint": "dev-cluster"}, "prod": {"endpoint": "prod-cluster"}},
-        "imageSource": "runtime-input",
-        "deploymentModel": "rolling-upgrade",
-        "rollback": True,
-        "healthCheckUrl": "/healthz",
-    }
-    return body | changes
+    return template_request(APP, **changes)
 
 
 @pytest.fixture

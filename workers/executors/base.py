@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orchestrator.inputs import bound_lookup
+from orchestrator.errors import BindingError
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,9 @@ class TaskCall:
 
     def lookup(self, reference: str) -> object:
         """The value of a pipeline binding an expression of this task reads."""
-        return bound_lookup(self.bindings)(reference)
+        if reference not in self.bindings:
+            raise BindingError(f"'${{{reference}}}' was not bound when the task was queued")
+        return self.bindings[reference]
 
 
 @dataclass(frozen=True)

@@ -89,12 +89,11 @@ class PollExecutor:
 
     def _decide(self, call: TaskCall, response: HttpResponse, output: dict[str, Any]) -> Outcome | None:
         criteria = call.input.get("exitCriteria") or {}
-        local = response.as_output()
 
         def lookup(reference: str) -> object:
             head, *path = split_path(reference)
             if head in RESPONSE_NAMES:
-                return walk(local[str(head)], tuple(path), str(head))
+                return walk(output[str(head)], tuple(path), str(head))
             return call.lookup(reference)
 
         for key, status in (("failure", "FAILED"), ("success", "COMPLETED")):
