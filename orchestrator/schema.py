@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -113,10 +114,35 @@ task_runs = Table(
     Column("endpoints", Json, nullable=False),
     Column("state", Json, nullable=False),
     Column("attempt", Integer, nullable=False, default=0),
+    # The outbox: a QUEUED run is due to be sent at `dispatch_after`; `sent_at` is when its current attempt
+    # was last handed to the broker (NULL: not yet). The sweep sends what is due and re-sends what was lost.
+    Column("dispatch_after", UTCDateTime, nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),
+    # The lease of a RUNNING run: its worker renews it while the executor runs; expired, the worker was lost.
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+    Column("worker", String(200), nullable=False, default=""),
     Column("started_at", UTCDateTime, nullable=True),
     Column("finished_at", UTCDateTime, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_task_runs_execution", "execution_id", "position"),
+    Index("ix_task_runs_status", "status"),
+)
+
+# Every status change of an execution or a task run: its history, and the feed notifications and metrics read.
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("execution_id", String(36), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
+    Column("task_run_id", String(36), nullable=True),
+    Column("stage", String(200), nullable=True),
+    Column("task", String(200), nullable=True),
+    Column("previous", String(32), nullable=True),
+    Column("status", String(32), nullable=False),
+    Column("message", Text, nullable=False, default=""),
+    Column("actor", String(200), nullable=False, default=""),
+    Index("ix_events_execution", "execution_id", "id"),
 )
 
 
