@@ -19,10 +19,11 @@ class FaultInjector:
         self._lock = threading.Lock()
         self._status = 500
         self._remaining = 0
-        self._retry_after: int | None = None
+        self._retry_after: int | str | None = None
 
-    def arm(self, status: int, count: int, retry_after: int | None = None) -> None:
-        """Fail the next ``count`` requests with ``status`` (429s carry ``Retry-After`` when given)."""
+    def arm(self, status: int, count: int, retry_after: int | str | None = None) -> None:
+        """Fail the next ``count`` requests with ``status``, with a ``Retry-After`` header when given (seconds, or
+        an HTTP-date as text)."""
         with self._lock:
             self._status, self._remaining, self._retry_after = status, count, retry_after
 
@@ -44,7 +45,8 @@ class FaultInjector:
             error = error_for_code(self._status, f"kubesim injected fault ({self._status})")
             if self._retry_after is not None:
                 error.headers["Retry-After"] = str(self._retry_after)
-                error.details = {"retryAfterSeconds": self._retry_after}
+                if isinstance(self._retry_after, int):
+                    error.details = {"retryAfterSeconds": self._retry_after}
             return error
 
 
@@ -65,7 +67,7 @@ def handle_admin(method: str, path: str, body: bytes, images: ImagePolicy, fault
             retry_after = data.get("retryAfter")
             if not isinstance(status, int) or not isinstance(count, int) or not 100 <= status <= 599:
                 raise BadRequest('faults need an integer "status" (100-599) and "count"')
-            faults.arm(status, count, retry_after if isinstance(retry_after, int) else None)
+            faults.arm(status, count, retry_after if isinstance(retry_after, int | str) else None)
         elif method == "DELETE":
             faults.clear()
         elif method != "GET":

@@ -62,7 +62,8 @@ class ControlLoop:
                 self._stepping = False
 
     def start(self) -> None:
-        """Run ``step`` in a daemon thread until ``stop``."""
+        """Run ``step`` in a daemon thread until ``stop``; again after a ``stop``."""
+        self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="kubesim-controllers", daemon=True)
         self._thread.start()
 

@@ -73,6 +73,11 @@ class _Handler(BaseHTTPRequestHandler):
         LOG.debug("%s " + format, self.address_string(), *args)
 
     def _handle(self) -> None:
+        if self.server.stopping.is_set():
+            # A stopped server answers nothing, not even on a connection kept alive from before: clients see the
+            # connection drop, as they do when a real API server goes down.
+            self.close_connection = True
+            return
         url = urlsplit(self.path)
         request = Request(
             self.command,

@@ -24,9 +24,10 @@ SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 class KubeSim:
     """An emulated Kubernetes cluster served over HTTP.
 
-    ``port=0`` picks a free port; ``url`` tells which after ``start``. ``unpullable`` and ``crashing`` are image
-    names or globs; ``ready_delay`` is how long a new pod takes to become Ready; ``token``, when set, is the only
-    bearer token accepted (others get 401).
+    ``port=0`` picks a free port; ``url`` tells which after ``start``. ``stop`` then ``start`` is a restart of the
+    API server: on the same port, with the same objects. ``unpullable`` and ``crashing`` are image names or globs;
+    ``ready_delay`` is how long a new pod takes to become Ready; ``token``, when set, is the only bearer token
+    accepted (others get 401).
     """
 
     def __init__(
@@ -96,14 +97,15 @@ class KubeSim:
             self._server.server_close()
             if self._thread is not None:
                 self._thread.join(timeout=5)
+            self._port = self._server.server_address[1]  # a restart comes back where clients look for it
             self._server = None
 
     def set_images(self, unpullable: Iterable[str] | None = None, crashing: Iterable[str] | None = None) -> None:
         """Replace the unpullable and/or crashing image lists (``None`` keeps a list)."""
         self.images.set(unpullable, crashing)
 
-    def inject_faults(self, status: int, count: int, retry_after: int | None = None) -> None:
-        """Answer the next ``count`` API requests with HTTP ``status``."""
+    def inject_faults(self, status: int, count: int, retry_after: int | str | None = None) -> None:
+        """Answer the next ``count`` API requests with HTTP ``status`` (and ``Retry-After``, seconds or HTTP-date)."""
         self.faults.arm(status, count, retry_after)
 
     def __enter__(self) -> KubeSim:

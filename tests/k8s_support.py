@@ -105,11 +105,35 @@ def release_yaml(image: str) -> str:
     return "---\n".join([namespace_yaml(), service_yaml(), "", deployment_yaml(image)])
 
 
-def run(executor: K8sExecutor, task_input: Mapping[str, Any], role: str = "dev", limit: int = 400) -> list[Outcome]:
+class ManualClock:
+    """A wall clock that moves only when told to: the executor sees the worker's waits pass, and the test does not
+    wait them."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def run(
+    executor: K8sExecutor,
+    task_input: Mapping[str, Any],
+    role: str = "dev",
+    limit: int = 400,
+    *,
+    clock: ManualClock | None = None,
+    between: Callable[[Waiting], None] | None = None,
+) -> list[Outcome]:
     """Attempts until one is not Waiting, handing each the last one's state as the worker does.
 
     The worker waits the countdown before the next attempt; tests wait at most a few hundredths of it, since what
-    decides a VERIFY is the wall clock and the cluster, not the number of attempts.
+    decides a VERIFY is the wall clock and the cluster, not the number of attempts. With the executor's `clock`
+    given, it is moved on by each countdown instead, and nothing is waited. `between` is called after each Waiting,
+    before the next attempt: where a story changes the cluster while the task waits.
     """
     outcomes: list[Outcome] = []
     state: Mapping[str, Any] = {}
@@ -122,8 +146,18 @@ def run(executor: K8sExecutor, task_input: Mapping[str, Any], role: str = "dev",
         if not isinstance(outcome, Waiting):
             return outcomes
         state = outcome.state
-        time.sleep(min(outcome.countdown, 0.05))
+        if between is not None:
+            between(outcome)
+        if clock is not None:
+            clock.advance(outcome.countdown)
+        else:
+            time.sleep(min(outcome.countdown, 0.05))
     raise AssertionError(f"still waiting after {limit} attempts: {outcomes[-1]}")
+
+
+def waits(outcomes: list[Outcome]) -> list[Waiting]:
+    """The Waiting answers of a run."""
+    return [outcome for outcome in outcomes if isinstance(outcome, Waiting)]
 
 
 def self_signed(directory: Path) -> tuple[Path, Path, str]:

@@ -4,6 +4,7 @@ error tree, and the generic verbs (apply above all)."""
 from __future__ import annotations
 
 import datetime
+import email.utils
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from k8s_support import READY_DELAY, TOKEN, deployment_yaml, endpoint, self_sign
 from kubesim import KubeSim
 from orchestrator.errors import ClusterBusy, ClusterError, ClusterRefused, ClusterUnreachable
 from orchestrator.rollout import rollout_status
-from workers.cluster import ClusterClient, ClusterClients
+from workers.cluster import ClusterClient, ClusterClients, ClusterThrottled, retry_after
 
 
 @pytest.fixture
@@ -88,9 +89,61 @@ def test_server_errors_and_throttling_are_busy(sim: KubeSim, cluster: ClusterCli
         cluster.read(cluster.ref("v1", "Namespace", "demo"))
     assert caught.value.status == status and caught.value.reason == reason
     assert f"({status} {reason})" in caught.value.message
+    assert not isinstance(caught.value, ClusterThrottled)  # the answer asked for no particular wait
 
     # And the next request gets through
     assert cluster.read(cluster.ref("v1", "Namespace", "demo")) is not None
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_busy_answer_carries_the_wait_its_retry_after_asks(sim: KubeSim, cluster: ClusterClient, status: int) -> None:
+    # Given a cluster answering the next write with an error and `Retry-After: 2`
+    sim.inject_faults(status, 1, retry_after=2)
+
+    # When the client writes, Then the error is still ClusterBusy, and carries the 2 s the server asked for
+    with pytest.raises(ClusterThrottled) as caught:
+        cluster.create(cluster.ref("v1", "ConfigMap", "settings", "demo"), {"metadata": {"name": "settings"}})
+    assert isinstance(caught.value, ClusterBusy) and caught.value.status == status
+    assert caught.value.retry_after == 2.0
+
+
+def test_a_retry_after_given_as_a_date_is_read_against_the_answers_own_date(
+    sim: KubeSim, cluster: ClusterClient
+) -> None:
+    # Given a cluster answering the next request with 503 and `Retry-After` as an HTTP-date 30 s ahead
+    sim.inject_faults(503, 1, retry_after=email.utils.formatdate(time.time() + 30, usegmt=True))
+
+    # When the client reads, Then the wait is those 30 s (both dates are whole seconds, so give or take one)
+    with pytest.raises(ClusterThrottled) as caught:
+        cluster.read(cluster.ref("v1", "Namespace", "demo"))
+    assert 28.0 <= caught.value.retry_after <= 31.0
+
+
+@pytest.mark.parametrize(
+    ("value", "date", "seconds"),
+    [
+        ("2", None, 2.0),
+        (" 120 ", None, 120.0),
+        ("1.5", None, 1.5),
+        ("-5", None, 0.0),
+        ("Wed, 21 Oct 2015 07:28:30 GMT", "Wed, 21 Oct 2015 07:28:00 GMT", 30.0),
+        ("Wed, 21 Oct 2015 07:28:30 GMT", None, 10.0),  # no Date: measured from the worker's clock
+        ("Wed, 21 Oct 2015 07:28:30 GMT", "not a date", 10.0),
+        ("Wed, 21 Oct 2015 07:27:00 GMT", "Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # already past
+        (None, None, None),
+        ("", None, None),
+        ("soon", None, None),
+        ("nan", None, None),
+    ],
+)
+def test_retry_after_is_read_as_seconds_or_an_http_date(
+    value: str | None, date: str | None, seconds: float | None
+) -> None:
+    # Given a worker whose clock reads 07:28:20 GMT on 21 Oct 2015
+    now = datetime.datetime(2015, 10, 21, 7, 28, 20, tzinfo=datetime.UTC).timestamp()
+
+    # When a Retry-After header is read, Then it is the seconds to wait, or None when it says none
+    assert retry_after(value, date, now) == seconds
 
 
 def test_forbidden_is_refused(sim: KubeSim, cluster: ClusterClient) -> None:

@@ -10,6 +10,7 @@ import pytest
 from k8s_support import (
     READY_DELAY,
     TOKEN,
+    ManualClock,
     deployment_yaml,
     endpoint,
     lookup,
@@ -17,6 +18,7 @@ from k8s_support import (
     release_yaml,
     run,
     service_yaml,
+    waits,
 )
 
 from kubesim import KubeSim
@@ -307,27 +309,130 @@ def test_a_burst_of_503_is_retried_with_a_growing_backoff_then_succeeds(sim: Kub
     # When a release is applied
     outcomes = run(executor, {"action": "APPLY", "yaml": release_yaml("nginx:1.25")})
 
-    # Then the task waited three times, longer each time, counting its retries, and then succeeded
-    waiting = [outcome for outcome in outcomes if isinstance(outcome, Waiting)]
+    # Then the task waited three times, longer each time, counting its retries from one first failure
+    waiting = waits(outcomes)
     assert [outcome.countdown for outcome in waiting] == [0.5, 1.0, 2.0]
     assert [outcome.state["retries"] for outcome in waiting] == [1, 2, 3]
-    assert "503 ServiceUnavailable" in waiting[0].message and "retry 1 of 5" in waiting[0].message
+    assert len({outcome.state["failingSince"] for outcome in waiting}) == 1
+    assert "503 ServiceUnavailable" in waiting[0].message and waiting[0].message.endswith("; retry 1 in 0.5 s")
+    assert waiting[2].message.endswith("; retry 3 in 2 s")
+
+    # And then it succeeded, reporting the release as if nothing had happened
     output = succeeded(outcomes)
     assert output["previousImage"] == "" and output["image"] == "nginx:1.25"
 
 
-def test_an_unreachable_cluster_is_retried_then_fails_with_the_last_error() -> None:
-    # Given an endpoint where nothing listens
-    executor = K8sExecutor(lookup(endpoint("http://127.0.0.1:9")))
+def test_throttling_waits_at_least_as_long_as_the_server_asks(sim: KubeSim, executor: K8sExecutor) -> None:
+    # Given a cluster that throttles the next two requests with 429 and `Retry-After: 2`
+    sim.inject_faults(429, 2, retry_after=2)
 
     # When a release is applied
     outcomes = run(executor, {"action": "APPLY", "yaml": release_yaml("nginx:1.25")})
 
-    # Then the task retried five times, then failed with the last error
-    assert [outcome.countdown for outcome in outcomes if isinstance(outcome, Waiting)] == [0.5, 1.0, 2.0, 4.0, 8.0]
+    # Then each wait is the 2 s the server asked for, not the backoff's shorter 0.5 s and 1 s, and the message says why
+    waiting = waits(outcomes)
+    assert [outcome.countdown for outcome in waiting] == [2.0, 2.0]
+    assert "429 TooManyRequests" in waiting[0].message
+    assert waiting[0].message.endswith("; retry 1 in 2 s (Retry-After 2 s)")
+
+    # And then it succeeded
+    assert succeeded(outcomes)["image"] == "nginx:1.25"
+
+
+def test_an_unreachable_cluster_is_retried_for_two_minutes_then_fails_with_the_last_error() -> None:
+    # Given an endpoint where nothing listens, and a worker whose clock the test moves
+    clock = ManualClock()
+    executor = K8sExecutor(lookup(endpoint("http://127.0.0.1:9")), clock=clock)
+
+    # When a release is applied
+    outcomes = run(executor, {"action": "APPLY", "yaml": release_yaml("nginx:1.25")}, clock=clock)
+
+    # Then the task waited 0.5, 1, 2, 4, 8, then 15 s at a time until two minutes had passed, never past them
+    countdowns = [outcome.countdown for outcome in waits(outcomes)]
+    assert countdowns == [0.5, 1.0, 2.0, 4.0, 8.0] + [15.0] * 6 + [14.5]
+    assert sum(countdowns) == 120.0
+
+    # And then it failed with the last error, saying how long it kept trying
     outcome = failed(outcomes)
     assert "http://127.0.0.1:9" in outcome.message and "cannot connect" in outcome.message
-    assert outcome.message.endswith("(still failing after 5 retries)")
+    assert outcome.message.endswith("(still failing after 120 s of retries)")
+
+
+def test_a_cluster_restarted_within_the_budget_gets_the_task_through(sim: KubeSim) -> None:
+    # Given a worker that has already talked to the cluster (its connection is kept alive), on a clock the test moves
+    clock, url = ManualClock(), sim.url
+    executor = K8sExecutor(lookup(endpoint(url)), clock=clock)
+    succeeded(run(executor, {"action": "APPLY", "yaml": namespace_yaml()}, clock=clock))
+
+    # And the cluster's API server goes down
+    sim.stop()
+
+    # When a release is applied, and the API server is back on the same port after three retries
+    def restart_after_three(waiting: Waiting) -> None:
+        if waiting.state["retries"] == 3:
+            sim.start()
+
+    outcomes = run(
+        executor, {"action": "APPLY", "yaml": release_yaml("nginx:1.25")}, clock=clock, between=restart_after_three
+    )
+
+    # Then the task waited while nothing answered, first the kept connection dropping, then no connection at all
+    waiting = waits(outcomes)
+    assert [outcome.countdown for outcome in waiting] == [0.5, 1.0, 2.0]
+    assert "the connection failed" in waiting[0].message and "Remote end closed connection" in waiting[0].message
+    assert "cannot connect" in waiting[-1].message and url in waiting[-1].message
+
+    # And then it went through, with the namespace the cluster kept across its restart
+    output = succeeded(outcomes)
+    assert output["changes"] == ["namespace/demo unchanged", "service/web created", "deployment/web created"]
+
+
+def test_a_cluster_that_stays_down_fails_the_task_when_the_budget_is_spent(sim: KubeSim) -> None:
+    # Given a worker with a 30 s retry budget, on a clock the test moves, and a cluster whose API server is down
+    clock, url = ManualClock(), sim.url
+    executor = K8sExecutor(lookup(endpoint(url)), budget=30.0, clock=clock)
+    sim.stop()
+
+    # When a release is applied
+    outcomes = run(executor, {"action": "APPLY", "yaml": release_yaml("nginx:1.25")}, clock=clock)
+
+    # Then the task retried until the 30 s were spent, the last wait ending as they ran out
+    countdowns = [outcome.countdown for outcome in waits(outcomes)]
+    assert countdowns == [0.5, 1.0, 2.0, 4.0, 8.0, 14.5]
+    assert waits(outcomes)[-1].message.endswith("; retry 6 in 14.5 s")
+
+    # And it failed naming the cluster, why, and how long it kept trying
+    outcome = failed(outcomes)
+    assert url in outcome.message and "cannot connect" in outcome.message
+    assert outcome.message.endswith("(still failing after 30 s of retries)")
+
+
+def test_an_answer_ends_the_failure_streak(sim: KubeSim, executor: K8sExecutor) -> None:
+    # Given a Deployment whose rollout cannot complete, and a cluster that answers the next two requests with 503
+    yaml_text = "---\n".join([namespace_yaml(), deployment_yaml("nginx:bad-3", deadline=600)])
+    succeeded(run(executor, {"action": "APPLY", "yaml": yaml_text}))
+    sim.inject_faults(503, 2)
+
+    # When it is verified, and the cluster fails once more after it first answers
+    answered: list[Waiting] = []
+
+    def fail_again_once(waiting: Waiting) -> None:
+        if waiting.state["retries"] == 0 and not answered:
+            answered.append(waiting)
+            sim.inject_faults(503, 1)
+
+    outcomes = run(executor, {"action": "VERIFY", **ROLLOUT, "timeout": 1}, between=fail_again_once)
+
+    # Then the answer ended the first streak: the later failure is retry 1 again, with its own first failure
+    retries = [outcome.state["retries"] for outcome in waits(outcomes)]
+    assert retries[:4] == [1, 2, 0, 1]
+    first, second = waits(outcomes)[0], waits(outcomes)[3]
+    assert "failingSince" not in waits(outcomes)[2].state
+    assert second.state["failingSince"] > first.state["failingSince"]
+    assert second.countdown == 0.5 and second.message.endswith("; retry 1 in 0.5 s")
+
+    # And the VERIFY itself still ended on its own timeout
+    assert failed(outcomes).message.startswith("rollout of deployment web did not complete within 1 s")
 
 
 def test_a_wrong_token_fails_at_once(sim: KubeSim) -> None:

@@ -4,7 +4,8 @@ object found in a YAML document, and every failure translated into our error tre
 Requests go through `ApiClient.call_api` on the kinds' REST paths rather than the typed `*Api` classes or the
 DynamicClient: objects come back exactly as the cluster sent them (no model round trip that drops fields), any kind
 works from one small table plus API discovery for the rest, and no discovery cache is written to disk. The client's
-own urllib3 retries are off: the K8S task decides when to ask again (see `workers/executors/k8s.py`).
+own urllib3 retries are off: the K8S task decides when to ask again (see `workers/executors/k8s.py`), waiting at
+least as long as a busy server's `Retry-After` asks.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import datetime
+import email.utils
 import json
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +43,23 @@ MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 # Metadata the API server owns: sent back it only makes a write conflict or fail, so applied documents drop it.
 _SERVER_METADATA = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink")
+
+
+class ClusterThrottled(ClusterBusy):
+    """The Kubernetes API answered 429 or 5xx and said, with `Retry-After`, how long to wait before asking again."""
+
+    def __init__(self, message: str, status: int, reason: str, retry_after: float) -> None:
+        super().__init__(message, status, reason)
+        self.retry_after = retry_after  # seconds
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP answer of the API: its status, its JSON body, and the wait its `Retry-After` asked for, if any."""
+
+    status: int
+    body: dict[str, Any]
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -305,20 +327,20 @@ class ClusterClient:
         content_type: str | None = None,
     ) -> dict[str, Any]:
         """One API request and its JSON answer; an answer outside 2xx raises its ClusterError."""
-        status, answer = self._send(method, path, what, query=query, body=body, content_type=content_type)
-        if 200 <= status < 300:
-            return answer
-        raise _failure(f"{what} on {self.url}", status, answer, ref)
+        answer = self._send(method, path, what, query=query, body=body, content_type=content_type)
+        if 200 <= answer.status < 300:
+            return answer.body
+        raise _failure(f"{what} on {self.url}", answer, ref)
 
     def _unless_missing(self, method: str, ref: ObjectRef, what: str, **options: Any) -> dict[str, Any] | None:
         """Like `_request` on the object itself, but None when the answer says that the object does not exist."""
-        status, answer = self._send(method, ref.path, what, **options)
-        if 200 <= status < 300:
-            return answer
-        details = answer.get("details")
-        if status == 404 and isinstance(details, Mapping) and details.get("name") == ref.name:
+        answer = self._send(method, ref.path, what, **options)
+        if 200 <= answer.status < 300:
+            return answer.body
+        details = answer.body.get("details")
+        if answer.status == 404 and isinstance(details, Mapping) and details.get("name") == ref.name:
             return None
-        raise _failure(f"{what} on {self.url}", status, answer, ref)
+        raise _failure(f"{what} on {self.url}", answer, ref)
 
     def _send(
         self,
@@ -329,7 +351,7 @@ class ClusterClient:
         query: Mapping[str, str] | None = None,
         body: Any = None,
         content_type: str | None = None,
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> Answer:
         headers = {"Accept": "application/json"}
         if content_type is not None:
             headers["Content-Type"] = content_type
@@ -347,7 +369,11 @@ class ClusterClient:
             data = response.read()
         except (urllib3.exceptions.HTTPError, ApiException, OSError) as error:
             raise ClusterUnreachable(f"{what} on {self.url}: {_unreachable(error, self._timeout)}") from error
-        return int(response.status), _decode(data)
+        status, body = int(response.status), _decode(data)
+        if status != 429 and status < 500:
+            return Answer(status, body)
+        headers = response.headers
+        return Answer(status, body, retry_after(headers.get("Retry-After"), headers.get("Date"), time.time()))
 
 
 def _decode(data: bytes) -> dict[str, Any]:
@@ -357,6 +383,34 @@ def _decode(data: bytes) -> dict[str, Any]:
     except ValueError:
         return {"message": data.decode(errors="replace").strip()[:200]}
     return answer if isinstance(answer, dict) else {"message": str(answer)[:200]}
+
+
+def retry_after(value: str | None, date: str | None, now: float) -> float | None:
+    """The seconds a `Retry-After` header asks to wait (a number of seconds, or an HTTP-date); None when it has none.
+
+    An HTTP-date is measured from the answer's own `Date` when it has one, so a worker whose clock is off still waits
+    as long as the server meant; `now`, the worker's wall clock, is only the fallback.
+    """
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        target, reference = _timestamp(text), _timestamp(date)
+        if target is None:
+            return None
+        return max(target - (now if reference is None else reference), 0.0)
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def _timestamp(http_date: str | None) -> float | None:
+    """The POSIX time of an HTTP-date (always GMT), or None when it is not one."""
+    try:
+        parsed = email.utils.parsedate_to_datetime(http_date or "")
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed.replace(tzinfo=parsed.tzinfo or datetime.UTC).timestamp()
 
 
 def _version(obj: Mapping[str, Any]) -> object:
@@ -381,11 +435,12 @@ def _unreachable(error: Exception, timeout: tuple[float, float]) -> str:
     return f"the connection failed ({type(error).__name__}: {text})"
 
 
-def _failure(where: str, status: int, answer: Mapping[str, Any], ref: ObjectRef | None) -> ClusterError:
-    """The error for an answer outside 2xx, from its HTTP status and its `Status` body."""
-    message = str(answer.get("message") or "").strip()
-    reason = str(answer.get("reason") or "")
-    found = answer.get("details")
+def _failure(where: str, answer: Answer, ref: ObjectRef | None) -> ClusterError:
+    """The error for an answer outside 2xx, from its HTTP status, its `Status` body and its `Retry-After`."""
+    status, body = answer.status, answer.body
+    message = str(body.get("message") or "").strip()
+    reason = str(body.get("reason") or "")
+    found = body.get("details")
     details: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     said = f": {message}" if message else ""
     if status == 401:
@@ -393,7 +448,10 @@ def _failure(where: str, status: int, answer: Mapping[str, Any], ref: ObjectRef 
     if status == 403:
         return ClusterRefused(f"{where}: the endpoint's credentials may not do this (403){said}", status, reason)
     if status == 429 or status >= 500:
-        return ClusterBusy(f"{where}: the API server is busy or failing ({status} {reason}){said}", status, reason)
+        busy = f"{where}: the API server is busy or failing ({status} {reason}){said}"
+        if answer.retry_after is not None:
+            return ClusterThrottled(busy, status, reason, answer.retry_after)
+        return ClusterBusy(busy, status, reason)
     if status == 404 and ref is not None and details.get("kind") == "namespaces" and ref.kind.kind != "Namespace":
         return ClusterError(f"{where}: namespace {ref.namespace} does not exist", status, reason or "NotFound")
     if status == 409 and reason == "AlreadyExists":

@@ -215,6 +215,21 @@ def test_injected_throttling_carries_retry_after(sim: KubeSim, core: CoreV1Api, 
     assert status_of(raised.value)["reason"] == "TooManyRequests"
 
 
+def test_injected_retry_after_can_be_an_http_date(sim: KubeSim, core: CoreV1Api, namespace: str) -> None:
+    # Given one injected 503 whose Retry-After is an HTTP-date, armed through the admin route
+    when = "Wed, 21 Oct 2037 07:28:00 GMT"
+    code, armed = http("POST", f"{sim.url}/kubesim/faults", {"status": 503, "count": 1, "retryAfter": when})
+    assert (code, armed["retryAfter"]) == (200, when)
+
+    # When a write is made
+    with pytest.raises(ApiException) as raised:
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": "settings"}})
+
+    # Then the answer carries the date as it was given
+    assert raised.value.status == 503
+    assert raised.value.headers["Retry-After"] == when
+
+
 def test_throttled_read_is_retried_by_the_client(sim: KubeSim, core: CoreV1Api) -> None:
     # Given one injected 429 with a Retry-After header
     sim.inject_faults(429, 1, retry_after=1)

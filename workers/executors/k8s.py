@@ -3,8 +3,9 @@
 Output follows Code Stream: `response.<kind plural>.<name>` holds each object as the cluster returned it, and the
 Deployments a task changes report the `previousImage` and `previousRevision` they replaced, so a rollback pipeline
 can bind to them. VERIFY never sleeps: it answers Waiting with a short countdown until the rollout completes,
-fails, or runs past `timeout`. A busy or unreachable cluster is asked again the same way, with a growing backoff;
-what an attempt learned before it failed (a Deployment's image before the change, the objects it created, the
+fails, or runs past `timeout`. A busy or unreachable cluster is asked again the same way, with a growing backoff (or
+the longer wait its `Retry-After` asks) until the retry budget, two minutes from the first failure, is spent; what
+an attempt learned before it failed (a Deployment's image before the change, the objects it created, the
 ReplicaSet an undo goes back to) travels in the state, so the retry reports and does the same.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 from orchestrator.endpoints import Endpoint
 from orchestrator.errors import ClusterBusy, ClusterError, ClusterUnreachable, RollwayError
 from orchestrator.manifests import read_objects
-from orchestrator.retry import Backoff
+from orchestrator.retry import RETRY_BUDGET, Backoff
 from orchestrator.rollout import (
     current_replica_set,
     image_of,
@@ -32,14 +33,13 @@ from orchestrator.rollout import (
     same_template,
 )
 from orchestrator.tasktypes import K8S_ACTIONS, KUBERNETES_SERVER
-from workers.cluster import ClusterClient, ClusterClients, ObjectRef
+from workers.cluster import ClusterClient, ClusterClients, ClusterThrottled, ObjectRef
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall, Waiting
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 300.0
 VERIFY_INTERVAL = 1.0
-RETRY = Backoff(base=0.5, cap=30.0, limit=5)
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0", "")
 
 Doc = dict[str, Any]
@@ -191,13 +191,13 @@ class K8sExecutor:
         endpoints: Callable[[str], Endpoint],
         *,
         clusters: ClusterClients | None = None,
-        backoff: Backoff = RETRY,
+        budget: float = RETRY_BUDGET,
         interval: float = VERIFY_INTERVAL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.endpoints = endpoints
         self.clusters = clusters or ClusterClients()
-        self.backoff = backoff
+        self.backoff = Backoff(budget=budget)  # seconds a busy or unreachable cluster is retried from its first failure
         self.interval = interval
         self.clock = clock  # wall-clock: a VERIFY's attempts may run on different workers
 
@@ -212,7 +212,7 @@ class K8sExecutor:
             cluster = self._cluster(call)
             return self._act(task, cluster, memory)
         except (ClusterBusy, ClusterUnreachable) as error:
-            return self._again(error, int(call.state.get("retries") or 0) + 1, memory)
+            return self._again(error, call.state, memory)
         except RollwayError as error:
             return Failed(error.message)
         except Exception as error:  # a client bug or an odd answer must fail the task, not the worker
@@ -233,15 +233,23 @@ class K8sExecutor:
             ) from error
         return self.clusters.client(endpoint)
 
-    def _again(self, error: ClusterError, retry: int, memory: dict[str, Any]) -> Outcome:
-        """Ask a busy or unreachable cluster again later, until the retries run out."""
-        limit = self.backoff.limit
-        if not self.backoff.allows(retry):
-            return Failed(f"{error.message} (still failing after {limit} retries)")
-        delay = self.backoff.delay(retry)
-        return Waiting(
-            delay, {"retries": retry, "memory": memory}, f"{error.message}; retry {retry} of {limit} in {delay:g} s"
-        )
+    def _again(self, error: ClusterError, state: Mapping[str, Any], memory: dict[str, Any]) -> Outcome:
+        """Ask a busy or unreachable cluster again later, until the retry budget is spent.
+
+        The streak starts at its first failure, whose wall-clock time travels in the state (attempts may run on
+        different workers); an attempt that gets its answers (a VERIFY still waiting) hands on no streak.
+        """
+        now = self.clock()
+        first = state.get("failingSince")
+        since = now if first is None else float(first)
+        retry = int(state.get("retries") or 0) + 1
+        retry_after = error.retry_after if isinstance(error, ClusterThrottled) else None
+        wait = self.backoff.wait(retry, now - since, retry_after)
+        if wait is None:
+            return Failed(f"{error.message} (still failing after {now - since:.0f} s of retries)")
+        asked = f" (Retry-After {retry_after:.3g} s)" if retry_after is not None else ""
+        message = f"{error.message}; retry {retry} in {wait:.3g} s{asked}"
+        return Waiting(wait, {"retries": retry, "failingSince": since, "memory": memory}, message)
 
     def _act(self, task: K8sInput, cluster: ClusterClient, memory: dict[str, Any]) -> Outcome:
         if task.action == "GET":
