@@ -24,7 +24,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     app = Flask("rollway")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = 2_000_000
-    store = Store.connect(settings.database_url, settings.secret_key)
+    store = Store.connect(settings.database_url, settings.secret_key, migrate=False)
     celery = celery or make_celery(settings)
     engine = Engine(store, CeleryDispatcher(celery))
     app.extensions[EXTENSION] = Services(settings, store, engine, celery)

@@ -74,6 +74,7 @@ def demo(redis: bool) -> None:
 @click.option("-l", "--loglevel", default="INFO", show_default=True)
 def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
     """Run a Celery worker on some or all of Rollway's queues."""
+    from orchestrator.store import require_current_schema
     from workers.celery_app import make_celery
 
     unknown = sorted(set(queues.split(",")) - set(QUEUES))
@@ -82,7 +83,23 @@ def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
     argv = ["worker", "-Q", queues, f"--loglevel={loglevel}", "-n", f"rollway-{os.getpid()}@%h"]
     if concurrency:
         argv += ["-c", str(concurrency)]
-    make_celery(Settings.from_env()).worker_main(argv)
+    settings = Settings.from_env()
+    require_current_schema(settings)  # before Celery starts: an old schema stops the worker at once, not per task
+    make_celery(settings).worker_main(argv)
+
+
+@cli.group()
+def db() -> None:
+    """The database schema: serve and worker start only on the revision this Rollway needs."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema to this Rollway's revision (run it before serve and worker)."""
+    from orchestrator.store import upgrade_schema
+
+    before, after = upgrade_schema(Settings.from_env())
+    click.echo(f"database schema: revision {before or 'none'} -> {after}")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)

@@ -29,6 +29,7 @@ from api.cli import executions_table
 from api.client import Client
 from kubesim import KubeSim
 from orchestrator.settings import DEFAULT_REDIS_URL, Settings, sqlite_url
+from orchestrator.store import upgrade_schema
 from workers.celery_app import make_celery
 from workers.embedded import EmbeddedWorker
 
@@ -224,6 +225,7 @@ def run_demo(echo: Echo, use_redis: bool = True) -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="rollway-demo-") as folder, ExitStack() as stack:
         settings = embedded_settings(Path(folder), use_redis)
+        upgrade_schema(settings)  # the demo's database is new: it upgrades itself, where servers would refuse
         clusters = {
             "dev": stack.enter_context(KubeSim(unpullable=[f"nginx:{BROKEN}"], ready_delay=0.2)),
             "prod": stack.enter_context(KubeSim(ready_delay=0.2)),

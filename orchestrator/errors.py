@@ -152,3 +152,15 @@ class ConfigurationError(RollwayError):
     """A setting read from the environment has a value Rollway cannot use."""
 
     code = "configuration"
+
+
+class SchemaOutdated(RollwayError):
+    """The database schema is older than this code needs; the message names `rollway db upgrade`."""
+
+    code = "schema_outdated"
+
+
+class SchemaTooNew(RollwayError):
+    """The database schema is at a revision this code does not know: a newer Rollway upgraded it."""
+
+    code = "schema_too_new"

@@ -11,16 +11,18 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from orchestrator import migrations
 from orchestrator.document import RollbackTarget, to_document
 from orchestrator.endpoints import Endpoint
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.execution import Execution, ExecutionState, PipelineRecord, TaskRun
 from orchestrator.pipeline import Pipeline
-from orchestrator.schema import endpoints, executions, metadata, now, pipelines
+from orchestrator.schema import endpoints, executions, now, pipelines
+from orchestrator.settings import Settings
 from orchestrator.snapshots import DocumentCache, digest
 from orchestrator.status import ExecutionStatus
 from orchestrator.transaction import EXECUTION_COLUMNS, Transaction, execution_from_row, new_id, pipeline_from_row
@@ -55,7 +57,24 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-SCHEMA_LOCK_KEY = 0x526F6C6C  # "Roll"
+def require_current_schema(settings: Settings) -> None:
+    """Raise SchemaOutdated unless the database is at this code's schema: servers check before they start."""
+    engine = make_engine(settings.database_url)
+    try:
+        migrations.require_current(engine)
+    finally:
+        engine.dispose()
+
+
+def upgrade_schema(settings: Settings) -> tuple[str | None, str]:
+    """Bring the database to this code's schema (`rollway db upgrade`); its revisions before and after."""
+    engine = make_engine(settings.database_url)
+    try:
+        before = migrations.current(engine)
+        migrations.upgrade(engine)
+        return before, migrations.head()
+    finally:
+        engine.dispose()
 
 
 class Store:
@@ -67,18 +86,22 @@ class Store:
         self.documents = DocumentCache()
 
     @classmethod
-    def connect(cls, url: str, secret_key: str | None = None) -> Store:
-        """A store on a database URL, with its tables created if missing; `secret_key` seals credentials."""
-        store = cls(make_engine(url), Vault(secret_key))
-        store.create_schema()
-        return store
+    def connect(cls, url: str, secret_key: str | None = None, *, migrate: bool = True) -> Store:
+        """A store on a database URL; `secret_key` seals credentials.
 
-    def create_schema(self) -> None:
-        """Create missing tables; on PostgreSQL under an advisory lock, as an API and workers may start at once."""
-        with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
-            metadata.create_all(conn)
+        With `migrate` its schema is brought to this code's revision; without, it must be there already
+        (SchemaOutdated otherwise), as for servers, which leave upgrades to `rollway db upgrade`.
+        """
+        store = cls(make_engine(url), Vault(secret_key))
+        try:
+            if migrate:
+                migrations.upgrade(store.engine)
+            else:
+                migrations.require_current(store.engine)
+        except Exception:
+            store.dispose()
+            raise
+        return store
 
     def dispose(self) -> None:
         self.engine.dispose()

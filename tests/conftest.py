@@ -15,6 +15,7 @@ import redis
 from sqlalchemy import create_engine, text
 from werkzeug.serving import make_server
 
+from orchestrator import migrations
 from orchestrator.schema import metadata
 from orchestrator.settings import Settings, sqlite_url
 from orchestrator.store import Store
@@ -46,8 +47,11 @@ def postgres_url() -> str:
         unavailable("PostgreSQL", error)
     url = f"{POSTGRES_SERVER}/{POSTGRES_DB}"
     engine = create_engine(url)
+    # Made anew by the revisions themselves, so every session runs the migrations on PostgreSQL.
     metadata.drop_all(engine)
-    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    migrations.upgrade(engine)
     engine.dispose()
     return url
 

@@ -36,7 +36,7 @@ class Context:
 
     @cached_property
     def store(self) -> Store:
-        return Store.connect(self.settings.database_url, self.settings.secret_key)
+        return Store.connect(self.settings.database_url, self.settings.secret_key, migrate=False)
 
     @cached_property
     def dispatcher(self) -> CeleryDispatcher:

@@ -1,0 +1,245 @@
+"""Schema migrations, the same stories on SQLite and on a PostgreSQL database of their own."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, column, create_engine, select, table, text
+
+from orchestrator import migrations
+from orchestrator.document import load_pipeline
+from orchestrator.errors import SchemaOutdated, SchemaTooNew
+from orchestrator.schema import metadata, task_runs
+from orchestrator.settings import Settings, sqlite_url
+from orchestrator.store import Store, make_engine
+from orchestrator.vault import Vault
+
+from rollway_testing import POSTGRES_SERVER, REDIS_URL, rollway_command, settings_env, unavailable
+
+# Not the shared test database: these tests drop and make whole schemas.
+DATABASE = "rollway_migrations_test"
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def postgres_server() -> str:
+    """The URL of this module's own PostgreSQL database, created if missing."""
+    try:
+        admin = create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": DATABASE})
+            if exists.first() is None:
+                conn.execute(text(f'CREATE DATABASE "{DATABASE}"'))
+        admin.dispose()
+    except Exception as error:
+        unavailable("PostgreSQL", error)
+    return f"{POSTGRES_SERVER}/{DATABASE}"
+
+
+def _empty_postgres(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database on each backend in turn."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path / "rollway.db")
+        return
+    server: str = request.getfixturevalue("postgres_server")
+    _empty_postgres(server)
+    yield server
+    _empty_postgres(server)
+
+
+@pytest.fixture
+def engine(url: str) -> Iterator[Engine]:
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def differences(engine: Engine) -> list[Any]:
+    """What the database lacks or has beyond `metadata` (Alembic's autogenerate comparison)."""
+    with engine.connect() as conn:
+        found: list[Any] = compare_metadata(MigrationContext.configure(conn), metadata)
+        return found
+
+
+def insert(engine: Engine, name: str, row: dict[str, Any]) -> None:
+    """Insert a row naming only the columns given (today's `metadata` has columns an old schema lacks)."""
+    columns = [column(key, metadata.tables[name].c[key].type) for key in row]
+    with engine.begin() as conn:
+        conn.execute(table(name, *columns).insert().values(row))
+
+
+def at_0001_with_a_run(engine: Engine) -> tuple[str, str]:
+    """The database at revision 0001 holding a pipeline, an execution and a task run; pipeline and execution ids."""
+    migrations.upgrade(engine, "0001")
+    tasks = {"Test": {"type": "Condition", "input": {"condition": "true"}}}
+    stage = {"taskOrder": ["Test"], "tasks": tasks}
+    document = {"name": "Build", "project": "shop", "stageOrder": ["CI"], "stages": {"CI": stage}}
+    # The pipelines table is the same at 0001 and at head: today's store can write it.
+    record = Store(engine, Vault(None)).add_pipeline(load_pipeline(document, targets=None))
+    execution = {"id": "e1", "pipeline_id": record.id, "pipeline_name": "Build", "project": "shop", "index": 1}
+    execution |= {"status": "RUNNING", "status_message": "", "comments": "before the upgrade", "input": {}}
+    execution |= {"output": {}, "document": document, "document_hash": "hash", "rollback": False}
+    insert(engine, "executions", execution | {"requested_by": "tester", "created_at": NOW, "updated_at": NOW})
+    run = {"id": "t1", "execution_id": "e1", "stage": "CI", "name": "Test", "type": "Condition", "position": 0}
+    run |= {"status": "RUNNING", "status_message": "", "input": {"condition": "true"}, "bindings": {}}
+    run |= {"endpoints": {}, "state": {}, "attempt": 1, "started_at": NOW, "updated_at": NOW}
+    insert(engine, "task_runs", run)
+    return record.id, "e1"
+
+
+def stamped_0001_without_alembic(engine: Engine) -> None:
+    """Drop the version table: what `metadata.create_all` made before migrations (revision 0001's schema)."""
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+
+
+def test_the_revisions_one_by_one_make_exactly_the_schema(engine: Engine) -> None:
+    # Given an empty database
+    # When every revision runs in turn (0001 first, so no shortcut is taken)
+    migrations.upgrade(engine, "0001")
+    migrations.upgrade(engine)
+
+    # Then the database is at head and is what `metadata` describes, no more and no less
+    assert migrations.current(engine) == migrations.head() == "0002"
+    assert differences(engine) == []
+    migrations.require_current(engine)
+
+
+def test_a_new_database_is_made_at_head_at_once(engine: Engine) -> None:
+    # Given an empty database, When it is upgraded
+    migrations.upgrade(engine)
+
+    # Then it is at head, the schema is exactly `metadata`, and a second upgrade changes nothing
+    assert migrations.current(engine) == migrations.head()
+    assert differences(engine) == []
+    migrations.upgrade(engine)
+    assert migrations.current(engine) == migrations.head()
+
+
+def test_data_written_at_0001_is_kept_by_the_upgrade(engine: Engine, url: str) -> None:
+    # Given a database at 0001 with a pipeline, an execution and a running task run
+    pipeline_id, execution_id = at_0001_with_a_run(engine)
+
+    # When it is upgraded to head
+    migrations.upgrade(engine)
+
+    # Then today's store reads all three back, the new columns of the run empty
+    store = Store.connect(url, migrate=False)
+    try:
+        assert store.get_pipeline(pipeline_id).pipeline.name == "Build"
+        execution = store.get_execution(execution_id)
+        assert (execution.comments, execution.created_at) == ("before the upgrade", NOW)
+        [run] = store.task_runs(execution_id)
+        assert (run.name, run.status, run.attempt, run.input) == ("Test", "RUNNING", 1, {"condition": "true"})
+        with store.engine.connect() as conn:
+            row = conn.execute(select(task_runs).where(task_runs.c.id == "t1")).one()
+        assert (row.worker, row.sent_at, row.lease_expires_at, row.dispatch_after) == ("", None, None, None)
+    finally:
+        store.dispose()
+    assert differences(engine) == []
+
+
+def test_a_database_made_by_create_all_before_migrations_is_recognised(engine: Engine) -> None:
+    # Given the tables of 0001 with data, as `metadata.create_all` made them: no alembic_version
+    _, execution_id = at_0001_with_a_run(engine)
+    stamped_0001_without_alembic(engine)
+    assert migrations.current(engine) is None
+    with pytest.raises(SchemaOutdated, match="has no schema revision"):
+        migrations.require_current(engine)
+
+    # When it is upgraded
+    migrations.upgrade(engine)
+
+    # Then it was taken for 0001 and brought to head, the data still there
+    assert migrations.current(engine) == migrations.head()
+    assert differences(engine) == []
+    with engine.connect() as conn:
+        found = conn.execute(select(task_runs.c.id, task_runs.c.worker).where(task_runs.c.execution_id == execution_id))
+        assert found.all() == [("t1", "")]
+
+
+def test_a_database_made_by_create_all_of_the_durable_execution_schema_is_taken_for_0002(engine: Engine) -> None:
+    # Given the tables as the commit that added the outbox, lease and events made them: no alembic_version
+    metadata.create_all(engine)
+
+    # When it is upgraded, Then nothing is added twice and it is at head
+    migrations.upgrade(engine)
+    assert migrations.current(engine) == migrations.head()
+    assert differences(engine) == []
+
+
+def test_a_database_upgraded_by_a_newer_rollway_is_refused_clearly(engine: Engine) -> None:
+    # Given a database at a revision this code does not know
+    migrations.upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+
+    # Then neither a check nor an upgrade goes on with it
+    with pytest.raises(SchemaTooNew, match="revision 0999, which this Rollway does not know"):
+        migrations.require_current(engine)
+    with pytest.raises(SchemaTooNew, match="0999"):
+        migrations.upgrade(engine)
+
+
+def test_a_store_that_must_not_migrate_refuses_an_empty_database(url: str) -> None:
+    # Given an empty database, Then a store that may not migrate refuses it, naming the command
+    with pytest.raises(SchemaOutdated, match=r"has no schema revision .* run `rollway db upgrade`"):
+        Store.connect(url, migrate=False)
+
+
+def test_a_store_that_must_not_migrate_refuses_an_old_schema(engine: Engine, url: str) -> None:
+    # Given a database at 0001
+    migrations.upgrade(engine, "0001")
+
+    # Then a store that may not migrate refuses it, naming both revisions and the command
+    with pytest.raises(SchemaOutdated) as refused:
+        Store.connect(url, migrate=False)
+    assert refused.value.message == (
+        f"the database is at revision 0001 and this Rollway needs revision {migrations.head()}: "
+        "run `rollway db upgrade`"
+    )
+    # ... and a store that may migrate upgrades it
+    Store.connect(url).dispose()
+    assert migrations.current(engine) == migrations.head()
+
+
+def _rollway(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = settings_env(Settings(database_url=url, redis_url=REDIS_URL))
+    command = [*rollway_command(), *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_servers_refuse_an_old_schema_until_rollway_db_upgrade(engine: Engine, url: str) -> None:
+    # Given a database at 0001
+    migrations.upgrade(engine, "0001")
+
+    # When `rollway worker` and `rollway serve` start, Then each exits at once with the command to run
+    for server in (["worker", "-c", "1"], ["serve", "--port", "0"]):
+        finished = _rollway(url, *server)
+        assert finished.returncode == 1, finished
+        assert "run `rollway db upgrade`" in finished.stderr and "revision 0001" in finished.stderr
+
+    # When `rollway db upgrade` runs, Then it says where the schema was and is, and it is at head
+    upgraded = _rollway(url, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded
+    assert upgraded.stdout.strip() == f"database schema: revision 0001 -> {migrations.head()}"
+    assert migrations.current(engine) == migrations.head()
+    # ... and again, it has nothing left to do
+    head = migrations.head()
+    assert _rollway(url, "db", "upgrade").stdout.strip() == f"database schema: revision {head} -> {head}"
