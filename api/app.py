@@ -24,9 +24,9 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     app = Flask("rollway")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = 2_000_000
-    store = Store.connect(settings.database_url, settings.secret_key, migrate=False)
+    store = Store.connect(settings.database_url, settings.secret_key, migrate=False, for_api=True)
     celery = celery or make_celery(settings)
-    engine = Engine(store, CeleryDispatcher(celery))
+    engine = Engine(store, CeleryDispatcher(celery), settings.sweep_seconds)
     app.extensions[EXTENSION] = Services(settings, store, engine, celery)
     if settings.api_token is None:
         log.warning("ROLLWAY_API_TOKEN is not set: the API accepts every request without a token")

@@ -2,24 +2,30 @@
 
 Decisions come from the pure planner and rollback policy. Each step of an execution is one database
 transaction that holds the execution's row lock, so steps of one execution run one after the other in
-any number of processes. What a step decides to send (task runs for workers) and to settle (executions
-that ended) is collected as `Effects` and carried out only after the transaction commits, so a worker
-never receives a task run it cannot yet see.
+any number of processes. What a step decides to send (task runs for workers) is recorded in the same
+transaction (the outbox, see `outbox.py`) and sent only after it commits, so a worker never receives a task
+run it cannot yet see, and a send that never happens is found by the sweep. Executions that ended are
+settled after the commit too (`finished`), and again by the sweep if that follow-up was lost.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from orchestrator import expressions, planner, rollback
+from sqlalchemy.exc import SQLAlchemyError
+
+from orchestrator import defaults, expressions, planner, rollback, tasktypes
 from orchestrator.bindings import Scope, resolve
 from orchestrator.errors import InputInvalid, PipelineDisabled, Problem, RollwayError
 from orchestrator.execution import Execution, ExecutionState, PipelineRecord, TaskRun
 from orchestrator.inputs import BoundTask, bind_task
+from orchestrator.outbox import Dispatch, Schedule
+from orchestrator.outcome import Failed, Lost, Outcome, Succeeded, Waiting
 from orchestrator.pipeline import Pipeline, TaskKey
+from orchestrator.schema import now
 from orchestrator.status import ExecutionStatus, RunStatus, check_execution
 from orchestrator.store import Store
 from orchestrator.transaction import Transaction
@@ -27,20 +33,26 @@ from orchestrator.transaction import Transaction
 log = logging.getLogger(__name__)
 
 ROLLING_BACK = "rolling back: "
+# Where a run's executor state counts how often its attempts were lost with their workers.
+LOSSES_KEY = "rollway.losses"
 
 
 class Dispatcher(Protocol):
     """Sends a queued task run to a worker."""
 
-    def dispatch(self, run: TaskRun, countdown: float = 0.0) -> None:
-        """Have a worker run `run` for its current attempt, after `countdown` seconds."""
+    def dispatch(self, item: Dispatch) -> None:
+        """Have a worker run attempt `item.attempt` of a task run, after `item.countdown` seconds.
+
+        Raises whatever the broker raises when the message cannot be handed over: the relay then leaves the
+        run to the sweep.
+        """
 
 
 @dataclass
 class Effects:
-    """What a committed step leaves to do: task runs to dispatch, and executions that just ended."""
+    """What a committed step leaves to do: messages to send, and executions that just ended."""
 
-    dispatch: list[TaskRun] = field(default_factory=list)
+    dispatch: list[Dispatch] = field(default_factory=list)
     ended: list[str] = field(default_factory=list)
 
 
@@ -70,16 +82,25 @@ def _describe(key: TaskKey) -> str:
 
 
 class Engine:
-    """Moves executions forward."""
+    """Moves executions forward.
 
-    def __init__(self, store: Store, dispatcher: Dispatcher) -> None:
+    `horizon` is the sweep interval: a wait up to that long goes to the broker as a countdown at once, a longer
+    one stays in the database until the sweep before it is due (see `outbox.Schedule`).
+    """
+
+    def __init__(self, store: Store, dispatcher: Dispatcher, horizon: float = defaults.SWEEP_SECONDS) -> None:
         self.store = store
         self.dispatcher = dispatcher
+        self.horizon = horizon
 
     def trigger(
         self, record: PipelineRecord, given: Mapping[str, Any], comments: str = "", requested_by: str = ""
     ) -> Execution:
-        """Start an execution of a saved pipeline (or queue it behind the running ones)."""
+        """Start an execution of a saved pipeline (or queue it behind the running ones).
+
+        Once the execution is committed the trigger has succeeded: if the broker cannot take its first tasks
+        now, the sweep sends them when it can.
+        """
         if not record.pipeline.enabled:
             raise PipelineDisabled(f"pipeline '{record.name}' is disabled; enable it before running it")
         values = bind_input(record.pipeline, given)
@@ -104,43 +125,84 @@ class Engine:
         Raises InvalidTransition (a 409) when the execution is past canceling, e.g. already ended or rolling back.
         """
         effects = Effects()
+        actor = requested_by or "a user"
         with self.store.locked(execution_id) as (tx, state):
             check_execution(state.execution.status, ExecutionStatus.CANCELED)
-            tx.transition(execution_id, ExecutionStatus.CANCELED, f"canceled by {requested_by or 'a user'}")
-            tx.cancel_queued_task_runs(execution_id, "not run: the execution was canceled")
+            tx.transition(execution_id, ExecutionStatus.CANCELED, f"canceled by {actor}", actor)
             effects.ended.append(execution_id)
         self._follow_up(effects)
         return self.store.get_execution(execution_id)
 
-    def task_succeeded(self, run: TaskRun, output: Mapping[str, Any]) -> None:
-        """Record a task run's output and move its execution on, in one step."""
-        effects = Effects()
-        with self.store.transaction() as tx:
-            # Finish first, lock second: a sibling finishing at the same moment then waits for this step and
-            # sees this run completed, so one of the two always starts what comes next.
-            if tx.finish_task_run(run.id, RunStatus.COMPLETED, "", output):
-                self._advance(tx, tx.state(run.execution_id, lock=True), effects)
-        self._follow_up(effects)
+    def task_finished(self, run: TaskRun, outcome: Outcome, actor: str = "") -> None:
+        """Record how an attempt at a task run ended and move its execution on, in one step.
 
-    def task_failed(self, task_run_id: str) -> None:
-        """Handle a failed task run: go on (ignoreFailure), roll back (a link covers it) or fail the execution."""
+        The one entry point for every outcome: succeeded (what comes next starts), waiting (the run goes back
+        to QUEUED, due after its countdown), failed (ignoreFailure, a rollback, or the execution fails) and lost
+        (its worker's lease expired: a step that is safe to repeat runs again as a new attempt, one that is not
+        fails, so its rollback runs). An outcome for an attempt that is no longer running changes nothing.
+        """
         effects = Effects()
         with self.store.transaction() as tx:
-            run = tx.task_run(task_run_id)
-            if not run.status.is_terminal:
-                # The worker died or lost its database before it could record why.
-                tx.finish_task_run(run.id, RunStatus.FAILED, "the worker stopped before recording a result")
-            state = tx.state(run.execution_id, lock=True)
-            summary = state.runs[run.key]
-            if summary.status is RunStatus.FAILED:
-                self._on_failure(tx, state, run.key, summary.status_message, effects)
+            self._record(tx, run, outcome, actor, effects)
         self._follow_up(effects)
 
     # -- steps inside a transaction
 
+    def _record(self, tx: Transaction, run: TaskRun, outcome: Outcome, actor: str, effects: Effects) -> None:
+        if isinstance(outcome, Succeeded):
+            # Finish first, lock second: a sibling finishing at the same moment then waits for this step and
+            # sees this run completed, so one of the two always starts what comes next.
+            if tx.finish_task_run(run, RunStatus.COMPLETED, "", outcome.output, actor=actor):
+                self._advance(tx, tx.state(run.execution_id, lock=True), effects)
+        elif isinstance(outcome, Waiting):
+            self._again(
+                tx, run, outcome.state, outcome.message, countdown=outcome.countdown, actor=actor, effects=effects
+            )
+        elif isinstance(outcome, Failed):
+            if tx.finish_task_run(run, RunStatus.FAILED, outcome.message, outcome.output, actor=actor):
+                self._on_failure(tx, tx.state(run.execution_id, lock=True), run.key, outcome.message, effects)
+        else:
+            self._lost(tx, run, outcome, actor, effects)
+
+    def _again(
+        self,
+        tx: Transaction,
+        run: TaskRun,
+        state: Mapping[str, Any],
+        message: str,
+        *,
+        countdown: float,
+        actor: str,
+        effects: Effects,
+        lost: bool = False,
+    ) -> None:
+        schedule = Schedule.plan(now(), countdown, self.horizon)
+        again = tx.requeue_task_run(run, state, message, schedule, actor=actor, lost=lost)
+        if again is not None and schedule.sent is not None:
+            rollback = tx.execution(run.execution_id).rollback
+            effects.dispatch.append(Dispatch(again.id, again.attempt, again.type, rollback, countdown))
+
+    def _lost(self, tx: Transaction, run: TaskRun, lost: Lost, actor: str, effects: Effects) -> None:
+        losses = int(run.state.get(LOSSES_KEY) or 0) + 1
+        where = f"attempt {run.attempt} was lost with its worker ({lost.worker or 'unknown'})"
+        if tasktypes.safe_to_repeat(run.type, run.input or {}) and losses < defaults.MAX_LOSSES:
+            message = f"{where}; running it again as attempt {run.attempt + 1}"
+            state = {**run.state, LOSSES_KEY: losses}
+            self._again(tx, run, state, message, countdown=0.0, actor=actor, effects=effects, lost=True)
+            return
+        if losses >= defaults.MAX_LOSSES:
+            message = f"{where}, for the {losses}th time: given up"
+        else:
+            message = (
+                f"{where} while it sent a request that is not safe to send twice; not sent again "
+                "(set `idempotent: true` in its input if the endpoint honours Idempotency-Key)"
+            )
+        if tx.finish_task_run(run, RunStatus.FAILED, message, {"status": "FAILED"}, actor=actor, lost=True):
+            self._on_failure(tx, tx.state(run.execution_id, lock=True), run.key, message, effects)
+
     def _advance(self, tx: Transaction, state: ExecutionState, effects: Effects) -> None:
         execution = state.execution
-        if not execution.status.is_active:
+        if not execution.status.runs_tasks:
             return
         scope = state.scope()
         step = planner.plan(state.pipeline, state.statuses(), lambda text: expressions.check(text, scope.lookup))
@@ -154,7 +216,8 @@ class Engine:
             key, message = (stopping or failed)[0]
             self._on_failure(tx, tx.state(execution.id), key, message, effects)
             return
-        effects.dispatch += tx.queue_task_runs(execution.id, bound)
+        queued = tx.queue_task_runs(execution.id, bound, Schedule.plan(now(), 0.0, self.horizon))
+        effects.dispatch += [Dispatch(run.id, run.attempt, run.type, execution.rollback) for run in queued]
         if step.done:
             # An output naming a skipped task reads as empty rather than failing a finished run.
             output = resolve(dict(state.pipeline.output), replace(scope, lenient=True).lookup)
@@ -167,7 +230,7 @@ class Engine:
             log.info("execution %s: %s failed and is ignored: %s", execution.id, _describe(key), message)
             self._advance(tx, state, effects)
             return
-        if not execution.status.is_active:
+        if not execution.status.runs_tasks:
             return
         reason = f"task {_describe(key)} failed: {message}"
         # A rollback pipeline's own failures do not chain further rollbacks: that way lies a loop.
@@ -195,12 +258,32 @@ class Engine:
     # -- after a step has committed
 
     def _follow_up(self, effects: Effects) -> None:
-        for run in effects.dispatch:
-            self.dispatcher.dispatch(run)
+        self.relay(effects.dispatch)
         for execution_id in effects.ended:
-            self._finished(execution_id)
+            self.finished(execution_id)
 
-    def _finished(self, execution_id: str) -> None:
+    def relay(self, items: Sequence[Dispatch]) -> int:
+        """Send messages a committed step recorded as sent; how many the broker took.
+
+        The first send the broker refuses ends the relay: the rest are marked unsent and the sweep sends them
+        once the broker is back (if even that mark cannot be written, the sweep sends them again after a lease).
+        """
+        for position, item in enumerate(items):
+            try:
+                self.dispatcher.dispatch(item)
+            except Exception as error:  # whatever the broker raised: the database still has the message
+                log.warning("the broker did not take %d message(s); the sweep will send them: %s", len(items), error)
+                self._unsent(items[position:])
+                return position
+        return len(items)
+
+    def _unsent(self, items: Sequence[Dispatch]) -> None:
+        try:
+            self.store.mark_sent([(item.task_run_id, item.attempt) for item in items], None)
+        except SQLAlchemyError as error:
+            log.warning("could not mark %d message(s) unsent; the sweep will resend them: %s", len(items), error)
+
+    def finished(self, execution_id: str) -> None:
         """After an execution ends: settle the execution it rolled back, and start queued ones."""
         effects = Effects()
         with self.store.transaction() as tx:
@@ -208,9 +291,22 @@ class Engine:
             if execution.rollback_of is not None:
                 self._settle_rolled_back(tx, execution, effects)
             if execution.pipeline_id is not None:
-                for promoted in tx.promote_queued(execution.pipeline_id):
-                    self._advance(tx, tx.state(promoted, lock=True), effects)
+                self._promote(tx, execution.pipeline_id, effects)
         self._follow_up(effects)
+
+    def promote(self, pipeline_id: str) -> int:
+        """Start a pipeline's queued executions while its concurrency allows; how many started."""
+        effects = Effects()
+        with self.store.transaction() as tx:
+            started = self._promote(tx, pipeline_id, effects)
+        self._follow_up(effects)
+        return started
+
+    def _promote(self, tx: Transaction, pipeline_id: str, effects: Effects) -> int:
+        promoted = tx.promote_queued(pipeline_id)
+        for execution_id in promoted:
+            self._advance(tx, tx.state(execution_id, lock=True), effects)
+        return len(promoted)
 
     def _settle_rolled_back(self, tx: Transaction, rollback_execution: Execution, effects: Effects) -> None:
         parent = tx.execution(str(rollback_execution.rollback_of), lock=True)

@@ -164,3 +164,17 @@ class SchemaTooNew(RollwayError):
     """The database schema is at a revision this code does not know: a newer Rollway upgraded it."""
 
     code = "schema_too_new"
+
+
+class DatabaseUnavailable(RollwayError):
+    """The database cannot be reached (refused, lost, timed out): the API answers 503, a worker retries."""
+
+    http_status = 503
+    code = "unavailable"
+
+
+class BrokerUnavailable(RollwayError):
+    """The broker (Redis) cannot be reached: the API answers 503."""
+
+    http_status = 503
+    code = "unavailable"

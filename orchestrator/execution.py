@@ -82,10 +82,30 @@ class TaskRun:
     attempt: int
     started_at: datetime | None
     finished_at: datetime | None
+    dispatch_after: datetime | None = None
+    sent_at: datetime | None = None
+    lease_expires_at: datetime | None = None
+    worker: str = ""
+    """Who holds (or last held) the run's lease: the worker node, its process and the claim."""
 
     @property
     def key(self) -> TaskKey:
         return (self.stage, self.name)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One recorded status change of an execution or of one of its task runs."""
+
+    at: datetime
+    execution_id: str
+    task_run_id: str | None
+    stage: str | None
+    task: str | None
+    previous: str | None
+    status: str
+    message: str
+    actor: str
 
 
 @dataclass(frozen=True)

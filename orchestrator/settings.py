@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from orchestrator import defaults
 from orchestrator.errors import ConfigurationError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -26,6 +27,7 @@ class Settings:
     `redis_url` is the Celery broker and result backend; `None` means Celery's in-memory transport,
     which only works with a worker inside the same process (the embedded demo). `redis_prefix` starts
     every Redis key Rollway uses, so deployments sharing one Redis never see each other's queues.
+    `lease_seconds` and `sweep_seconds`: see `orchestrator/defaults.py`.
     """
 
     database_url: str
@@ -33,6 +35,8 @@ class Settings:
     secret_key: str | None = None
     api_token: str | None = None
     redis_prefix: str = ""
+    lease_seconds: float = defaults.LEASE_SECONDS
+    sweep_seconds: float = defaults.SWEEP_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -45,6 +49,8 @@ class Settings:
             secret_key=env.get("ROLLWAY_SECRET_KEY") or None,
             api_token=env.get("ROLLWAY_API_TOKEN") or None,
             redis_prefix=env.get("ROLLWAY_REDIS_PREFIX", ""),
+            lease_seconds=_seconds(env, "ROLLWAY_LEASE_SECONDS", defaults.LEASE_SECONDS),
+            sweep_seconds=_seconds(env, "ROLLWAY_SWEEP_SECONDS", defaults.SWEEP_SECONDS),
         )
         settings.validate()
         return settings
@@ -70,6 +76,21 @@ class Settings:
     def with_changes(self, **changes: object) -> Settings:
         """A copy with some fields replaced (tests and the demo build their own settings this way)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number of seconds from the environment; ConfigurationError naming the variable otherwise."""
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    # At most a day: a longer lease or sweep would leave a lost release unnoticed for longer than anyone waits.
+    if not 0 < value <= 86400:
+        raise ConfigurationError(f"{name} must be a number of seconds above 0 and at most 86400, not {text!r}")
+    return value
 
 
 def sqlite_url(path: Path) -> str:

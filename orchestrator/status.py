@@ -33,9 +33,17 @@ class ExecutionStatus(StrEnum):
         return not EXECUTION_ALLOWED[self]
 
     @property
-    def is_active(self) -> bool:
-        """Tasks of an execution in this status may be dispatched and advanced."""
-        return self in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING)
+    def runs_tasks(self) -> bool:
+        """Tasks of an execution in this status may be dispatched, claimed and advanced."""
+        return self in RUNS_TASKS
+
+    @property
+    def holds_slot(self) -> bool:
+        """An execution in this status counts against its pipeline's `concurrency`.
+
+        A rolling-back execution still owns the environment it deploys to: the next release must wait for it.
+        """
+        return self in HOLDS_SLOT
 
 
 class RunStatus(StrEnum):
@@ -54,6 +62,17 @@ class RunStatus(StrEnum):
     def is_terminal(self) -> bool:
         return not RUN_ALLOWED[self]
 
+
+RUNS_TASKS = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.WAITING})
+HOLDS_SLOT = frozenset(
+    {
+        ExecutionStatus.RUNNING,
+        ExecutionStatus.WAITING,
+        ExecutionStatus.PAUSED,
+        ExecutionStatus.CANCELING,
+        ExecutionStatus.ROLLING_BACK,
+    }
+)
 
 S = TypeVar("S", ExecutionStatus, RunStatus)
 
@@ -77,8 +96,8 @@ EXECUTION_ALLOWED: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
 _R = RunStatus
 RUN_ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
     _R.NOT_STARTED: frozenset({_R.QUEUED, _R.RUNNING, _R.SKIPPED, _R.CANCELED, _R.FAILED}),
-    # A waiting POLL or K8S VERIFY is put back in QUEUED with its next attempt.
     _R.QUEUED: frozenset({_R.RUNNING, _R.CANCELED, _R.FAILED}),
+    # A waiting POLL or K8S VERIFY, or a run lost with its worker, is put back in QUEUED with its next attempt.
     _R.RUNNING: frozenset({_R.QUEUED, _R.WAITING, _R.COMPLETED, _R.FAILED, _R.CANCELED}),
     _R.WAITING: frozenset({_R.RUNNING, _R.COMPLETED, _R.FAILED, _R.CANCELED}),
     _R.COMPLETED: frozenset(),
@@ -97,3 +116,9 @@ def check_execution(old: ExecutionStatus, new: ExecutionStatus) -> None:
     """Raise InvalidTransition unless an execution may go from `old` to `new`."""
     if new not in EXECUTION_ALLOWED[old]:
         raise InvalidTransition(f"an execution cannot go from {old} to {new}")
+
+
+def check_run(old: RunStatus, new: RunStatus) -> None:
+    """Raise InvalidTransition unless a stage or task run may go from `old` to `new`."""
+    if new not in RUN_ALLOWED[old]:
+        raise InvalidTransition(f"a task run cannot go from {old} to {new}")

@@ -8,35 +8,61 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator import migrations
+from orchestrator import defaults, migrations
 from orchestrator.document import RollbackTarget, to_document
 from orchestrator.endpoints import Endpoint
 from orchestrator.errors import Conflict, NotFound
-from orchestrator.execution import Execution, ExecutionState, PipelineRecord, TaskRun
+from orchestrator.execution import Event, Execution, ExecutionState, PipelineRecord, TaskRun
 from orchestrator.pipeline import Pipeline
 from orchestrator.schema import endpoints, executions, now, pipelines
 from orchestrator.settings import Settings
 from orchestrator.snapshots import DocumentCache, digest
 from orchestrator.status import ExecutionStatus
-from orchestrator.transaction import EXECUTION_COLUMNS, Transaction, execution_from_row, new_id, pipeline_from_row
+from orchestrator.transaction import (
+    EXECUTION_COLUMNS,
+    Transaction,
+    execution_from_row,
+    new_id,
+    pipeline_from_row,
+)
 from orchestrator.vault import Vault
+from orchestrator.watchdog import Watchdog
 
 
-def make_engine(url: str) -> Engine:
-    """A SQLAlchemy engine; SQLite gets WAL, a busy timeout and write-locking transactions."""
+def make_engine(url: str, *, hold_seconds: float = defaults.DB_WORKER_HOLD_SECONDS, pre_ping: bool = False) -> Engine:
+    """A SQLAlchemy engine; SQLite gets WAL, a busy timeout and write-locking transactions.
+
+    On PostgreSQL, connecting and each statement have timeouts, and a connection held longer than `hold_seconds`
+    is cut (see `watchdog.py`), so a database that hangs becomes an error within seconds. `pre_ping` tests
+    each connection as it leaves the pool: the API does, so the first request after a database restart does not
+    fail on a stale connection; workers do not (a ping is a round trip on every transaction) and retry instead.
+    """
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if not parsed.drivername.startswith("sqlite"):
-        # Recycled rather than pinged before each use: a ping is a round trip on every transaction.
-        return create_engine(parsed, pool_size=5, max_overflow=10, pool_recycle=300)
+        timeouts = {
+            "connect_timeout": defaults.DB_CONNECT_TIMEOUT_SECONDS,
+            "options": f"-c statement_timeout={defaults.DB_STATEMENT_TIMEOUT_SECONDS * 1000}",
+        }
+        engine = create_engine(
+            parsed,
+            pool_size=5,
+            max_overflow=10,
+            pool_recycle=300,
+            pool_timeout=defaults.DB_POOL_TIMEOUT_SECONDS,
+            pool_pre_ping=pre_ping,
+            connect_args=timeouts,
+        )
+        Watchdog(hold_seconds).watch(engine)
+        return engine
     engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -77,6 +103,9 @@ def upgrade_schema(settings: Settings) -> tuple[str | None, str]:
         engine.dispose()
 
 
+SWEEP_LOCK_KEY = 0x53776565  # "Swee"
+
+
 class Store:
     """Rollway's persistent state."""
 
@@ -86,13 +115,17 @@ class Store:
         self.documents = DocumentCache()
 
     @classmethod
-    def connect(cls, url: str, secret_key: str | None = None, *, migrate: bool = True) -> Store:
+    def connect(cls, url: str, secret_key: str | None = None, *, migrate: bool = True, for_api: bool = False) -> Store:
         """A store on a database URL; `secret_key` seals credentials.
 
         With `migrate` its schema is brought to this code's revision; without, it must be there already
-        (SchemaOutdated otherwise), as for servers, which leave upgrades to `rollway db upgrade`.
+        (SchemaOutdated otherwise), as for servers, which leave upgrades to `rollway db upgrade`. `for_api`
+        pings connections before use and cuts them sooner (see `make_engine`).
         """
-        store = cls(make_engine(url), Vault(secret_key))
+        engine = (
+            make_engine(url, hold_seconds=defaults.DB_API_HOLD_SECONDS, pre_ping=True) if for_api else make_engine(url)
+        )
+        store = cls(engine, Vault(secret_key))
         try:
             if migrate:
                 migrations.upgrade(store.engine)
@@ -108,9 +141,11 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
+        """One transaction: committed with the events of its changes when the block ends, rolled back if it raises."""
         with self.engine.begin() as conn:
-            yield Transaction(conn, self.documents)
+            tx = Transaction(conn, self.documents)
+            yield tx
+            tx.flush_events()
 
     @contextmanager
     def autocommit(self) -> Iterator[Transaction]:
@@ -123,12 +158,56 @@ class Store:
                 yield tx
             return
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            yield Transaction(conn, self.documents)
+            tx = Transaction(conn, self.documents)
+            yield tx
+            tx.flush_events()
 
-    def claim(self, task_run_id: str, attempt: int) -> TaskRun | None:
-        """Take a QUEUED task run for this attempt, in one statement; see `Transaction.claim_task_run`."""
+    def claim(self, task_run_id: str, attempt: int, holder: str, lease_seconds: float) -> TaskRun | None:
+        """Take a QUEUED task run for this attempt with a lease held by `holder`; see `Transaction.claim_task_run`.
+
+        Retried after its answer was lost (the database went away just then), it finds the claim it made.
+        The claim and its event are one statement on PostgreSQL, two on SQLite.
+        """
+        lease_until = now() + timedelta(seconds=lease_seconds)
         with self.autocommit() as tx:
-            return tx.claim_task_run(task_run_id, attempt)
+            run = tx.claim_task_run(task_run_id, attempt, holder, lease_until)
+            return run or tx.held_by(task_run_id, attempt, holder)
+
+    def renew_lease(self, run: TaskRun, holder: str, lease_seconds: float) -> bool:
+        """Extend `holder`'s lease on a running attempt; False when it no longer holds it."""
+        with self.autocommit() as tx:
+            return tx.renew_lease(run.id, run.attempt, holder, now() + timedelta(seconds=lease_seconds))
+
+    def cancel_abandoned(self, task_run_id: str, attempt: int, actor: str = "") -> bool:
+        """Cancel a QUEUED attempt whose execution ended before a worker got to it."""
+        with self.transaction() as tx:
+            return tx.cancel_abandoned(task_run_id, attempt, actor)
+
+    def mark_sent(self, attempts: Iterable[tuple[str, int]], stamp: datetime | None) -> None:
+        """Record when these attempts (task run id, attempt) were handed to the broker (None: the send failed)."""
+        with self.transaction() as tx:
+            tx.mark_sent(attempts, stamp)
+
+    @contextmanager
+    def sweep_lock(self) -> Iterator[bool]:
+        """Whether this process may sweep now: on PostgreSQL a session advisory lock, so two sweeps (two beats, or a
+        slow pass overlapping the next) never work at once; SQLite serializes its writers anyway."""
+        if self.engine.dialect.name != "postgresql":
+            yield True
+            return
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": SWEEP_LOCK_KEY}).scalar())
+            try:
+                yield held
+            finally:
+                if held:
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SWEEP_LOCK_KEY})
+
+    def events(self, execution_id: str) -> list[Event]:
+        """An execution's history, oldest first; NotFound for an unknown execution."""
+        with self.transaction() as tx:
+            tx.execution(execution_id)
+            return tx.events(execution_id)
 
     @contextmanager
     def locked(self, execution_id: str) -> Iterator[tuple[Transaction, ExecutionState]]:

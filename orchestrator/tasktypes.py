@@ -33,6 +33,8 @@ class TaskType:
     local_names: frozenset[str] = frozenset()
     check: Checker = lambda _input: []
     endpoint_roles: frozenset[str] = frozenset()
+    # Whether an attempt lost with its worker may simply run again (see `safe_to_repeat`).
+    repeatable: Callable[[Mapping[str, object]], bool] = lambda _input: True
 
     @property
     def fields(self) -> frozenset[str]:
@@ -97,11 +99,18 @@ def _check_http(task_input: Mapping[str, object]) -> list[Problem]:
 
 
 def _check_rest(task_input: Mapping[str, object]) -> list[Problem]:
-    problems = _check_http(task_input)
+    problems = _check_http(task_input) + _expect(task_input, "idempotent", (bool,), "true or false")
     action = task_input.get("action", "get")
     if not is_bound(action) and (not isinstance(action, str) or action.lower() not in HTTP_ACTIONS):
         problems.append(Problem("action", f"must be one of {', '.join(HTTP_ACTIONS)}, not {action!r}"))
     return problems
+
+
+def _rest_repeatable(task_input: Mapping[str, object]) -> bool:
+    """GET, PUT and DELETE mean the same sent twice; POST and PATCH only when the task says its endpoint honours
+    the Idempotency-Key Rollway sends."""
+    action = str(task_input.get("action") or "get").lower()
+    return action not in ("post", "patch") or task_input.get("idempotent") is True
 
 
 def _check_poll(task_input: Mapping[str, object]) -> list[Problem]:
@@ -175,7 +184,13 @@ def _check_k8s(task_input: Mapping[str, object]) -> list[Problem]:
 TASK_TYPES: Mapping[str, TaskType] = {
     spec.name: spec
     for spec in (
-        TaskType("REST", frozenset({"url"}), frozenset({"action", "headers", "payload"}), check=_check_rest),
+        TaskType(
+            "REST",
+            frozenset({"url"}),
+            frozenset({"action", "headers", "payload", "idempotent"}),
+            check=_check_rest,
+            repeatable=_rest_repeatable,
+        ),
         TaskType(
             "POLL",
             frozenset({"url", "exitCriteria"}),
@@ -212,3 +227,13 @@ def check_task_input(type_name: str, task_input: Mapping[str, object]) -> list[P
         for name in sorted(set(task_input) - spec.fields)
     ]
     return problems + spec.check(task_input)
+
+
+def safe_to_repeat(type_name: str, task_input: Mapping[str, object]) -> bool:
+    """Whether an attempt whose worker was lost mid-run may run again as a new attempt.
+
+    Every step is idempotent (POLL, Condition, every K8S action) except a REST POST or PATCH, which is only
+    repeated when its input says `idempotent: true`. An unknown type is not repeated.
+    """
+    spec = TASK_TYPES.get(type_name)
+    return spec is not None and spec.repeatable(task_input)

@@ -11,24 +11,28 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, literal, select, update
 
 from orchestrator.document import to_document
 from orchestrator.errors import NotFound
-from orchestrator.execution import Execution, ExecutionState, PipelineRecord, RunSummary, TaskRun
+from orchestrator.execution import Event, Execution, ExecutionState, PipelineRecord, RunSummary, TaskRun
 from orchestrator.inputs import BoundTask
+from orchestrator.outbox import Schedule
 from orchestrator.pipeline import TaskKey
-from orchestrator.schema import endpoints, executions, now, pipelines, task_runs
+from orchestrator.schema import UTCDateTime, endpoints, events, executions, now, pipelines, task_runs
 from orchestrator.snapshots import DocumentCache, digest
-from orchestrator.status import EXECUTION_ALLOWED, RUN_ALLOWED, ExecutionStatus, RunStatus, predecessors
+from orchestrator.status import EXECUTION_ALLOWED, ExecutionStatus, RunStatus, check_run, predecessors
 
-ACTIVE = (ExecutionStatus.RUNNING, ExecutionStatus.WAITING, ExecutionStatus.PAUSED, ExecutionStatus.CANCELING)
-# Executions whose task runs may still be started (ExecutionStatus.is_active).
-ACTIVE_FOR_TASKS = tuple(status for status in ExecutionStatus if status.is_active)
 EXECUTION_COLUMNS = [column for column in executions.c if column.name != "document"]
 SUMMARY_COLUMNS = [task_runs.c[name] for name in ("id", "stage", "name", "status", "status_message", "output")]
+# Execution statuses, as lists for SQL `IN`: named once in status.py.
+RUNS_TASKS = sorted(status.value for status in ExecutionStatus if status.runs_tasks)
+HOLDS_SLOT = sorted(status.value for status in ExecutionStatus if status.holds_slot)
+OPEN_RUNS = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING)
+EVENT_FIELDS = ("at", "execution_id", "task_run_id", "stage", "task", "previous", "status", "message", "actor")
 
 
 # The statements of every task's path, built once: building them is a good part of their cost.
@@ -37,72 +41,128 @@ _LOCK_EXECUTION = _EXECUTION.with_for_update()
 _SUMMARIES = (
     select(*SUMMARY_COLUMNS).where(task_runs.c.execution_id == bindparam("execution_id")).order_by(task_runs.c.position)
 )
-_EXECUTION_ACTIVE = (
+_EXECUTION_RUNS_TASKS = (
     select(executions.c.id)
-    .where(executions.c.id == task_runs.c.execution_id, executions.c.status.in_(ACTIVE_FOR_TASKS))
+    .where(executions.c.id == task_runs.c.execution_id, executions.c.status.in_(RUNS_TASKS))
     .exists()
 )
-_CLAIM = (
-    update(task_runs)
-    .where(
-        task_runs.c.id == bindparam("run_id"),
-        task_runs.c.status == RunStatus.QUEUED,
-        task_runs.c.attempt == bindparam("claimed_attempt"),
-        _EXECUTION_ACTIVE,
-    )
-    .values(
-        status=RunStatus.RUNNING,
-        started_at=func.coalesce(task_runs.c.started_at, bindparam("now")),
-        updated_at=bindparam("now"),
-    )
-    .returning(*task_runs.c)
+_THIS_ATTEMPT = (task_runs.c.id == bindparam("run_id"), task_runs.c.attempt == bindparam("at_attempt"))
+_BY_KEY = (
+    task_runs.c.execution_id == bindparam("in_execution"),
+    task_runs.c.stage == bindparam("in_stage"),
+    task_runs.c.name == bindparam("named"),
 )
-_QUEUE = (
-    update(task_runs)
-    .where(
-        task_runs.c.execution_id == bindparam("in_execution"),
-        task_runs.c.stage == bindparam("in_stage"),
-        task_runs.c.name == bindparam("named"),
-        task_runs.c.status == RunStatus.NOT_STARTED,
+_LEASE_EXPIRED = task_runs.c.lease_expires_at < bindparam("now")
+
+
+def run_change(old: RunStatus, new: RunStatus, *where: Any, **values: Any) -> Any:
+    """The UPDATE that moves task runs from `old` to `new` where `where` holds, returning the rows it moved.
+
+    Every task-run status change is built here, from the transition table: a statement the table does not
+    allow fails when the module is imported, and each one names a single `old`, so its events know it.
+    """
+    check_run(old, new)
+    finished: dict[str, Any] = {"finished_at": bindparam("now")} if new.is_terminal else {}
+    return (
+        update(task_runs)
+        .where(task_runs.c.status == old, *where)
+        .values(status=new, updated_at=bindparam("now"), **finished, **values)
+        .returning(*task_runs.c)
     )
-    .values(
-        status=RunStatus.QUEUED,
-        attempt=task_runs.c.attempt + 1,
-        input=bindparam("given"),
-        bindings=bindparam("bound"),
-        endpoints=bindparam("at"),
-        updated_at=bindparam("now"),
-    )
-    .returning(*task_runs.c)
+
+
+_R = RunStatus
+_QUEUE = run_change(
+    _R.NOT_STARTED,
+    _R.QUEUED,
+    *_BY_KEY,
+    attempt=task_runs.c.attempt + 1,
+    input=bindparam("given"),
+    bindings=bindparam("bound"),
+    endpoints=bindparam("at"),
+    dispatch_after=bindparam("due"),
+    sent_at=bindparam("sent"),
 )
-_CANCEL_ABANDONED = (
-    update(task_runs)
-    .where(
-        task_runs.c.id == bindparam("run_id"),
-        task_runs.c.status == RunStatus.QUEUED,
-        task_runs.c.attempt == bindparam("claimed_attempt"),
-        ~_EXECUTION_ACTIVE,
-    )
-    .values(
-        status=RunStatus.CANCELED,
-        status_message="not run: its execution is no longer running",
-        finished_at=bindparam("now"),
-        updated_at=bindparam("now"),
-    )
+_CLAIM = run_change(
+    _R.QUEUED,
+    _R.RUNNING,
+    *_THIS_ATTEMPT,
+    _EXECUTION_RUNS_TASKS,
+    started_at=func.coalesce(task_runs.c.started_at, bindparam("now")),
+    lease_expires_at=bindparam("lease_until"),
+    worker=bindparam("holder"),
 )
 
+
+def _claim_and_log() -> Any:
+    """PostgreSQL: the claim and its event in one statement (a data-modifying CTE), so a worker's claim stays
+    one round trip."""
+    claimed = _CLAIM.cte("claimed")
+    logged = insert(events).from_select(
+        list(EVENT_FIELDS),
+        select(
+            bindparam("now", type_=UTCDateTime()),
+            claimed.c.execution_id,
+            claimed.c.id,
+            claimed.c.stage,
+            claimed.c.name,
+            literal(RunStatus.QUEUED.value),
+            claimed.c.status,
+            claimed.c.status_message,
+            bindparam("holder"),
+        ).select_from(claimed),
+    )
+    return select(claimed).add_cte(logged.cte("logged"))
+
+
+_CLAIM_AND_LOG = _claim_and_log()
+_AGAIN = {
+    lost: run_change(
+        _R.RUNNING,
+        _R.QUEUED,
+        *_THIS_ATTEMPT,
+        *((_LEASE_EXPIRED,) if lost else ()),
+        attempt=task_runs.c.attempt + 1,
+        state=bindparam("kept"),
+        status_message=bindparam("message"),
+        dispatch_after=bindparam("due"),
+        sent_at=bindparam("sent"),
+        lease_expires_at=None,
+    )
+    for lost in (False, True)
+}
 _FINISH = {
-    new: update(task_runs)
-    .where(task_runs.c.id == bindparam("run_id"), task_runs.c.status.in_(predecessors(RUN_ALLOWED, new)))
-    .values(
-        status=new,
+    (new, lost): run_change(
+        _R.RUNNING,
+        new,
+        *_THIS_ATTEMPT,
+        *((_LEASE_EXPIRED,) if lost else ()),
         status_message=bindparam("message"),
         output=bindparam("output"),
-        finished_at=bindparam("now"),
-        updated_at=bindparam("now"),
+        lease_expires_at=None,
     )
-    for new in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED)
+    for new in (_R.COMPLETED, _R.FAILED)
+    for lost in (False, True)
 }
+_SETTLE = {
+    new: run_change(_R.NOT_STARTED, new, *_BY_KEY, status_message=bindparam("message"))
+    for new in (_R.SKIPPED, _R.FAILED)
+}
+_CANCEL_QUEUED = run_change(
+    _R.QUEUED, _R.CANCELED, task_runs.c.execution_id == bindparam("in_execution"), status_message=bindparam("message")
+)
+_CANCEL_ABANDONED = run_change(
+    _R.QUEUED,
+    _R.CANCELED,
+    *_THIS_ATTEMPT,
+    ~_EXECUTION_RUNS_TASKS,
+    status_message="not run: its execution is no longer running",
+)
+_RENEW = (
+    update(task_runs)
+    .where(*_THIS_ATTEMPT, task_runs.c.status == _R.RUNNING, task_runs.c.worker == bindparam("holder"))
+    .values(lease_expires_at=bindparam("lease_until"))
+)
 
 
 def new_id() -> str:
@@ -148,7 +208,30 @@ def task_run_from_row(row: Row[Any]) -> TaskRun:
         attempt=row.attempt,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        dispatch_after=row.dispatch_after,
+        sent_at=row.sent_at,
+        lease_expires_at=row.lease_expires_at,
+        worker=row.worker,
     )
+
+
+def event_from_row(row: Row[Any]) -> Event:
+    return Event(**{name: getattr(row, name) for name in EVENT_FIELDS})
+
+
+def run_event(run: TaskRun, previous: RunStatus | None, actor: str, stamp: datetime) -> dict[str, Any]:
+    """The event row of a task run that has just moved from `previous` to its status."""
+    return {
+        "at": stamp,
+        "execution_id": run.execution_id,
+        "task_run_id": run.id,
+        "stage": run.stage,
+        "task": run.name,
+        "previous": None if previous is None else previous.value,
+        "status": run.status.value,
+        "message": run.status_message,
+        "actor": actor,
+    }
 
 
 def pipeline_from_row(row: Row[Any], documents: DocumentCache) -> PipelineRecord:
@@ -157,11 +240,27 @@ def pipeline_from_row(row: Row[Any], documents: DocumentCache) -> PipelineRecord
 
 
 class Transaction:
-    """Reads and conditional writes on one connection inside one transaction."""
+    """Reads and conditional writes on one connection inside one transaction.
+
+    Every status change it makes is also recorded as an event; the events are written in one statement when
+    `flush_events` runs, which the store does just before it commits.
+    """
 
     def __init__(self, conn: Connection, documents: DocumentCache) -> None:
         self.conn = conn
         self.documents = documents
+        self.pending_events: list[dict[str, Any]] = []
+
+    def flush_events(self) -> None:
+        """Write the events of the changes made so far."""
+        if self.pending_events:
+            self.conn.execute(insert(events), self.pending_events)
+            self.pending_events = []
+
+    def _runs_moved(self, rows: Iterable[Row[Any]], previous: RunStatus, actor: str, stamp: datetime) -> list[TaskRun]:
+        moved = [task_run_from_row(row) for row in rows]
+        self.pending_events += [run_event(run, previous, actor, stamp) for run in moved]
+        return moved
 
     # -- reads
 
@@ -238,8 +337,10 @@ class Transaction:
         ).scalar_one_or_none()
         if index is None:
             raise NotFound(f"pipeline '{pipeline.name}' no longer exists")
-        active = self._active_count(record.id)
+        active = self._slots_taken(record.id)
         running = rollback_of is not None or active < pipeline.concurrency
+        status = ExecutionStatus.RUNNING if running else ExecutionStatus.QUEUED
+        message = "" if running else f"queued behind {active} running (concurrency {pipeline.concurrency})"
         stamp = now()
         execution_id = new_id()
         document = to_document(pipeline)
@@ -252,10 +353,8 @@ class Transaction:
                 pipeline_name=pipeline.name,
                 project=pipeline.project,
                 index=index,
-                status=ExecutionStatus.RUNNING if running else ExecutionStatus.QUEUED,
-                status_message=""
-                if running
-                else f"queued behind {active} running (concurrency {pipeline.concurrency})",
+                status=status,
+                status_message=message,
                 comments=comments,
                 input=dict(input),
                 output={},
@@ -285,35 +384,79 @@ class Transaction:
                     "endpoints": {},
                     "state": {},
                     "attempt": 0,
+                    "worker": "",
                     "updated_at": stamp,
                 }
                 for position, (_, _, task, stage) in enumerate(pipeline.ordered_tasks())
             ],
         )
+        self._execution_event(
+            execution_id, previous=None, status=status, message=message or comments, actor=requested_by, stamp=stamp
+        )
         return self.execution(execution_id)
 
-    def _active_count(self, pipeline_id: str) -> int:
+    def _execution_event(
+        self,
+        execution_id: str,
+        *,
+        previous: ExecutionStatus | None,
+        status: ExecutionStatus,
+        message: str,
+        actor: str,
+        stamp: datetime,
+    ) -> None:
+        self.pending_events.append(
+            {
+                "at": stamp,
+                "execution_id": execution_id,
+                "task_run_id": None,
+                "stage": None,
+                "task": None,
+                "previous": None if previous is None else previous.value,
+                "status": status.value,
+                "message": message,
+                "actor": actor,
+            }
+        )
+
+    def _slots_taken(self, pipeline_id: str) -> int:
         return int(
             self.conn.execute(
                 select(func.count())
                 .select_from(executions)
-                .where(executions.c.pipeline_id == pipeline_id, executions.c.status.in_(ACTIVE))
+                .where(executions.c.pipeline_id == pipeline_id, executions.c.status.in_(HOLDS_SLOT))
             ).scalar_one()
         )
 
-    def transition(self, execution_id: str, new: ExecutionStatus, message: str = "", **values: Any) -> bool:
-        """Move an execution to `new` if the transition table allows it from where it stands now."""
+    def transition(
+        self, execution_id: str, new: ExecutionStatus, message: str = "", actor: str = "", **values: Any
+    ) -> bool:
+        """Move an execution to `new` if the transition table allows it from where it stands now.
+
+        An execution that stops running tasks (it ended, or is rolling back) cancels its task runs still queued:
+        a worker that gets one later finds nothing to run, and the sweep does not send it again.
+        """
         stamp = now()
         if new.is_terminal:
             values["finished_at"] = stamp
         if new is ExecutionStatus.RUNNING:
             values.setdefault("started_at", stamp)
-        result = self.conn.execute(
+        previous = self.conn.execute(
+            select(executions.c.status).where(executions.c.id == execution_id)
+        ).scalar_one_or_none()
+        moved = self.conn.execute(
             executions.update()
             .where(executions.c.id == execution_id, executions.c.status.in_(predecessors(EXECUTION_ALLOWED, new)))
             .values(status=new, status_message=message, updated_at=stamp, **values)
         )
-        return result.rowcount == 1
+        if moved.rowcount != 1:
+            return False
+        self._execution_event(
+            execution_id, previous=ExecutionStatus(str(previous)), status=new, message=message, actor=actor, stamp=stamp
+        )
+        if new.is_terminal or new is ExecutionStatus.ROLLING_BACK:
+            self.cancel_queued_task_runs(execution_id, f"not run: the execution is {new}", actor)
+        return True
 
     def promote_queued(self, pipeline_id: str) -> list[str]:
         """Move a pipeline's oldest QUEUED executions to RUNNING while its concurrency allows; their ids."""
@@ -322,7 +465,7 @@ class Transaction:
         ).scalar_one_or_none()
         if concurrency is None:
             return []
-        free = concurrency - self._active_count(pipeline_id)
+        free = concurrency - self._slots_taken(pipeline_id)
         if free <= 0:
             return []
         waiting = self.conn.execute(
@@ -331,13 +474,17 @@ class Transaction:
             .order_by(executions.c.index)
             .limit(free)
         )
-        return [row.id for row in waiting.all() if self.transition(row.id, ExecutionStatus.RUNNING)]
+        return [row.id for row in waiting.all() if self.transition(row.id, ExecutionStatus.RUNNING, "a slot came free")]
 
     # -- task runs
 
-    def queue_task_runs(self, execution_id: str, bound: Iterable[tuple[TaskKey, BoundTask]]) -> list[TaskRun]:
-        """Move NOT_STARTED task runs to QUEUED with their next attempt and what they are given; the runs moved."""
-        moved = []
+    def queue_task_runs(
+        self, execution_id: str, bound: Iterable[tuple[TaskKey, BoundTask]], schedule: Schedule, actor: str = ""
+    ) -> list[TaskRun]:
+        """Move NOT_STARTED task runs to QUEUED with their next attempt, what they are given and when they are
+        due; the runs moved."""
+        stamp = now()
+        moved: list[TaskRun] = []
         for (stage, name), task in bound:
             values = {
                 "in_execution": execution_id,
@@ -346,79 +493,182 @@ class Transaction:
                 "given": dict(task.input),
                 "bound": dict(task.bindings),
                 "at": dict(task.endpoints),
-                "now": now(),
+                "due": schedule.due,
+                "sent": schedule.sent,
+                "now": stamp,
             }
-            row = self.conn.execute(_QUEUE, values).first()
-            if row is not None:
-                moved.append(task_run_from_row(row))
+            moved += self._runs_moved(self.conn.execute(_QUEUE, values), _R.NOT_STARTED, actor, stamp)
         return moved
 
-    def settle_task_runs(self, execution_id: str, settled: Iterable[tuple[TaskKey, str]], new: RunStatus) -> None:
-        """Move NOT_STARTED task runs straight to SKIPPED or FAILED (their preCondition decided)."""
+    def settle_task_runs(
+        self, execution_id: str, settled: Iterable[tuple[TaskKey, str]], new: RunStatus, actor: str = ""
+    ) -> None:
+        """Move NOT_STARTED task runs straight to SKIPPED or FAILED (their preCondition or bindings decided)."""
         stamp = now()
         for (stage, name), message in settled:
-            self.conn.execute(
-                update(task_runs)
-                .where(
-                    task_runs.c.execution_id == execution_id,
-                    task_runs.c.stage == stage,
-                    task_runs.c.name == name,
-                    task_runs.c.status == RunStatus.NOT_STARTED,
-                )
-                .values(status=new, status_message=message, finished_at=stamp, updated_at=stamp)
-            )
+            values = {"in_execution": execution_id, "in_stage": stage, "named": name, "message": message, "now": stamp}
+            self._runs_moved(self.conn.execute(_SETTLE[new], values), _R.NOT_STARTED, actor, stamp)
 
-    def cancel_queued_task_runs(self, execution_id: str, message: str) -> None:
+    def cancel_queued_task_runs(self, execution_id: str, message: str, actor: str = "") -> None:
         """Cancel an execution's QUEUED task runs (a worker that receives one later finds nothing to run)."""
         stamp = now()
-        self.conn.execute(
-            update(task_runs)
-            .where(task_runs.c.execution_id == execution_id, task_runs.c.status == RunStatus.QUEUED)
-            .values(status=RunStatus.CANCELED, status_message=message, finished_at=stamp, updated_at=stamp)
-        )
+        rows = self.conn.execute(_CANCEL_QUEUED, {"in_execution": execution_id, "message": message, "now": stamp})
+        self._runs_moved(rows, _R.QUEUED, actor, stamp)
 
-    def claim_task_run(self, task_run_id: str, attempt: int) -> TaskRun | None:
-        """Take a QUEUED task run of a running execution for this attempt (QUEUED -> RUNNING).
+    def claim_task_run(self, task_run_id: str, attempt: int, holder: str, lease_until: datetime) -> TaskRun | None:
+        """Take a QUEUED task run of a running execution for this attempt (QUEUED -> RUNNING), with a lease.
 
         None if it is not there to take: another worker has it, the message is for another attempt, or its
         execution is no longer running.
         """
-        row = self.conn.execute(_CLAIM, {"run_id": task_run_id, "claimed_attempt": attempt, "now": now()}).first()
-        return None if row is None else task_run_from_row(row)
+        values = {"run_id": task_run_id, "at_attempt": attempt, "holder": holder, "lease_until": lease_until}
+        values["now"] = stamp = now()
+        if self.conn.dialect.name == "postgresql":
+            row = self.conn.execute(_CLAIM_AND_LOG, values).first()
+            return None if row is None else task_run_from_row(row)
+        moved = self._runs_moved(self.conn.execute(_CLAIM, values), _R.QUEUED, holder, stamp)
+        return moved[0] if moved else None
 
-    def cancel_abandoned(self, task_run_id: str, attempt: int) -> bool:
-        """Cancel a QUEUED task run whose execution ended before a worker got to it."""
-        values = {"run_id": task_run_id, "claimed_attempt": attempt, "now": now()}
-        return self.conn.execute(_CANCEL_ABANDONED, values).rowcount == 1
-
-    def finish_task_run(
-        self, task_run_id: str, new: RunStatus, message: str, output: Mapping[str, Any] | None = None
-    ) -> bool:
-        """Record a task run's end (COMPLETED, FAILED or CANCELED) and its output, if it is still open."""
-        values = {
-            "run_id": task_run_id,
-            "message": message,
-            "output": None if output is None else dict(output),
-            "now": now(),
-        }
-        return self.conn.execute(_FINISH[new], values).rowcount == 1
-
-    def requeue_task_run(
-        self, task_run_id: str, attempt: int, state: Mapping[str, Any], message: str
-    ) -> TaskRun | None:
-        """Put a RUNNING task run back in QUEUED for its next attempt, keeping its executor state."""
+    def held_by(self, task_run_id: str, attempt: int, holder: str) -> TaskRun | None:
+        """The run if `holder` has already claimed this attempt (a claim retried after its answer was lost)."""
         row = self.conn.execute(
-            update(task_runs)
-            .where(
-                task_runs.c.id == task_run_id, task_runs.c.status == RunStatus.RUNNING, task_runs.c.attempt == attempt
-            )
-            .values(
-                status=RunStatus.QUEUED,
-                attempt=attempt + 1,
-                state=dict(state),
-                status_message=message,
-                updated_at=now(),
-            )
-            .returning(*task_runs.c)
+            select(task_runs).where(
+                *_THIS_ATTEMPT, task_runs.c.status == _R.RUNNING, task_runs.c.worker == bindparam("holder")
+            ),
+            {"run_id": task_run_id, "at_attempt": attempt, "holder": holder},
         ).first()
         return None if row is None else task_run_from_row(row)
+
+    def renew_lease(self, task_run_id: str, attempt: int, holder: str, lease_until: datetime) -> bool:
+        """Extend the lease `holder` has on a running attempt; False when it no longer holds it."""
+        values = {"run_id": task_run_id, "at_attempt": attempt, "holder": holder, "lease_until": lease_until}
+        return self.conn.execute(_RENEW, values).rowcount == 1
+
+    def cancel_abandoned(self, task_run_id: str, attempt: int, actor: str = "") -> bool:
+        """Cancel a QUEUED task run whose execution ended before a worker got to it."""
+        stamp = now()
+        rows = self.conn.execute(_CANCEL_ABANDONED, {"run_id": task_run_id, "at_attempt": attempt, "now": stamp})
+        return bool(self._runs_moved(rows, _R.QUEUED, actor, stamp))
+
+    def finish_task_run(
+        self,
+        run: TaskRun,
+        new: RunStatus,
+        message: str,
+        output: Mapping[str, Any] | None = None,
+        *,
+        actor: str = "",
+        lost: bool = False,
+    ) -> bool:
+        """Record the end (COMPLETED or FAILED) of a running attempt and its output, if it is still running.
+
+        With `lost`, only while its lease has expired: a heartbeat that just renewed it wins.
+        """
+        stamp = now()
+        values = {
+            "run_id": run.id,
+            "at_attempt": run.attempt,
+            "message": message,
+            "output": None if output is None else dict(output),
+            "now": stamp,
+        }
+        return bool(self._runs_moved(self.conn.execute(_FINISH[new, lost], values), _R.RUNNING, actor, stamp))
+
+    def requeue_task_run(
+        self,
+        run: TaskRun,
+        state: Mapping[str, Any],
+        message: str,
+        schedule: Schedule,
+        *,
+        actor: str = "",
+        lost: bool = False,
+    ) -> TaskRun | None:
+        """Put a RUNNING attempt back in QUEUED as the next attempt, keeping its executor state."""
+        stamp = now()
+        values = {
+            "run_id": run.id,
+            "at_attempt": run.attempt,
+            "kept": dict(state),
+            "message": message,
+            "due": schedule.due,
+            "sent": schedule.sent,
+            "now": stamp,
+        }
+        moved = self._runs_moved(self.conn.execute(_AGAIN[lost], values), _R.RUNNING, actor, stamp)
+        return moved[0] if moved else None
+
+    # -- what the sweep looks for
+
+    def expired_leases(self, stamp: datetime, limit: int) -> list[TaskRun]:
+        """Running task runs whose worker stopped renewing their lease before `stamp`."""
+        query = select(task_runs).where(task_runs.c.status == _R.RUNNING, task_runs.c.lease_expires_at < stamp)
+        return [task_run_from_row(row) for row in self.conn.execute(query.limit(limit))]
+
+    def due_to_send(self, horizon: datetime, resend_before: datetime, limit: int) -> list[tuple[TaskRun, bool]]:
+        """Queued runs of running executions to send: never sent and due before `horizon`, or sent before
+        `resend_before` and still not claimed; each with whether its execution is a rollback."""
+        query = (
+            select(task_runs, executions.c.rollback.label("of_rollback"))
+            .join(executions, executions.c.id == task_runs.c.execution_id)
+            .where(
+                task_runs.c.status == _R.QUEUED,
+                executions.c.status.in_(RUNS_TASKS),
+                ((task_runs.c.sent_at.is_(None)) & (task_runs.c.dispatch_after <= horizon))
+                | (task_runs.c.sent_at < resend_before),
+            )
+            .order_by(task_runs.c.dispatch_after)
+            .limit(limit)
+        )
+        return [(task_run_from_row(row), bool(row.of_rollback)) for row in self.conn.execute(query)]
+
+    def mark_sent(self, attempts: Iterable[tuple[str, int]], stamp: datetime | None) -> None:
+        """Record that these attempts (task run id, attempt) were handed to the broker at `stamp` (None: the
+        send failed, so the sweep sends them as soon as the broker is back)."""
+        statement = (
+            update(task_runs).where(*_THIS_ATTEMPT, task_runs.c.status == _R.QUEUED).values(sent_at=bindparam("stamp"))
+        )
+        rows = [{"run_id": run_id, "at_attempt": attempt, "stamp": stamp} for run_id, attempt in attempts]
+        if rows:
+            self.conn.execute(statement, rows)
+
+    def pipelines_with_queued_executions(self) -> list[str]:
+        rows = self.conn.execute(
+            select(executions.c.pipeline_id)
+            .where(executions.c.status == ExecutionStatus.QUEUED, executions.c.pipeline_id.is_not(None))
+            .distinct()
+        )
+        return [str(row.pipeline_id) for row in rows]
+
+    def unsettled_parents(self, limit: int) -> list[str]:
+        """Rollback executions that ended while the execution they roll back still shows ROLLING_BACK."""
+        parent = executions.alias("parent")
+        rows = self.conn.execute(
+            select(executions.c.id)
+            .join(parent, parent.c.id == executions.c.rollback_of)
+            .where(
+                parent.c.status == ExecutionStatus.ROLLING_BACK,
+                executions.c.status.in_([status.value for status in ExecutionStatus if status.is_terminal]),
+            )
+            .limit(limit)
+        )
+        return [row.id for row in rows]
+
+    def stalled(self, before: datetime, limit: int) -> list[str]:
+        """Executions running tasks with none of them open, unchanged since `before`: a step's follow-up was lost."""
+        open_run = (
+            select(task_runs.c.id)
+            .where(task_runs.c.execution_id == executions.c.id, task_runs.c.status.in_(OPEN_RUNS))
+            .exists()
+        )
+        rows = self.conn.execute(
+            select(executions.c.id)
+            .where(executions.c.status.in_(RUNS_TASKS), executions.c.updated_at < before, ~open_run)
+            .limit(limit)
+        )
+        return [row.id for row in rows]
+
+    def events(self, execution_id: str) -> list[Event]:
+        """An execution's history, oldest first."""
+        rows = self.conn.execute(select(events).where(events.c.execution_id == execution_id).order_by(events.c.id))
+        return [event_from_row(row) for row in rows]

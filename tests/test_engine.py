@@ -14,12 +14,14 @@ from werkzeug import Request, Response
 
 from orchestrator.document import load_pipeline
 from orchestrator.engine import Engine
-from orchestrator.errors import InputInvalid, InvalidTransition, PipelineDisabled, TaskFailed
+from orchestrator.errors import InputInvalid, InvalidTransition, PipelineDisabled
+from orchestrator.outcome import Lost
 from orchestrator.execution import Execution, PipelineRecord
 from orchestrator.status import ExecutionStatus, RunStatus
 from orchestrator.store import Store
 from workers.dispatcher import InlineDispatcher
 from workers.executors import build_executors
+from workers.heartbeat import Heartbeat
 from workers.http import HttpClient
 from workers.runner import TaskRunner
 
@@ -52,8 +54,9 @@ def harness(store: Store) -> Iterator[Harness]:
     dispatcher = InlineDispatcher(sleep=lambda _seconds: None)
     engine = Engine(store, dispatcher)
     http = HttpClient(timeout=5)
+    heartbeat = Heartbeat(store, lease_seconds=60)
     yield Harness(
-        store, engine, dispatcher, TaskRunner(store, engine, dispatcher, build_executors(http, store.get_endpoint))
+        store, engine, dispatcher, TaskRunner(store, engine, build_executors(http, store.get_endpoint), heartbeat)
     )
     http.close()
 
@@ -106,13 +109,13 @@ def test_a_parallel_group_is_dispatched_together_and_the_next_group_waits_for_it
     execution = harness.engine.trigger(record, {})
 
     # Then both tasks of the group are queued at once, and the third is not
-    queued = {run_id for run_id, _, _ in harness.dispatcher.pending}
+    queued = {item.task_run_id for item in harness.dispatcher.pending}
     runs = {run.name: run for run in harness.store.task_runs(execution.id)}
     assert queued == {runs["A"].id, runs["B"].id}
     assert runs["C"].status is RunStatus.NOT_STARTED
     # ... and once the first finishes, the third still waits for the second
-    run_id, attempt, _ = harness.dispatcher.pending.popleft()
-    harness.runner.run(run_id, attempt)
+    item = harness.dispatcher.pending.popleft()
+    harness.runner.run(item.task_run_id, item.attempt)
     assert harness.store.get_task_run(runs["C"].id).status is RunStatus.NOT_STARTED
     harness.dispatcher.drain(harness.runner)
     assert harness.store.get_execution(execution.id).status is ExecutionStatus.COMPLETED
@@ -331,23 +334,30 @@ def test_executions_beyond_the_concurrency_wait_in_queued_and_start_in_order(har
     assert ended[0].finished_at <= ended[1].started_at and ended[1].finished_at <= ended[2].started_at  # type: ignore[operator]
 
 
-def test_a_redelivered_failure_and_a_dead_worker_are_handled_once(harness: Harness) -> None:
+def test_a_run_lost_with_its_worker_runs_again_and_a_late_report_of_the_old_attempt_changes_nothing(
+    harness: Harness,
+) -> None:
     # Given a running execution whose only task a worker claimed and then died with
     record = harness.save(pipeline("Dies", {"S": stage("A", A=condition("true"))}))
     execution = harness.engine.trigger(record, {})
-    run_id, attempt, _ = harness.dispatcher.pending.popleft()
-    assert harness.store.claim(run_id, attempt) is not None
+    item = harness.dispatcher.pending.popleft()
+    claimed = harness.store.claim(item.task_run_id, item.attempt, "worker-1 pid 7", lease_seconds=0.0)
+    assert claimed is not None
 
-    # When the errback reports the failure, twice (Celery may redeliver it)
-    harness.engine.task_failed(run_id)
-    harness.engine.task_failed(run_id)
+    # When the sweep reports its lease lost, twice (two sweeps raced)
+    harness.engine.task_finished(claimed, Lost(claimed.worker), "sweep")
+    harness.engine.task_finished(claimed, Lost(claimed.worker), "sweep")
 
-    # Then the task is FAILED with the reason, the execution FAILED once, and a late message runs nothing
-    run = harness.store.get_task_run(run_id)
-    assert run.status is RunStatus.FAILED and "worker stopped" in run.status_message
-    assert harness.store.get_execution(execution.id).status is ExecutionStatus.FAILED
-    harness.runner.run(run_id, attempt)
-    assert harness.store.get_task_run(run_id).status is RunStatus.FAILED
+    # Then it is queued once as the next attempt, saying which worker was lost, and that attempt completes it
+    again = harness.store.get_task_run(item.task_run_id)
+    assert again.status is RunStatus.QUEUED and again.attempt == claimed.attempt + 1
+    assert "lost with its worker (worker-1 pid 7)" in again.status_message
+    assert [pending.attempt for pending in harness.dispatcher.pending] == [again.attempt]
+    harness.dispatcher.drain(harness.runner)
+    assert harness.store.get_execution(execution.id).status is ExecutionStatus.COMPLETED
+    # ... and a late message for the lost attempt runs nothing
+    harness.runner.run(item.task_run_id, item.attempt)
+    assert harness.store.get_task_run(item.task_run_id).attempt == again.attempt
 
 
 def test_editing_a_pipeline_does_not_change_a_running_execution(harness: Harness) -> None:
@@ -523,10 +533,8 @@ def test_canceling_a_rollback_fails_the_rollback_of_its_parent(harness: Harness,
         pipeline("Fails", {"S": {**stage("Bad", Bad=condition("false")), "rollback": {"pipeline": "Slow Undo"}}})
     )
     parent = harness.engine.trigger(record, {})
-    run_id, attempt, _ = harness.dispatcher.pending.popleft()
-    with pytest.raises(TaskFailed):
-        harness.runner.run(run_id, attempt)
-    harness.engine.task_failed(run_id)
+    item = harness.dispatcher.pending.popleft()
+    harness.runner.run(item.task_run_id, item.attempt)
     rolling = harness.store.get_execution(parent.id)
     assert rolling.status is ExecutionStatus.ROLLING_BACK and rolling.rollback_execution_id is not None
 

@@ -55,9 +55,17 @@ def test_only_finished_executions_are_terminal() -> None:
 def test_only_running_and_waiting_executions_have_tasks_moved_on() -> None:
     # Given every execution status
     # When each is asked whether its tasks may be dispatched
-    active = {status for status in ExecutionStatus if status.is_active}
-    # Then a paused, canceling or rolling-back execution is not active
-    assert active == {E.RUNNING, E.WAITING}
+    running = {status for status in ExecutionStatus if status.runs_tasks}
+    # Then a paused, canceling or rolling-back execution runs none
+    assert running == {E.RUNNING, E.WAITING}
+
+
+def test_a_rolling_back_execution_still_holds_its_concurrency_slot() -> None:
+    # Given every execution status
+    # When each is asked whether it counts against its pipeline's concurrency
+    holding = {status for status in ExecutionStatus if status.holds_slot}
+    # Then everything not ended does, rolling back included (it still owns the environment), but not a queued one
+    assert holding == {E.RUNNING, E.WAITING, E.PAUSED, E.CANCELING, E.ROLLING_BACK}
 
 
 def test_a_failing_execution_goes_through_rolling_back_to_a_rollback_outcome() -> None:

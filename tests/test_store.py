@@ -11,9 +11,14 @@ from orchestrator.document import load_pipeline
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.execution import PipelineRecord
 from orchestrator.inputs import BoundTask
+from orchestrator.outbox import Schedule
 from orchestrator.pipeline import Pipeline
 from orchestrator.status import ExecutionStatus, RunStatus
+from orchestrator.schema import now
 from orchestrator.store import Store
+
+# Queued runs due and sent at once.
+NOW = Schedule(now(), now())
 
 
 def pipeline(name: str, project: str = "shop", rollback: str | None = None, **fields: Any) -> Pipeline:
@@ -112,23 +117,26 @@ def test_a_task_run_is_claimed_once_per_attempt(store: Store) -> None:
     execution_id = start(store, store.add_pipeline(pipeline("Claim")))
     given = BoundTask({"url": "https://example.com"}, {"input.env": "prod"})
     with store.transaction() as tx:
-        (queued,) = tx.queue_task_runs(execution_id, [(("CI", "Build"), given)])
-        assert tx.queue_task_runs(execution_id, [(("CI", "Build"), given)]) == []
+        (queued,) = tx.queue_task_runs(execution_id, [(("CI", "Build"), given)], NOW)
+        assert tx.queue_task_runs(execution_id, [(("CI", "Build"), given)], NOW) == []
 
     # When its message is delivered twice, and a message for another attempt arrives
-    claimed = store.claim(queued.id, queued.attempt)
-    again = store.claim(queued.id, queued.attempt)
-    stale = store.claim(queued.id, queued.attempt + 1)
+    claimed = store.claim(queued.id, queued.attempt, "worker-1", 60)
+    again = store.claim(queued.id, queued.attempt, "worker-2", 60)
+    stale = store.claim(queued.id, queued.attempt + 1, "worker-3", 60)
 
-    # Then only the first delivery gets it, with what it was given when queued
+    # Then only the first delivery gets it, with what it was given when queued, and holds its lease
     assert claimed is not None and again is None and stale is None
     assert claimed.status is RunStatus.RUNNING and claimed.started_at is not None
     assert (claimed.input, claimed.bindings) == ({"url": "https://example.com"}, {"input.env": "prod"})
+    assert claimed.worker == "worker-1" and claimed.lease_expires_at is not None
+    # ... a claim retried by the same holder (its first answer was lost) finds its own claim
+    assert store.claim(queued.id, queued.attempt, "worker-1", 60) == claimed
     # ... and once put back for its next attempt, that attempt claims it, with the state the last one kept
     with store.transaction() as tx:
-        requeued = tx.requeue_task_run(claimed.id, claimed.attempt, {"iteration": 1}, "poll 1 of 3")
+        requeued = tx.requeue_task_run(claimed, {"iteration": 1}, "poll 1 of 3", NOW)
     assert requeued is not None and requeued.attempt == claimed.attempt + 1
-    reclaimed = store.claim(claimed.id, requeued.attempt)
+    reclaimed = store.claim(claimed.id, requeued.attempt, "worker-2", 60)
     assert reclaimed is not None and reclaimed.state == {"iteration": 1} and reclaimed.input == claimed.input
 
 
@@ -136,34 +144,33 @@ def test_a_task_run_of_an_execution_that_ended_is_not_claimed_but_canceled(store
     # Given a queued task run whose execution then failed
     execution_id = start(store, store.add_pipeline(pipeline("Ended")))
     with store.transaction() as tx:
-        (queued,) = tx.queue_task_runs(execution_id, [(("CI", "Build"), BoundTask({}))])
+        (queued,) = tx.queue_task_runs(execution_id, [(("CI", "Build"), BoundTask({}))], NOW)
         tx.transition(execution_id, ExecutionStatus.FAILED, "a sibling failed")
 
     # When its message arrives
-    claimed = store.claim(queued.id, queued.attempt)
-    with store.transaction() as tx:
-        canceled = tx.cancel_abandoned(queued.id, queued.attempt)
+    claimed = store.claim(queued.id, queued.attempt, "worker-1", 60)
 
-    # Then no worker runs it, and it is CANCELED saying why
-    assert claimed is None and canceled
+    # Then no worker runs it, and the execution's end already CANCELED it, saying why
+    assert claimed is None and not store.cancel_abandoned(queued.id, queued.attempt)
     run = store.get_task_run(queued.id)
-    assert run.status is RunStatus.CANCELED and "no longer running" in run.status_message
+    assert run.status is RunStatus.CANCELED and "the execution is FAILED" in run.status_message
 
 
 def test_status_changes_follow_the_transition_table(store: Store) -> None:
     # Given a FAILED execution and a finished task run
     execution_id = start(store, store.add_pipeline(pipeline("Table")))
     with store.transaction() as tx:
-        run = tx.queue_task_runs(execution_id, [(("CI", "Build"), BoundTask({"in": 1}))])[0]
-    assert store.claim(run.id, run.attempt) is not None
+        run = tx.queue_task_runs(execution_id, [(("CI", "Build"), BoundTask({"in": 1}))], NOW)[0]
+    claimed = store.claim(run.id, run.attempt, "worker-1", 60)
+    assert claimed is not None
     with store.transaction() as tx:
-        assert tx.finish_task_run(run.id, RunStatus.COMPLETED, "", {"ok": True})
+        assert tx.finish_task_run(claimed, RunStatus.COMPLETED, "", {"ok": True})
         assert tx.transition(execution_id, ExecutionStatus.FAILED, "it broke")
 
     # When something tries to move them on again
     with store.transaction() as tx:
         moved_execution = tx.transition(execution_id, ExecutionStatus.RUNNING)
-        moved_run = tx.finish_task_run(run.id, RunStatus.FAILED, "late")
+        moved_run = tx.finish_task_run(claimed, RunStatus.FAILED, "late")
 
     # Then nothing changes
     assert not moved_execution and not moved_run

@@ -9,18 +9,17 @@ from celery import Celery
 from celery.signals import worker_process_init
 from kombu import Queue
 
+from orchestrator import defaults
 from orchestrator.engine import Engine
 from orchestrator.settings import Settings
 from orchestrator.store import Store
-from workers.constants import QUEUE_DEFAULT, QUEUE_ORCHESTRATOR, QUEUES, TASK_FAILED
+from orchestrator.sweep import Sweeper
+from workers.constants import PRIORITY_SWEEP, QUEUE_DEFAULT, QUEUE_ORCHESTRATOR, QUEUES, TASK_SWEEP
 from workers.dispatcher import CeleryDispatcher
 from workers.executors import build_executors
+from workers.heartbeat import Heartbeat
 from workers.http import HttpClient
 from workers.runner import TaskRunner
-
-# Redis hands an unacknowledged message to another worker after this long. It must outlast the longest
-# countdown a waiting task is re-sent with, or a POLL waiting longer would run twice.
-VISIBILITY_TIMEOUT_SECONDS = 6 * 3600
 
 
 class Context:
@@ -44,25 +43,30 @@ class Context:
 
     @cached_property
     def engine(self) -> Engine:
-        return Engine(self.store, self.dispatcher)
+        return Engine(self.store, self.dispatcher, self.settings.sweep_seconds)
 
     @cached_property
     def runner(self) -> TaskRunner:
         executors = build_executors(HttpClient(), self.store.get_endpoint)
-        return TaskRunner(self.store, self.engine, self.dispatcher, executors)
+        heartbeat = Heartbeat(self.store, self.settings.lease_seconds)
+        return TaskRunner(self.store, self.engine, executors, heartbeat)
+
+    @cached_property
+    def sweeper(self) -> Sweeper:
+        return Sweeper(self.engine, self.settings.lease_seconds)
 
     def reset(self) -> None:
         """Forget everything built so far (a forked child must not share its parent's connections)."""
         store = self.__dict__.pop("store", None)
         if store is not None:
             store.engine.dispose(close=False)
-        for name in ("engine", "runner"):
+        for name in ("engine", "runner", "sweeper"):
             self.__dict__.pop(name, None)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery settings for Rollway's queues: late acks, one message at a time, JSON only."""
-    transport_options: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
+    """Celery settings for Rollway's queues: late acks, one message at a time, JSON only, and the sweep's beat."""
+    transport_options: dict[str, Any] = {"visibility_timeout": defaults.VISIBILITY_TIMEOUT_SECONDS}
     if settings.redis_prefix:
         transport_options["global_keyprefix"] = settings.redis_prefix
     if settings.redis_url is None:
@@ -76,7 +80,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "task_default_queue": QUEUE_DEFAULT,
         "task_queues": [Queue(name) for name in QUEUES],
-        "task_routes": {TASK_FAILED: {"queue": QUEUE_ORCHESTRATOR}},
+        "task_routes": {TASK_SWEEP: {"queue": QUEUE_ORCHESTRATOR}},
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_ignore_result": True,
@@ -86,6 +90,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "accept_content": ["json"],
         "result_expires": 3600,
         "timezone": "UTC",
+        # A task that finishes while the broker is away records its outcome in the database; cancelling it on
+        # the lost connection would only make the sweep run it again.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "beat_schedule": {
+            "rollway-sweep": {
+                "task": TASK_SWEEP,
+                "schedule": settings.sweep_seconds,
+                # A sweep nobody took before the next one is due is dropped, not piled up behind it.
+                "options": {"queue": QUEUE_ORCHESTRATOR, "priority": PRIORITY_SWEEP, "expires": settings.sweep_seconds},
+            }
+        },
     }
 
 

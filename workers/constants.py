@@ -11,8 +11,14 @@ QUEUE_DEFAULT = "default"
 QUEUES = (QUEUE_ORCHESTRATOR, QUEUE_KUBERNETES, QUEUE_HTTP, QUEUE_DEFAULT)
 
 TASK_RUN = "rollway.run_task"
-TASK_FAILED = "rollway.task_failed"
+TASK_SWEEP = "rollway.sweep"
 TASK_PING = "rollway.ping"
+
+# Redis priorities (0 is served first): every queue's priority-0 messages are taken before any other, so tasks
+# of rollback executions and the sweep go ahead of release traffic on whatever queue their type uses.
+PRIORITY_ROLLBACK = 0
+PRIORITY_SWEEP = 0
+PRIORITY_RELEASE = 6
 
 # A slow cluster or a slow web service must never starve orchestration or each other.
 QUEUE_BY_TASK_TYPE: Mapping[str, str] = {

@@ -1,8 +1,8 @@
 """Dispatchers: how the engine hands a queued task run to a worker.
 
-`CeleryDispatcher` sends `rollway.run_task` to the queue of the task's type with the `link_error`
-errback that reports a failure back to the orchestrator queue. `InlineDispatcher` runs task runs in the
-calling thread, in order, with no broker at all: the engine's own tests use it.
+`CeleryDispatcher` sends `rollway.run_task` to the queue of the task's type; tasks of rollback executions go
+with the highest priority, so a burst of releases never delays putting an environment back. `InlineDispatcher`
+runs task runs in the calling thread, in order, with no broker at all: the engine's own tests use it.
 """
 
 from __future__ import annotations
@@ -13,10 +13,13 @@ from collections.abc import Callable
 
 from celery import Celery
 
-from orchestrator.errors import TaskFailed
-from orchestrator.execution import TaskRun
-from workers.constants import QUEUE_ORCHESTRATOR, TASK_FAILED, TASK_RUN, queue_for
+from orchestrator.outbox import Dispatch
+from workers.constants import PRIORITY_RELEASE, PRIORITY_ROLLBACK, TASK_RUN, queue_for
 from workers.runner import TaskRunner
+
+# Publishing gives up after about a second when the broker is away: the outbox keeps the message, and a
+# trigger must answer rather than wait for Redis.
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.3, "interval_max": 0.5}
 
 
 class CeleryDispatcher:
@@ -25,16 +28,15 @@ class CeleryDispatcher:
     def __init__(self, app: Celery) -> None:
         self.app = app
 
-    def dispatch(self, run: TaskRun, countdown: float = 0.0) -> None:
-        # Immutable, so Celery calls the errback with our task run id only, as a message on the orchestrator
-        # queue, rather than inline in the failing worker with a live exception.
-        errback = self.app.signature(TASK_FAILED, args=(run.id,), immutable=True, queue=QUEUE_ORCHESTRATOR)
+    def dispatch(self, item: Dispatch) -> None:
         self.app.send_task(
             TASK_RUN,
-            args=(run.id, run.attempt),
-            queue=queue_for(run.type),
-            countdown=countdown or None,
-            link_error=errback,
+            args=(item.task_run_id, item.attempt),
+            queue=queue_for(item.type),
+            countdown=item.countdown or None,
+            priority=PRIORITY_ROLLBACK if item.rollback else PRIORITY_RELEASE,
+            retry=True,
+            retry_policy=PUBLISH_RETRY,
         )
 
 
@@ -42,22 +44,19 @@ class InlineDispatcher:
     """Keeps dispatched task runs in memory and runs them one by one when drained."""
 
     def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.pending: deque[tuple[str, int, float]] = deque()
+        self.pending: deque[Dispatch] = deque()
         self.sleep = sleep
 
-    def dispatch(self, run: TaskRun, countdown: float = 0.0) -> None:
-        self.pending.append((run.id, run.attempt, countdown))
+    def dispatch(self, item: Dispatch) -> None:
+        self.pending.append(item)
 
     def drain(self, runner: TaskRunner) -> int:
         """Run everything dispatched, including what running it dispatches; how many attempts ran."""
         count = 0
         while self.pending:
-            task_run_id, attempt, countdown = self.pending.popleft()
-            if countdown:
-                self.sleep(countdown)
+            item = self.pending.popleft()
+            if item.countdown:
+                self.sleep(item.countdown)
             count += 1
-            try:
-                runner.run(task_run_id, attempt)
-            except TaskFailed:
-                runner.engine.task_failed(task_run_id)
+            runner.run(item.task_run_id, item.attempt)
         return count

@@ -1,51 +1,66 @@
-"""Running one task run in a worker: claim it, call its executor, record the outcome.
+"""Running one task run in a worker: claim it with a lease, call its executor, hand the outcome to the engine.
 
-This is the body of the Celery task `rollway.run_task`, kept free of Celery so that any dispatcher can
-call it. The run's input was bound when it was queued, so claiming it is all the worker reads. A failure
-is recorded in the database first and then raised as TaskFailed, which is what makes Celery fire the
-`link_error` errback that hands the failure to the engine.
+This is the body of the Celery task `rollway.run_task`, kept free of Celery so that any dispatcher can call it.
+The run's input was bound when it was queued, so claiming it is all the worker reads. Every outcome, a failure
+included, goes to `Engine.task_finished`; database errors on the way are retried (`dbretry.py`), never
+acknowledged away.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping
 
-from orchestrator.engine import Dispatcher, Engine
-from orchestrator.errors import RollwayError, TaskFailed
+from orchestrator.engine import Engine
+from orchestrator.errors import RollwayError
 from orchestrator.execution import TaskRun
-from orchestrator.status import RunStatus
+from orchestrator.outcome import Failed, Outcome
 from orchestrator.store import Store
-from workers.executors.base import Executor, Failed, Outcome, Succeeded, TaskCall, Waiting
+from workers.dbretry import with_retry
+from workers.executors.base import Executor, TaskCall
+from workers.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 
 
 class TaskRunner:
-    """Runs task runs for one worker process."""
+    """Runs task runs for one worker process; `worker` names it in leases and events."""
 
-    def __init__(self, store: Store, engine: Engine, dispatcher: Dispatcher, executors: Mapping[str, Executor]):
+    def __init__(
+        self,
+        store: Store,
+        engine: Engine,
+        executors: Mapping[str, Executor],
+        heartbeat: Heartbeat,
+        worker: str = "worker",
+    ) -> None:
         self.store = store
         self.engine = engine
-        self.dispatcher = dispatcher
         self.executors = executors
+        self.heartbeat = heartbeat
+        self.worker = worker
 
-    def run(self, task_run_id: str, attempt: int) -> None:
-        """Run one attempt of a task run; raises TaskFailed after recording a failure."""
-        run = self.store.claim(task_run_id, attempt)
+    def run(self, task_run_id: str, attempt: int, worker: str | None = None) -> None:
+        """Run one attempt of a task run, if it is there to take for that attempt."""
+        # A claim of its own: a retried claim recognises itself, a second delivery of the message does not.
+        holder = f"{worker or self.worker} claim {secrets.token_hex(4)}"
+        lease = self.heartbeat.lease_seconds
+        run = with_retry(lambda: self.store.claim(task_run_id, attempt, holder, lease), "claim")
         if run is None:
-            with self.store.transaction() as tx:
-                canceled = tx.cancel_abandoned(task_run_id, attempt)
+            canceled = with_retry(lambda: self.store.cancel_abandoned(task_run_id, attempt, holder), "cancel")
             reason = "its execution is no longer running" if canceled else "not queued for this attempt"
             log.info("task run %s attempt %s not run: %s", task_run_id, attempt, reason)
             return
-        self._record(run, self._execute(run))
+        with self.heartbeat.hold(run, holder):
+            outcome = self._execute(run)
+        with_retry(lambda: self.engine.task_finished(run, outcome, holder), "record the outcome")
 
     def _execute(self, run: TaskRun) -> Outcome:
         executor = self.executors.get(run.type)
         if executor is None:
             return Failed(f"this worker has no executor for {run.type} tasks")
-        call = TaskCall(run.type, run.input or {}, run.bindings, run.attempt, run.state, run.endpoints)
+        call = TaskCall(run.type, run.input or {}, run.bindings, run.attempt, run.state, run.endpoints, run.id)
         try:
             return executor.execute(call)
         except RollwayError as error:
@@ -53,17 +68,3 @@ class TaskRunner:
         except Exception as error:  # a bug in an executor must fail the task, not leave it RUNNING forever
             log.exception("executor for %s tasks raised", run.type)
             return Failed(f"{type(error).__name__}: {error}")
-
-    def _record(self, run: TaskRun, outcome: Outcome) -> None:
-        if isinstance(outcome, Succeeded):
-            self.engine.task_succeeded(run, outcome.output)
-            return
-        if isinstance(outcome, Waiting):
-            with self.store.transaction() as tx:
-                again = tx.requeue_task_run(run.id, run.attempt, outcome.state, outcome.message)
-            if again is not None:
-                self.dispatcher.dispatch(again, countdown=outcome.countdown)
-            return
-        with self.store.transaction() as tx:
-            tx.finish_task_run(run.id, RunStatus.FAILED, outcome.message, outcome.output)
-        raise TaskFailed(outcome.message)

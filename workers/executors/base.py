@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestrator.errors import BindingError
+from orchestrator.outcome import Failed, Outcome, Succeeded, Waiting
+
+__all__ = ["Executor", "Failed", "Outcome", "Succeeded", "TaskCall", "Waiting"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class TaskCall:
     state: Mapping[str, Any] = field(default_factory=dict)
     endpoints: Mapping[str, str] = field(default_factory=dict)
     """The task's endpoints by role (`kubernetesServer`), as endpoint ids resolved when it was queued."""
+    run_id: str = ""
+    """The task run this attempt belongs to: the same for every attempt (REST sends it as Idempotency-Key)."""
 
     def lookup(self, reference: str) -> object:
         """The value of a pipeline binding an expression of this task reads."""
@@ -33,35 +38,9 @@ class TaskCall:
         return self.bindings[reference]
 
 
-@dataclass(frozen=True)
-class Succeeded:
-    """The task is done; `output` is what later bindings can read."""
-
-    output: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """The task is not done yet: run it again after `countdown` seconds, handing it `state`."""
-
-    countdown: float
-    state: Mapping[str, Any]
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class Failed:
-    """The task failed; `output` is kept so a rollback can still bind to what the task saw."""
-
-    message: str
-    output: Mapping[str, Any] | None = None
-
-
-Outcome = Succeeded | Waiting | Failed
-
-
 class Executor(Protocol):
-    """Runs one attempt of a task type. Never sleeps to wait: it answers Waiting instead."""
+    """Runs one attempt of a task type. Never sleeps to wait: it answers Waiting instead (never Lost, which only
+    the sweep reports)."""
 
     def execute(self, call: TaskCall) -> Outcome:
         """Run one attempt."""

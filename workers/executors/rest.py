@@ -7,6 +7,8 @@ from orchestrator.tasktypes import HTTP_ACTIONS
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall
 from workers.http import HttpClient
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
 
 def request_problem(url: object, headers: object) -> str | None:
     """What is wrong with a URL or headers only known once bindings are resolved, if anything."""
@@ -32,8 +34,10 @@ class RestExecutor:
         if problem is not None:
             return Failed(problem)
         assert isinstance(url, str)
+        # One key for every attempt of this run: an endpoint that honours it performs a repeated request once.
+        sent = {IDEMPOTENCY_KEY: call.run_id, **(headers or {})} if call.run_id else headers
         try:
-            response = self.http.request(action, url, headers, call.input.get("payload"))
+            response = self.http.request(action, url, sent, call.input.get("payload"))
         except EndpointError as error:
             return Failed(error.message, {"status": "FAILED"})
         output = {"status": "COMPLETED" if response.ok else "FAILED", **response.as_output()}

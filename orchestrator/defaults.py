@@ -1,0 +1,40 @@
+"""Every timing knob of Rollway in one place, with why it has the value it has.
+
+Settings that users may change (`ROLLWAY_LEASE_SECONDS`, `ROLLWAY_SWEEP_SECONDS`) take their defaults from
+here; the rest are fixed on purpose and named so a reader finds them.
+"""
+
+from __future__ import annotations
+
+# How long a claimed task run may go without its worker's heartbeat before it counts as lost. Workers renew at
+# a third of it, so a busy machine must stall for two renewals in a row before a healthy run is reclaimed.
+LEASE_SECONDS = 60.0
+# How often `rollway beat` runs the sweep: the longest a lost message, an expired lease or a due wait can
+# go unnoticed.
+SWEEP_SECONDS = 15.0
+# A heartbeat stops renewing an attempt that has run this long: a wedged executor is then reclaimed like a
+# dead worker instead of holding its task forever.
+ATTEMPT_TIMEOUT_SECONDS = 15 * 60.0
+# Redis hands an unacknowledged message to another consumer after this long. Waits longer than a sweep are
+# kept in the database, so no message is held longer than a sweep interval plus a task's own run time.
+VISIBILITY_TIMEOUT_SECONDS = 300
+# A run whose attempts were lost with their worker this many times is failed: a task that kills every worker
+# it runs on must not take the whole pool down one worker at a time.
+MAX_LOSSES = 3
+# How many rows one pass of the sweep takes of each kind; the next pass takes the rest.
+SWEEP_BATCH = 500
+
+# Database: connecting gives up after this (libpq `connect_timeout`), the server cancels a statement after
+# this, and a connection held longer than its limit (a hung server, a black-holed network) is cut by the
+# watchdog, so an API request answers 503 within seconds instead of hanging.
+DB_CONNECT_TIMEOUT_SECONDS = 3
+DB_STATEMENT_TIMEOUT_SECONDS = 15
+DB_API_HOLD_SECONDS = 5.0
+DB_WORKER_HOLD_SECONDS = 30.0
+# Waiting for a free pooled connection gives up after this.
+DB_POOL_TIMEOUT_SECONDS = 5
+# A worker retries a database error with backoff this long before it puts the message back in its queue.
+DB_RETRY_SECONDS = 120.0
+
+# The API's `Retry-After` while the database or the broker cannot be reached.
+RETRY_AFTER_SECONDS = 5

@@ -1,0 +1,48 @@
+"""The outbox: what a committed step has to send to workers, and when.
+
+Nothing lives only in the broker. A step that queues a task run records, in the same transaction, when the
+run is due (`dispatch_after`) and whether it is being sent now (`sent_at`). After the commit the relay sends
+what is marked sent; the sweep sends what is due and was never sent, and sends again what was sent but never
+claimed within a lease (its message died with a Redis restart, a worker, or a process between commit and
+send). A message sent twice is harmless: a worker only claims a run for the attempt its message names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """One message to send: run attempt `attempt` of a task run, `countdown` seconds from now.
+
+    `rollback` runs belong to rollback executions, which go ahead of release traffic.
+    """
+
+    task_run_id: str
+    attempt: int
+    type: str
+    rollback: bool
+    countdown: float = 0.0
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a queued attempt is due, and whether the relay sends it at once (else the sweep does when due)."""
+
+    due: datetime
+    sent: datetime | None
+
+    @classmethod
+    def plan(cls, now: datetime, countdown: float, horizon: float) -> Schedule:
+        """A wait no longer than the sweep interval (`horizon`) goes to the broker now with a countdown; a longer
+        one stays in the database until the sweep before it is due, so no worker holds it for long."""
+        countdown = max(0.0, countdown)
+        due = now + timedelta(seconds=countdown)
+        return cls(due, now if countdown <= horizon else None)
+
+
+def countdown(due: datetime | None, now: datetime) -> float:
+    """Seconds from `now` until `due`; 0 when it is already due."""
+    return 0.0 if due is None else max(0.0, (due - now).total_seconds())

@@ -1,0 +1,117 @@
+"""The sweep: what puts executions back on their way when a message, a worker or a follow-up was lost.
+
+`rollway beat` has a worker run it every `ROLLWAY_SWEEP_SECONDS`. Each pass, in order:
+1. reclaims task runs whose lease expired (their worker died): `Engine.task_finished(run, Lost)`;
+2. sends queued runs that are due and were never sent (the broker was down, or a long wait came due), and
+   sends again those sent more than a lease ago and still not claimed (their message was lost);
+3. settles executions whose rollback ended while they still show ROLLING_BACK;
+4. starts queued executions whose pipeline has a free slot;
+5. advances executions that run tasks but have none open (a step's follow-up was lost).
+
+Every step is safe to repeat, and only one sweep runs at a time (`Store.sweep_lock`): two beats do no harm.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from orchestrator import defaults
+from orchestrator.engine import Engine
+from orchestrator.outbox import Dispatch, countdown
+from orchestrator.outcome import Lost
+from orchestrator.schema import now
+
+log = logging.getLogger(__name__)
+
+ACTOR = "sweep"
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one pass did; `skipped` when another sweep held the lock."""
+
+    reclaimed: int = 0
+    sent: int = 0
+    settled: int = 0
+    started: int = 0
+    advanced: int = 0
+    skipped: bool = False
+
+    def __str__(self) -> str:
+        if self.skipped:
+            return "sweep skipped: another sweep is running"
+        return (
+            f"sweep: {self.reclaimed} lost run(s) reclaimed, {self.sent} message(s) sent, {self.settled} "
+            f"rollback(s) settled, {self.started} queued execution(s) started, {self.advanced} advanced"
+        )
+
+
+class Sweeper:
+    """Runs the sweep over one engine's store."""
+
+    def __init__(self, engine: Engine, lease_seconds: float, batch: int = defaults.SWEEP_BATCH) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.lease = timedelta(seconds=lease_seconds)
+        self.batch = batch
+
+    def sweep(self) -> SweepReport:
+        """One pass; see the module's docstring."""
+        with self.store.sweep_lock() as held:
+            if not held:
+                return SweepReport(skipped=True)
+            report = SweepReport(
+                reclaimed=self._reclaim(),
+                sent=self._send(),
+                settled=self._settle(),
+                started=self._start(),
+                advanced=self._advance(),
+            )
+        if report.reclaimed or report.sent or report.settled or report.started or report.advanced:
+            log.info("%s", report)
+        return report
+
+    def _reclaim(self) -> int:
+        with self.store.transaction() as tx:
+            expired = tx.expired_leases(now(), self.batch)
+        for run in expired:
+            log.warning("task run %s attempt %s: lease expired (worker %s)", run.id, run.attempt, run.worker)
+            self.engine.task_finished(run, Lost(run.worker), actor=ACTOR)
+        return len(expired)
+
+    def _send(self) -> int:
+        stamp = now()
+        horizon = stamp + timedelta(seconds=self.engine.horizon)
+        with self.store.transaction() as tx:
+            due = tx.due_to_send(horizon, stamp - self.lease, self.batch)
+            tx.mark_sent([(run.id, run.attempt) for run, _ in due], stamp)
+        items = [
+            Dispatch(run.id, run.attempt, run.type, rollback, countdown(run.dispatch_after, stamp))
+            for run, rollback in due
+        ]
+        return self.engine.relay(items)
+
+    def _settle(self) -> int:
+        with self.store.transaction() as tx:
+            ended = tx.unsettled_parents(self.batch)
+        for rollback_id in ended:
+            self.engine.finished(rollback_id)
+        return len(ended)
+
+    def _start(self) -> int:
+        with self.store.transaction() as tx:
+            pipelines = tx.pipelines_with_queued_executions()
+        started = 0
+        for pipeline_id in pipelines:
+            started += self.engine.promote(pipeline_id)
+        return started
+
+    def _advance(self, grace: float = defaults.SWEEP_SECONDS) -> int:
+        with self.store.transaction() as tx:
+            stalled = tx.stalled(now() - timedelta(seconds=grace), self.batch)
+        for execution_id in stalled:
+            log.warning("execution %s runs tasks but has none open: advancing it", execution_id)
+            self.engine.advance(execution_id)
+        return len(stalled)
