@@ -1,0 +1,156 @@
+"""Fixtures of the fault suite: a database of its own behind a TCP proxy, a private Redis, the ledger web service,
+a kubesim cluster, and a Rollway deployment on all of them.
+
+Nothing here stops or restarts the shared services: PostgreSQL is only ever reached through the proxy the test
+controls, and the Redis the test stops is a redis-server it started itself on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from harness import LEASE_SECONDS, PROJECT, SWEEP_SECONDS, Deployment, Ledger, RedisServer, TcpProxy
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from kubesim import KubeSim
+from orchestrator.schema import metadata
+from orchestrator.store import Store
+
+from rollway_testing import POSTGRES_SERVER, SECRET_KEY, TOKEN, unavailable
+
+FAULTS_DB = os.environ.get("ROLLWAY_TEST_FAULTS_DATABASE", "rollway_faults")
+SUMMARIES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures of each fault test, so they can be quoted from a plain `pytest` run."""
+    if SUMMARIES:
+        terminalreporter.section("fault suite figures")
+        for line in SUMMARIES:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def report() -> Callable[[str, str], None]:
+    """`report(fault, summary)`: print a test's one-line figures and list them at the end of the run."""
+
+    def add(fault: str, summary: str) -> None:
+        line = f"{fault}: {summary}"
+        print(line)
+        SUMMARIES.append(line)
+
+    return add
+
+
+@pytest.fixture(scope="session")
+def faults_database() -> str:
+    """The suite's own PostgreSQL database (direct URL), created if missing, with Rollway's schema."""
+    url = make_url(POSTGRES_SERVER)
+    try:
+        admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": FAULTS_DB})
+            if exists.first() is None:
+                conn.execute(text(f'CREATE DATABASE "{FAULTS_DB}"'))
+        admin.dispose()
+    except Exception as error:
+        unavailable("PostgreSQL", error)
+    direct = url.set(database=FAULTS_DB).render_as_string(hide_password=False)
+    Store.connect(direct).dispose()  # creates or upgrades the schema
+    return direct
+
+
+def _truncate(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE " + ", ".join(table.name for table in metadata.sorted_tables) + " CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def store(faults_database: str) -> Iterator[Store]:
+    """The suite's database, emptied, reached directly (not through the proxy): what the test reads and checks."""
+    _truncate(faults_database)
+    direct = Store.connect(faults_database)
+    yield direct
+    direct.dispose()
+
+
+@pytest.fixture
+def proxy(faults_database: str) -> Iterator[TcpProxy]:
+    """A TCP proxy in front of PostgreSQL, passing until the test says otherwise."""
+    url = make_url(faults_database)
+    running = TcpProxy((url.host or "127.0.0.1", url.port or 5432)).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def proxied_url(faults_database: str, proxy: TcpProxy) -> str:
+    """The suite's database URL through the proxy."""
+    url = make_url(faults_database).set(host="127.0.0.1", port=proxy.port)
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, on a free port; the test may stop and start it."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server", FileNotFoundError("redis-server is not on PATH (Debian package redis-server)"))
+    server = RedisServer(tmp_path / "redis.log", binary)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ledger() -> Iterator[Ledger]:
+    running = Ledger().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def cluster() -> Iterator[KubeSim]:
+    with KubeSim(ready_delay=0.1) as sim:
+        yield sim
+
+
+@pytest.fixture
+def rollway(
+    store: Store,
+    proxied_url: str,
+    private_redis: RedisServer,
+    cluster: KubeSim,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[Deployment]:
+    """A Rollway deployment (API served; workers and beat started by the test) with the cluster as an endpoint."""
+    env = dict(os.environ)
+    env.update(
+        ROLLWAY_DATABASE_URL=proxied_url,
+        ROLLWAY_REDIS_URL=private_redis.url,
+        ROLLWAY_API_TOKEN=TOKEN,
+        ROLLWAY_SECRET_KEY=SECRET_KEY,
+        ROLLWAY_LEASE_SECONDS=str(LEASE_SECONDS),
+        ROLLWAY_SWEEP_SECONDS=str(SWEEP_SECONDS),
+    )
+    env.pop("ROLLWAY_REDIS_PREFIX", None)
+    deployment = Deployment(env, tmp_path)
+    try:
+        api = deployment.serve_api()
+        api.create_at(
+            "/api/endpoints", {"name": "faults-cluster", "project": PROJECT, "url": cluster.url, "insecure": True}
+        )
+        yield deployment
+    finally:
+        deployment.stop()
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            print(deployment.logs())
