@@ -72,7 +72,8 @@ def demo(redis: bool) -> None:
 @click.option("-Q", "--queues", default=",".join(QUEUES), show_default=True, help="comma-separated queues")
 @click.option("-c", "--concurrency", default=None, type=int, help="worker processes (default: CPU count)")
 @click.option("-l", "--loglevel", default="INFO", show_default=True)
-def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
+@click.option("-B", "--beat", "with_beat", is_flag=True, help="also run the sweep's beat (one machine only)")
+def worker(queues: str, concurrency: int | None, loglevel: str, with_beat: bool) -> None:
     """Run a Celery worker on some or all of Rollway's queues."""
     from orchestrator.store import require_current_schema
     from workers.celery_app import make_celery
@@ -83,9 +84,25 @@ def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
     argv = ["worker", "-Q", queues, f"--loglevel={loglevel}", "-n", f"rollway-{os.getpid()}@%h"]
     if concurrency:
         argv += ["-c", str(concurrency)]
+    if with_beat:
+        argv += ["--beat"]
     settings = Settings.from_env()
     require_current_schema(settings)  # before Celery starts: an old schema stops the worker at once, not per task
     make_celery(settings).worker_main(argv)
+
+
+@cli.command()
+@click.option("-l", "--loglevel", default="INFO", show_default=True)
+def beat(loglevel: str) -> None:
+    """Run the periodic sweep (Celery beat): re-sends what was not sent, reclaims lost task runs, enforces
+    timeouts, starts queued executions. Two beats at once do no harm."""
+    from orchestrator.store import require_current_schema
+    from workers.celery_app import make_celery
+
+    settings = Settings.from_env()
+    require_current_schema(settings)
+    click.echo(f"rollway beat: a sweep every {settings.sweep_seconds:g} s")
+    make_celery(settings).Beat(loglevel=loglevel).run()
 
 
 @cli.group()

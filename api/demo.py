@@ -233,7 +233,7 @@ def run_demo(echo: Echo, use_redis: bool = True) -> int:
         celery = make_celery(settings)
         broker = f"Redis at {settings.redis_url}" if settings.redis_url else "Celery's in-memory transport"
         echo(f"Rollway demo: SQLite in {folder}, {broker}, an embedded worker, the API on a free local port")
-        stack.enter_context(EmbeddedWorker(celery))
+        stack.enter_context(EmbeddedWorker(celery, sweep_seconds=settings.sweep_seconds))
         client = Client(stack.enter_context(_served(create_app(settings, celery))), settings.api_token)
         pipeline_id = _set_up(client, clusters, echo)
         good = _release(client, pipeline_id, GOOD, "a good release", echo)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from orchestrator import defaults
 from orchestrator.errors import RollwayError
 
 log = logging.getLogger(__name__)
@@ -25,9 +27,25 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(RollwayError)
     def _rollway(error: RollwayError) -> Response:
+        if error.http_status == 503:
+            return unavailable(error.message)
         if error.http_status >= 500:
             log.error("internal error: %s", error.message)
         return error_response(error.http_status, error.code, error.message, [item.as_dict() for item in error.details])
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(DisconnectionError)
+    @app.errorhandler(PoolTimeout)
+    def _database_away(error: Exception) -> Response:
+        # Refused, lost, timed out or cut by the watchdog: nothing the client sent, and worth asking again.
+        log.warning("database unavailable: %s", str(error).strip().splitlines()[0] if str(error).strip() else error)
+        return unavailable("the database cannot be reached right now; nothing was changed, try again shortly")
+
+    @app.errorhandler(DBAPIError)
+    def _database_error(error: DBAPIError) -> Response:
+        if error.connection_invalidated:
+            return _database_away(error)
+        return _unexpected(error)
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:
@@ -48,3 +66,10 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(error: Exception) -> Response:
         log.exception("unexpected error")
         return error_response(500, "internal", "internal error; the server log has the details")
+
+
+def unavailable(message: str) -> Response:
+    """503 with Retry-After: the database or the broker cannot be reached for now."""
+    response = error_response(503, "unavailable", message)
+    response.headers["Retry-After"] = str(defaults.RETRY_AFTER_SECONDS)
+    return response

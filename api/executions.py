@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.serialize import execution_view, stages_view
+from api.serialize import event_view, execution_view, stages_view
 from api.services import requester, services
 from orchestrator.errors import BadRequest
 from orchestrator.status import ExecutionStatus
@@ -60,6 +60,12 @@ def get(execution_id: str) -> Response:
     view = execution_view(state.execution)
     view["stages"] = stages_view(state.pipeline, store.task_runs(execution_id))
     return jsonify(view)
+
+
+@blueprint.get("/executions/<execution_id>/events")
+def events(execution_id: str) -> Response:
+    """The execution's history, oldest first: every status change of it and of its task runs."""
+    return jsonify([event_view(event) for event in services().store.events(execution_id)])
 
 
 @blueprint.post("/executions/<execution_id>/cancel")

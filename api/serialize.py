@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.document import to_document
-from orchestrator.execution import Execution, PipelineRecord, TaskRun
+from orchestrator.execution import Event, Execution, PipelineRecord, TaskRun
 from orchestrator.pipeline import Pipeline
 from orchestrator.planner import stage_status
 
@@ -45,6 +45,19 @@ def execution_view(execution: Execution) -> dict[str, Any]:
         "startedAt": timestamp(execution.started_at),
         "finishedAt": timestamp(execution.finished_at),
         "link": f"/api/executions/{execution.id}",
+    }
+
+
+def event_view(event: Event) -> dict[str, Any]:
+    """One entry of an execution's history (`GET /api/executions/<id>/events`)."""
+    return {
+        "at": timestamp(event.at),
+        "status": event.status,
+        "previous": event.previous,
+        "stage": event.stage,
+        "task": event.task,
+        "message": event.message,
+        "actor": event.actor,
     }
 
 

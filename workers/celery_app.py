@@ -93,6 +93,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # A task that finishes while the broker is away records its outcome in the database; cancelling it on
         # the lost connection would only make the sweep run it again.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # Beat keeps no schedule file: the sweep is one interval, so after a restart it simply runs again.
+        "beat_scheduler": "celery.beat:Scheduler",
         "beat_schedule": {
             "rollway-sweep": {
                 "task": TASK_SWEEP,

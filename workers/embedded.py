@@ -10,16 +10,18 @@ from celery import Celery
 from celery.app.trace import setup_worker_optimizations
 from celery.worker import WorkController
 
-from workers.constants import QUEUES
+from workers.constants import PRIORITY_SWEEP, QUEUE_ORCHESTRATOR, QUEUES, TASK_SWEEP
 
 START_TIMEOUT_SECONDS = 30.0
 
 
 class EmbeddedWorker:
-    """Runs a worker on every Rollway queue in a background thread."""
+    """Runs a worker on every Rollway queue in a background thread; with `sweep_seconds`, its beat too."""
 
-    def __init__(self, app: Celery, concurrency: int = 4) -> None:
+    def __init__(self, app: Celery, concurrency: int = 4, sweep_seconds: float | None = None) -> None:
         self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._sweep_seconds = sweep_seconds
         self._app = app
         self._hostname = f"rollway-embedded-{threading.get_native_id()}@localhost"
         self._worker = WorkController(
@@ -46,10 +48,19 @@ class EmbeddedWorker:
         self._thread.start()
         if not self._ready.wait(START_TIMEOUT_SECONDS):
             raise RuntimeError(f"the embedded worker did not start within {START_TIMEOUT_SECONDS:.0f}s")
+        if self._sweep_seconds:
+            threading.Thread(target=self._beat, args=(self._sweep_seconds,), name="rollway-beat", daemon=True).start()
         return self
+
+    def _beat(self, seconds: float) -> None:
+        """What `rollway beat` does, in a thread: send the sweep every `seconds` (the in-memory transport has no
+        other process to run a beat in)."""
+        while not self._stopping.wait(seconds):
+            self._app.send_task(TASK_SWEEP, queue=QUEUE_ORCHESTRATOR, priority=PRIORITY_SWEEP, expires=seconds)
 
     def stop(self) -> None:
         """Stop consuming and wait for tasks in progress."""
+        self._stopping.set()
         self._worker.stop(in_sighandler=False)
         self._thread.join(START_TIMEOUT_SECONDS)
 
