@@ -29,6 +29,8 @@ def test_each_variable_sets_its_field() -> None:
         "ROLLWAY_SECRET_KEY": "s3cret",
         "ROLLWAY_API_TOKEN": "t0ken",
         "ROLLWAY_REDIS_PREFIX": "team-a:",
+        "ROLLWAY_LEASE_SECONDS": "20",
+        "ROLLWAY_SWEEP_SECONDS": "2.5",
     }
 
     # When read
@@ -36,9 +38,24 @@ def test_each_variable_sets_its_field() -> None:
 
     # Then each is where a reader expects it
     assert settings == Settings(
-        "postgresql://postgres@db/rollway", "redis://cache:6380/2", "s3cret", "t0ken", "team-a:"
+        "postgresql://postgres@db/rollway", "redis://cache:6380/2", "s3cret", "t0ken", "team-a:", 20.0, 2.5
     )
     assert not settings.is_sqlite
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "inf", "nan", "100000"])
+@pytest.mark.parametrize("name", ["ROLLWAY_LEASE_SECONDS", "ROLLWAY_SWEEP_SECONDS"])
+def test_a_lease_or_sweep_interval_that_cannot_work_is_refused_naming_the_variable(name: str, value: str) -> None:
+    # Given a timing that is not a positive number of seconds up to a day
+    # When read, then it is refused, naming the variable and the value
+    with pytest.raises(ConfigurationError, match=f"{name} must be a number of seconds.*{value!r}"):
+        Settings.from_env({"ROLLWAY_DATABASE_URL": "sqlite:///x.db", name: value})
+
+
+def test_lease_and_sweep_default_to_a_minute_and_fifteen_seconds() -> None:
+    # Given neither timing set, when read, then the documented defaults apply
+    settings = Settings.from_env({"ROLLWAY_DATABASE_URL": "sqlite:///x.db"})
+    assert (settings.lease_seconds, settings.sweep_seconds) == (60.0, 15.0)
 
 
 @pytest.mark.parametrize(
