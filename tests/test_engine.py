@@ -15,8 +15,8 @@ from werkzeug import Request, Response
 from orchestrator.document import load_pipeline
 from orchestrator.engine import Engine
 from orchestrator.errors import InputInvalid, InvalidTransition, PipelineDisabled
-from orchestrator.outcome import Lost
 from orchestrator.execution import Execution, PipelineRecord
+from orchestrator.outcome import Lost
 from orchestrator.status import ExecutionStatus, RunStatus
 from orchestrator.store import Store
 from workers.dispatcher import InlineDispatcher

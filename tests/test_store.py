@@ -13,8 +13,8 @@ from orchestrator.execution import PipelineRecord
 from orchestrator.inputs import BoundTask
 from orchestrator.outbox import Schedule
 from orchestrator.pipeline import Pipeline
-from orchestrator.status import ExecutionStatus, RunStatus
 from orchestrator.schema import now
+from orchestrator.status import ExecutionStatus, RunStatus
 from orchestrator.store import Store
 
 # Queued runs due and sent at once.

@@ -14,6 +14,7 @@ from orchestrator.engine import Engine
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.sweep import Sweeper
+from workers.broker import broker_transport
 from workers.constants import PRIORITY_SWEEP, QUEUE_DEFAULT, QUEUE_ORCHESTRATOR, QUEUES, TASK_SWEEP
 from workers.dispatcher import CeleryDispatcher
 from workers.executors import build_executors
@@ -74,6 +75,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         transport_options = {"polling_interval": 0.01}
     return {
         "broker_url": settings.broker_url,
+        # kombu's Redis transport, made to survive a Redis restart under Celery 5.7 (see workers/broker.py).
+        "broker_transport": broker_transport(settings.broker_url),
         "result_backend": settings.redis_url or "cache+memory://",
         "broker_transport_options": transport_options,
         "result_backend_transport_options": transport_options,
