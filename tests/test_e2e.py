@@ -273,6 +273,19 @@ def test_failing_task_rolls_back_through_its_stage_link(
     rollbacks = api.http.get("/api/executions", params={"rollback": "true"}).json()
     assert [item["id"] for item in rollbacks] == [child_id]
 
+    # ... and the parent's history tells the story: started, its tasks, the failure, rolling back, settled
+    history = api.http.get(f"/api/executions/{parent_id}/events").json()
+    executions_only = [(item["previous"], item["status"]) for item in history if item["task"] is None]
+    assert executions_only == [
+        (None, "RUNNING"),
+        ("RUNNING", "ROLLING_BACK"),
+        ("ROLLING_BACK", "ROLLBACK_COMPLETED"),
+    ]
+    verify = [item for item in history if item["task"] == "Verify"]
+    assert verify[-1]["status"] == "FAILED" and "failure criteria" in verify[-1]["message"]
+    assert verify[-1]["actor"].startswith("rollway-")  # the worker that ran it
+    assert api.http.get("/api/executions/no-such-id/events").status_code == 404
+
 
 def test_a_task_link_wins_over_its_stage_link(api: ServedApp, worker: Any, web: HTTPServer, wait: Any) -> None:
     # Given a failing task linked to one rollback pipeline, in a stage linked to another
