@@ -109,7 +109,12 @@ class Engine:
             execution = tx.insert_execution(record, values, comments, requested_by=requested_by)
             if execution.status is ExecutionStatus.RUNNING:
                 self._advance(tx, tx.state(execution.id, lock=True), effects)
-        self._follow_up(effects)
+        try:
+            self._follow_up(effects)
+        except SQLAlchemyError as error:
+            # Saved is saved: answering an error now would have the caller trigger it twice. The sweep settles
+            # what this follow-up could not.
+            log.warning("execution %s: its follow-up is left to the sweep: %s", execution.id, error)
         return execution
 
     def advance(self, execution_id: str) -> None:

@@ -52,7 +52,8 @@ _BY_KEY = (
     task_runs.c.stage == bindparam("in_stage"),
     task_runs.c.name == bindparam("named"),
 )
-_LEASE_EXPIRED = task_runs.c.lease_expires_at < bindparam("now")
+# A running run with no lease at all was claimed by a Rollway from before leases: it is reclaimed like any other.
+_LEASE_EXPIRED = (task_runs.c.lease_expires_at < bindparam("now")) | task_runs.c.lease_expires_at.is_(None)
 
 
 def run_change(old: RunStatus, new: RunStatus, *where: Any, **values: Any) -> Any:
@@ -602,7 +603,8 @@ class Transaction:
 
     def expired_leases(self, stamp: datetime, limit: int) -> list[TaskRun]:
         """Running task runs whose worker stopped renewing their lease before `stamp`."""
-        query = select(task_runs).where(task_runs.c.status == _R.RUNNING, task_runs.c.lease_expires_at < stamp)
+        expired = (task_runs.c.lease_expires_at < stamp) | task_runs.c.lease_expires_at.is_(None)
+        query = select(task_runs).where(task_runs.c.status == _R.RUNNING, expired)
         return [task_run_from_row(row) for row in self.conn.execute(query.limit(limit))]
 
     def due_to_send(self, horizon: datetime, resend_before: datetime, limit: int) -> list[tuple[TaskRun, bool]]:
@@ -615,7 +617,8 @@ class Transaction:
                 task_runs.c.status == _R.QUEUED,
                 executions.c.status.in_(RUNS_TASKS),
                 ((task_runs.c.sent_at.is_(None)) & (task_runs.c.dispatch_after <= horizon))
-                | (task_runs.c.sent_at < resend_before),
+                # Sent, due, and a lease later still not claimed (a countdown still running is not lost).
+                | ((task_runs.c.sent_at < resend_before) & (task_runs.c.dispatch_after < resend_before)),
             )
             .order_by(task_runs.c.dispatch_after)
             .limit(limit)

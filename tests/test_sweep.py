@@ -174,6 +174,7 @@ def test_a_message_that_was_never_sent_or_was_lost_is_sent_by_the_sweep(deployme
     deployment.store.mark_sent([(unsent.id, unsent.attempt)], None)
     # ... the other was sent, but a lease ago, and nobody claimed it (it died with a Redis restart)
     deployment.age(task_runs.c.sent_at, lost.id, LEASE + 1)
+    deployment.age(task_runs.c.dispatch_after, lost.id, LEASE + 1)
 
     # When the sweep runs
     report = deployment.sweeper.sweep()

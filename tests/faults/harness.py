@@ -43,7 +43,7 @@ from orchestrator.execution import Execution
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 
-from rollway_testing import TERMINAL, TOKEN, ServedApp, rollway_command
+from rollway_testing import TERMINAL, TOKEN, rollway_command
 
 Doc = dict[str, Any]
 
@@ -1101,36 +1101,65 @@ DISCARDED = re.compile(r"Discarding revoked task: rollway\.run_task\[([0-9a-f-]+
 # -- one deployment of Rollway
 
 
-class Deployment:
-    """A Rollway deployment for one test: the API served in a thread, workers and a beat as process groups.
+class ApiProcess:
+    """`rollway serve` in a process of its own (waitress, as in production), and an HTTP client of it.
 
-    Everything reaches PostgreSQL through the test's proxy and Redis at the test's private redis-server.
+    A process rather than a thread of the test: a request stuck on a hung database, or a socket the broker
+    dropped, stays in the API's process, where it would be in production.
     """
+
+    def __init__(self, process: RollwayProcess, port: int) -> None:
+        self.process = process
+        self.url = f"http://127.0.0.1:{port}"
+        self.http = api_client(self.url, timeout=30.0)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.alive():
+            with contextlib.suppress(httpx.TransportError):
+                if self.http.get("/api/pipelines").status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"rollway serve did not answer on {self.url}:\n{self.process.log()}")
+
+    def create(self, document: Doc) -> Doc:
+        """POST a pipeline document; it must be created."""
+        return self.create_at("/api/pipelines", document)
+
+    def create_at(self, path: str, body: Doc) -> Doc:
+        answer = self.http.post(path, json=body)
+        assert answer.status_code == 201, answer.text
+        created: Doc = answer.json()
+        return created
+
+    def stop(self) -> None:
+        self.http.close()
+        self.process.stop()
+
+
+class Deployment:
+    """A Rollway deployment for one test: `rollway serve`, `rollway worker`s and a `rollway beat`, each a process
+    group of its own, all on the database through the test's proxy and on the test's private Redis."""
 
     def __init__(self, env: dict[str, str], folder: Path) -> None:
         self.env = env
         self.folder = folder
         self.processes: list[RollwayProcess] = []
-        self.api: ServedApp | None = None
-        self._app: Any = None
+        self.api: ApiProcess | None = None
         self._celery: Celery | None = None
 
     @property
     def settings(self) -> Settings:
-        # From the environment, as `rollway serve` would read it: lease and sweep settings included.
         return Settings.from_env(self.env)
 
-    def serve_api(self) -> ServedApp:
-        from werkzeug.serving import make_server
-
-        from api.app import create_app
-
-        self._app = create_app(self.settings)
-        self.api = ServedApp(make_server("127.0.0.1", 0, self._app, threaded=True))
+    def serve_api(self) -> ApiProcess:
+        port = free_port()
+        self.api = ApiProcess(self.start("api", "serve", "--port", str(port)), port)
+        self.api.wait_ready()
         return self.api
 
     def start(self, name: str, *args: str) -> RollwayProcess:
-        """Start `rollway <args>` without waiting for it (see `ready`)."""
+        """Start `rollway <args>` without waiting for it."""
         process = RollwayProcess(name, args, self.env, self.folder)
         self.processes.append(process)
         return process
@@ -1158,11 +1187,9 @@ class Deployment:
         return "\n".join(f"--- {item.log_path.name}\n{item.log()[-15000:]}" for item in self.processes)
 
     def stop(self) -> None:
+        if self.api is not None:
+            self.api.http.close()
         for process in self.processes:
             process.stop()
-        if self.api is not None:
-            self.api.stop()
-        if self._app is not None:
-            self._app.extensions["rollway"].store.dispose()
         if self._celery is not None:
             self._celery.close()
