@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from harness import LEASE_SECONDS, PROJECT, SWEEP_SECONDS, Deployment, Ledger, RedisServer, TcpProxy
+from harness import LEASE_SECONDS, PROJECT, SWEEP_SECONDS, Burst, Deployment, Ledger, RedisServer, TcpProxy
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -154,3 +154,19 @@ def rollway(
         failed = getattr(request.node, "rep_call", None)
         if failed is not None and failed.failed:
             print(deployment.logs())
+
+
+@pytest.fixture
+def start_burst(rollway: Deployment) -> Iterator[Callable[..., Burst]]:
+    """`burst(pipeline, count=32, interval=0.25)`: start triggering executions of a pipeline over HTTP."""
+    started: list[Burst] = []
+
+    def start(pipeline: dict[str, object], count: int = 32, interval: float = 0.25) -> Burst:
+        assert rollway.api is not None
+        running = Burst(rollway.api.url, str(pipeline["id"]), count, interval).start()
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.close()

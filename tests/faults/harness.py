@@ -857,11 +857,13 @@ class Triggered:
     seconds: float = 0.0
 
 
-def trigger(client: httpx.Client, pipeline_id: str, n: int, patience: float = 40.0) -> Triggered:
-    """POST an execution, retrying on 503 after its Retry-After (never on anything else but a timeout)."""
+def trigger(
+    client: httpx.Client, pipeline_id: str, n: int, patience: float = 40.0, stop: threading.Event | None = None
+) -> Triggered:
+    """POST an execution, retrying on 503 after its Retry-After (and after a timeout), never on anything else."""
     done = Triggered(n)
-    started = time.monotonic()
-    while time.monotonic() - started < patience:
+    stop = stop or threading.Event()
+    while time.monotonic() - done.at < patience and not stop.is_set():
         try:
             answer = client.post(f"/api/pipelines/{pipeline_id}/executions", json={"input": release_input(n)})
         except httpx.TimeoutException:
@@ -871,7 +873,7 @@ def trigger(client: httpx.Client, pipeline_id: str, n: int, patience: float = 40
         except httpx.TransportError as error:
             done.answers.append(type(error).__name__)
             done.problems.append(f"trigger {n}: {error!r}")
-            time.sleep(0.5)
+            stop.wait(0.5)
             continue
         done.answers.append(str(answer.status_code))
         if answer.status_code == 202:
@@ -882,10 +884,10 @@ def trigger(client: httpx.Client, pipeline_id: str, n: int, patience: float = 40
             done.problems.append(f"trigger {n}: {problem}")
             if answer.status_code != 503:
                 break
-        time.sleep(retry_after(answer))
+        stop.wait(retry_after(answer))
     else:
         done.problems.append(f"trigger {n}: no 202 within {patience}s ({done.answers})")
-    done.seconds = time.monotonic() - started
+    done.seconds = time.monotonic() - done.at
     return done
 
 
@@ -898,6 +900,7 @@ class Burst:
         self.interval = interval
         self.triggered: list[Triggered] = []
         self._client = api_client(api_url)
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="burst", daemon=True)
 
     def start(self) -> Burst:
@@ -906,8 +909,10 @@ class Burst:
 
     def _run(self) -> None:
         for n in range(self.count):
-            self.triggered.append(trigger(self._client, self.pipeline_id, n))
-            time.sleep(self.interval)
+            if self._stop.is_set():
+                return
+            self.triggered.append(trigger(self._client, self.pipeline_id, n, stop=self._stop))
+            self._stop.wait(self.interval)
 
     def wait_for(self, sent: int, timeout: float = 60.0) -> None:
         """Until `sent` triggers have been answered."""
@@ -918,10 +923,17 @@ class Burst:
             raise AssertionError(f"only {len(self.triggered)} of {sent} triggers answered within {timeout}s")
 
     def join(self, timeout: float = 120.0) -> None:
+        """Until every trigger has been answered."""
         self._thread.join(timeout)
-        self._client.close()
         if self._thread.is_alive():
             raise AssertionError(f"the burst did not finish within {timeout}s ({len(self.triggered)} sent)")
+
+    def close(self) -> None:
+        """Stop triggering (a test that failed half-way) and close the client."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=15)
+        self._client.close()
 
     @property
     def problems(self) -> list[str]:
@@ -1082,14 +1094,18 @@ def check_outcome(
     return summary
 
 
-def pending_task_ids(broker: redis.Redis, queues: Iterable[str]) -> list[str]:
-    """Celery ids of the run_task messages waiting in the broker's queues (what Flower's task list shows)."""
+def pending_task_ids(broker: redis.Redis) -> list[str]:
+    """Celery ids of the run_task messages waiting in the broker, not yet handed to any worker.
+
+    Every list key is read, so priority sub-queues (`<queue>\\x06\\x16<n>`) and key prefixes are covered.
+    """
     found = []
-    for name in queues:
-        for raw in broker.lrange(name, 0, -1):
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                message = json.loads(raw)
-                headers = message["headers"]
+    for key in broker.scan_iter(count=1000):
+        if broker.type(key) != b"list":
+            continue
+        for raw in broker.lrange(key, 0, -1):
+            with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                headers = json.loads(raw)["headers"]
                 if headers.get("task") == "rollway.run_task":
                     found.append(str(headers["id"]))
     return found
