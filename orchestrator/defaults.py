@@ -27,9 +27,9 @@ SWEEP_BATCH = 500
 # Database: connecting gives up after this (libpq `connect_timeout`), the server cancels a statement after
 # this, and a connection held longer than its limit (a hung server, a black-holed network) is cut by the
 # watchdog, so an API request answers 503 within seconds instead of hanging.
-DB_CONNECT_TIMEOUT_SECONDS = 3
+DB_CONNECT_TIMEOUT_SECONDS = 2
 DB_STATEMENT_TIMEOUT_SECONDS = 15
-DB_API_HOLD_SECONDS = 5.0
+DB_API_HOLD_SECONDS = 3.0
 DB_WORKER_HOLD_SECONDS = 30.0
 # Waiting for a free pooled connection gives up after this.
 DB_POOL_TIMEOUT_SECONDS = 5

@@ -58,10 +58,9 @@ def make_engine(url: str, *, hold_seconds: float = defaults.DB_WORKER_HOLD_SECON
             max_overflow=10,
             pool_recycle=300,
             pool_timeout=defaults.DB_POOL_TIMEOUT_SECONDS,
-            pool_pre_ping=pre_ping,
             connect_args=timeouts,
         )
-        Watchdog(hold_seconds).watch(engine)
+        Watchdog(hold_seconds).watch(engine, ping=pre_ping)
         return engine
     engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
 

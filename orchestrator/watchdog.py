@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import InvalidatePoolError
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +35,29 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def watch(self, engine: Engine) -> None:
-        """Track the connections `engine`'s pool hands out."""
-        event.listen(engine, "checkout", self._checked_out)
+    def watch(self, engine: Engine, ping: bool = False) -> None:
+        """Track the connections `engine`'s pool hands out; with `ping`, test each one as it is handed out.
+
+        The ping is ours rather than SQLAlchemy's `pool_pre_ping`, which runs before the pool's `checkout` event
+        and so outside the watchdog: a ping to a hung server would wait for as long as the server hangs.
+        """
+        event.listen(engine, "checkout", self._pinging if ping else self._checked_out)
         event.listen(engine, "checkin", self._checked_in)
 
     def _checked_out(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         with self._lock:
             self._held[id(dbapi_connection)] = (self._clock() + self.limit, dbapi_connection)
         self._ensure_thread()
+
+    def _pinging(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        self._checked_out(dbapi_connection, record, proxy)
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except psycopg.Error as error:
+            self._checked_in(dbapi_connection, record)
+            # The pool throws every older connection away and tries once more with a new one.
+            raise InvalidatePoolError(f"a pooled connection failed its ping: {error}") from error
 
     def _checked_in(self, dbapi_connection: Any, _record: Any) -> None:
         with self._lock:

@@ -67,7 +67,7 @@ def test_a_rest_call_reports_its_action_url_headers_and_unknown_fields_together(
         "action": "must be one of get, post, put, patch, delete, not 'fetch'",
         "url": "must be an http:// or https:// URL, not 'ftp://files'",
         "headers.X-Debug": "must be a string or a number",
-        "body": "is not an input of a REST task (expected: action, headers, payload, url)",
+        "body": "is not an input of a REST task (expected: action, headers, idempotent, payload, url)",
     }
 
 
