@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, insert, literal, select, update
+from sqlalchemy import Connection, Row, String, bindparam, func, insert, literal, select, update
 
 from orchestrator.document import to_document
 from orchestrator.errors import NotFound
@@ -56,20 +57,49 @@ _BY_KEY = (
 _LEASE_EXPIRED = (task_runs.c.lease_expires_at < bindparam("now")) | task_runs.c.lease_expires_at.is_(None)
 
 
-def run_change(old: RunStatus, new: RunStatus, *where: Any, **values: Any) -> Any:
-    """The UPDATE that moves task runs from `old` to `new` where `where` holds, returning the rows it moved.
+@dataclass(frozen=True)
+class RunChange:
+    """One kind of task-run status change: its UPDATE, and on PostgreSQL the same UPDATE writing its events too.
 
-    Every task-run status change is built here, from the transition table: a statement the table does not
-    allow fails when the module is imported, and each one names a single `old`, so its events know it.
+    `logged` is one statement (a data-modifying CTE), so recording the history costs a task no round trip;
+    SQLite, which has no such CTEs, writes the events in one INSERT before the transaction commits.
+    """
+
+    old: RunStatus
+    statement: Any
+    logged: Any
+
+
+def run_change(old: RunStatus, new: RunStatus, *where: Any, **values: Any) -> RunChange:
+    """The change that moves task runs from `old` to `new` where `where` holds, returning the rows it moved.
+
+    Every task-run status change is built here, from the transition table: a change the table does not allow
+    fails when the module is imported, and each names a single `old`, so its events know it.
     """
     check_run(old, new)
     finished: dict[str, Any] = {"finished_at": bindparam("now")} if new.is_terminal else {}
-    return (
+    statement = (
         update(task_runs)
         .where(task_runs.c.status == old, *where)
         .values(status=new, updated_at=bindparam("now"), **finished, **values)
         .returning(*task_runs.c)
     )
+    moved = statement.cte("moved")
+    logged = insert(events).from_select(
+        list(EVENT_FIELDS),
+        select(
+            bindparam("now", type_=UTCDateTime()),
+            moved.c.execution_id,
+            moved.c.id,
+            moved.c.stage,
+            moved.c.name,
+            literal(old.value),
+            moved.c.status,
+            moved.c.status_message,
+            bindparam("actor", type_=String()),
+        ).select_from(moved),
+    )
+    return RunChange(old, statement, select(moved).add_cte(logged.cte("logged")))
 
 
 _R = RunStatus
@@ -95,28 +125,6 @@ _CLAIM = run_change(
 )
 
 
-def _claim_and_log() -> Any:
-    """PostgreSQL: the claim and its event in one statement (a data-modifying CTE), so a worker's claim stays
-    one round trip."""
-    claimed = _CLAIM.cte("claimed")
-    logged = insert(events).from_select(
-        list(EVENT_FIELDS),
-        select(
-            bindparam("now", type_=UTCDateTime()),
-            claimed.c.execution_id,
-            claimed.c.id,
-            claimed.c.stage,
-            claimed.c.name,
-            literal(RunStatus.QUEUED.value),
-            claimed.c.status,
-            claimed.c.status_message,
-            bindparam("holder"),
-        ).select_from(claimed),
-    )
-    return select(claimed).add_cte(logged.cte("logged"))
-
-
-_CLAIM_AND_LOG = _claim_and_log()
 _AGAIN = {
     lost: run_change(
         _R.RUNNING,
@@ -258,9 +266,14 @@ class Transaction:
             self.conn.execute(insert(events), self.pending_events)
             self.pending_events = []
 
-    def _runs_moved(self, rows: Iterable[Row[Any]], previous: RunStatus, actor: str, stamp: datetime) -> list[TaskRun]:
-        moved = [task_run_from_row(row) for row in rows]
-        self.pending_events += [run_event(run, previous, actor, stamp) for run in moved]
+    def _move_runs(self, change: RunChange, values: dict[str, Any], actor: str) -> list[TaskRun]:
+        """Make a task-run change and record its events; the runs it moved."""
+        values = values | {"actor": actor}
+        if self.conn.dialect.name == "postgresql":
+            self.flush_events()  # an execution's change made before this one stays before it in the history
+            return [task_run_from_row(row) for row in self.conn.execute(change.logged, values)]
+        moved = [task_run_from_row(row) for row in self.conn.execute(change.statement, values)]
+        self.pending_events += [run_event(run, change.old, actor, values["now"]) for run in moved]
         return moved
 
     # -- reads
@@ -498,7 +511,7 @@ class Transaction:
                 "sent": schedule.sent,
                 "now": stamp,
             }
-            moved += self._runs_moved(self.conn.execute(_QUEUE, values), _R.NOT_STARTED, actor, stamp)
+            moved += self._move_runs(_QUEUE, values, actor)
         return moved
 
     def settle_task_runs(
@@ -508,13 +521,12 @@ class Transaction:
         stamp = now()
         for (stage, name), message in settled:
             values = {"in_execution": execution_id, "in_stage": stage, "named": name, "message": message, "now": stamp}
-            self._runs_moved(self.conn.execute(_SETTLE[new], values), _R.NOT_STARTED, actor, stamp)
+            self._move_runs(_SETTLE[new], values, actor)
 
     def cancel_queued_task_runs(self, execution_id: str, message: str, actor: str = "") -> None:
         """Cancel an execution's QUEUED task runs (a worker that receives one later finds nothing to run)."""
         stamp = now()
-        rows = self.conn.execute(_CANCEL_QUEUED, {"in_execution": execution_id, "message": message, "now": stamp})
-        self._runs_moved(rows, _R.QUEUED, actor, stamp)
+        self._move_runs(_CANCEL_QUEUED, {"in_execution": execution_id, "message": message, "now": stamp}, actor)
 
     def claim_task_run(self, task_run_id: str, attempt: int, holder: str, lease_until: datetime) -> TaskRun | None:
         """Take a QUEUED task run of a running execution for this attempt (QUEUED -> RUNNING), with a lease.
@@ -523,11 +535,7 @@ class Transaction:
         execution is no longer running.
         """
         values = {"run_id": task_run_id, "at_attempt": attempt, "holder": holder, "lease_until": lease_until}
-        values["now"] = stamp = now()
-        if self.conn.dialect.name == "postgresql":
-            row = self.conn.execute(_CLAIM_AND_LOG, values).first()
-            return None if row is None else task_run_from_row(row)
-        moved = self._runs_moved(self.conn.execute(_CLAIM, values), _R.QUEUED, holder, stamp)
+        moved = self._move_runs(_CLAIM, values | {"now": now()}, holder)
         return moved[0] if moved else None
 
     def held_by(self, task_run_id: str, attempt: int, holder: str) -> TaskRun | None:
@@ -548,8 +556,8 @@ class Transaction:
     def cancel_abandoned(self, task_run_id: str, attempt: int, actor: str = "") -> bool:
         """Cancel a QUEUED task run whose execution ended before a worker got to it."""
         stamp = now()
-        rows = self.conn.execute(_CANCEL_ABANDONED, {"run_id": task_run_id, "at_attempt": attempt, "now": stamp})
-        return bool(self._runs_moved(rows, _R.QUEUED, actor, stamp))
+        values = {"run_id": task_run_id, "at_attempt": attempt, "now": stamp}
+        return bool(self._move_runs(_CANCEL_ABANDONED, values, actor))
 
     def finish_task_run(
         self,
@@ -573,7 +581,7 @@ class Transaction:
             "output": None if output is None else dict(output),
             "now": stamp,
         }
-        return bool(self._runs_moved(self.conn.execute(_FINISH[new, lost], values), _R.RUNNING, actor, stamp))
+        return bool(self._move_runs(_FINISH[new, lost], values, actor))
 
     def requeue_task_run(
         self,
@@ -596,7 +604,7 @@ class Transaction:
             "sent": schedule.sent,
             "now": stamp,
         }
-        moved = self._runs_moved(self.conn.execute(_AGAIN[lost], values), _R.RUNNING, actor, stamp)
+        moved = self._move_runs(_AGAIN[lost], values, actor)
         return moved[0] if moved else None
 
     # -- what the sweep looks for

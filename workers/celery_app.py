@@ -15,7 +15,7 @@ from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.sweep import Sweeper
 from workers.broker import broker_transport
-from workers.constants import PRIORITY_SWEEP, QUEUE_DEFAULT, QUEUE_ORCHESTRATOR, QUEUES, TASK_SWEEP
+from workers.constants import QUEUE_DEFAULT, QUEUE_ORCHESTRATOR, QUEUES, TASK_SWEEP
 from workers.dispatcher import CeleryDispatcher
 from workers.executors import build_executors
 from workers.heartbeat import Heartbeat
@@ -103,7 +103,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": TASK_SWEEP,
                 "schedule": settings.sweep_seconds,
                 # A sweep nobody took before the next one is due is dropped, not piled up behind it.
-                "options": {"queue": QUEUE_ORCHESTRATOR, "priority": PRIORITY_SWEEP, "expires": settings.sweep_seconds},
+                "options": {"queue": QUEUE_ORCHESTRATOR, "expires": settings.sweep_seconds},
             }
         },
     }

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+QUEUE_ROLLBACK = "rollback"
 QUEUE_ORCHESTRATOR = "orchestrator"
 QUEUE_KUBERNETES = "kubernetes"
 QUEUE_HTTP = "http"
 QUEUE_DEFAULT = "default"
-QUEUES = (QUEUE_ORCHESTRATOR, QUEUE_KUBERNETES, QUEUE_HTTP, QUEUE_DEFAULT)
+# A worker takes from its queues in turn, and a queue that just delivered goes to the back of the turn: an idle
+# `rollback` queue that gets a message is served within one pass over the queues, whatever waits elsewhere.
+# First in the list, it is also the first a starting worker looks at.
+QUEUES = (QUEUE_ROLLBACK, QUEUE_ORCHESTRATOR, QUEUE_KUBERNETES, QUEUE_HTTP, QUEUE_DEFAULT)
 
 TASK_RUN = "rollway.run_task"
 TASK_SWEEP = "rollway.sweep"
 TASK_PING = "rollway.ping"
-
-# Redis priorities (0 is served first): every queue's priority-0 messages are taken before any other, so tasks
-# of rollback executions and the sweep go ahead of release traffic on whatever queue their type uses.
-PRIORITY_ROLLBACK = 0
-PRIORITY_SWEEP = 0
-PRIORITY_RELEASE = 6
 
 # A slow cluster or a slow web service must never starve orchestration or each other.
 QUEUE_BY_TASK_TYPE: Mapping[str, str] = {
@@ -29,6 +27,6 @@ QUEUE_BY_TASK_TYPE: Mapping[str, str] = {
 }
 
 
-def queue_for(task_type: str) -> str:
-    """The queue that carries task runs of a task type."""
-    return QUEUE_BY_TASK_TYPE.get(task_type, QUEUE_DEFAULT)
+def queue_for(task_type: str, rollback: bool = False) -> str:
+    """The queue that carries task runs of a task type; every task of a rollback execution goes to `rollback`."""
+    return QUEUE_ROLLBACK if rollback else QUEUE_BY_TASK_TYPE.get(task_type, QUEUE_DEFAULT)

@@ -1,7 +1,7 @@
 """Dispatchers: how the engine hands a queued task run to a worker.
 
-`CeleryDispatcher` sends `rollway.run_task` to the queue of the task's type; tasks of rollback executions go
-with the highest priority, so a burst of releases never delays putting an environment back. `InlineDispatcher`
+`CeleryDispatcher` sends `rollway.run_task` to the queue of the task's type; tasks of rollback executions go to
+the `rollback` queue, so a burst of releases never delays putting an environment back. `InlineDispatcher`
 runs task runs in the calling thread, in order, with no broker at all: the engine's own tests use it.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from celery import Celery
 
 from orchestrator.outbox import Dispatch
-from workers.constants import PRIORITY_RELEASE, PRIORITY_ROLLBACK, TASK_RUN, queue_for
+from workers.constants import TASK_RUN, queue_for
 from workers.runner import TaskRunner
 
 # Publishing gives up after about a second when the broker is away: the outbox keeps the message, and a
@@ -32,9 +32,8 @@ class CeleryDispatcher:
         self.app.send_task(
             TASK_RUN,
             args=(item.task_run_id, item.attempt),
-            queue=queue_for(item.type),
+            queue=queue_for(item.type, item.rollback),
             countdown=item.countdown or None,
-            priority=PRIORITY_ROLLBACK if item.rollback else PRIORITY_RELEASE,
             retry=True,
             retry_policy=PUBLISH_RETRY,
         )

@@ -10,7 +10,7 @@ from celery import Celery
 from celery.app.trace import setup_worker_optimizations
 from celery.worker import WorkController
 
-from workers.constants import PRIORITY_SWEEP, QUEUE_ORCHESTRATOR, QUEUES, TASK_SWEEP
+from workers.constants import QUEUE_ORCHESTRATOR, QUEUES, TASK_SWEEP
 
 START_TIMEOUT_SECONDS = 30.0
 
@@ -56,7 +56,7 @@ class EmbeddedWorker:
         """What `rollway beat` does, in a thread: send the sweep every `seconds` (the in-memory transport has no
         other process to run a beat in)."""
         while not self._stopping.wait(seconds):
-            self._app.send_task(TASK_SWEEP, queue=QUEUE_ORCHESTRATOR, priority=PRIORITY_SWEEP, expires=seconds)
+            self._app.send_task(TASK_SWEEP, queue=QUEUE_ORCHESTRATOR, expires=seconds)
 
     def stop(self) -> None:
         """Stop consuming and wait for tasks in progress."""
