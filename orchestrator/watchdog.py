@@ -11,7 +11,6 @@ serves every connection of a process.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
@@ -20,6 +19,8 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import InvalidatePoolError
+
+from orchestrator.threads import ProcessThread
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,7 @@ class Watchdog:
         self._clock = clock
         self._held: dict[int, tuple[float, Any]] = {}
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        self._thread = ProcessThread(self._run, "rollway-db-watchdog")
 
     def watch(self, engine: Engine, ping: bool = False) -> None:
         """Track the connections `engine`'s pool hands out; with `ping`, test each one as it is handed out.
@@ -47,7 +47,7 @@ class Watchdog:
     def _checked_out(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         with self._lock:
             self._held[id(dbapi_connection)] = (self._clock() + self.limit, dbapi_connection)
-        self._ensure_thread()
+        self._thread.ensure()
 
     def _pinging(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
         self._checked_out(dbapi_connection, record, proxy)
@@ -62,16 +62,6 @@ class Watchdog:
     def _checked_in(self, dbapi_connection: Any, _record: Any) -> None:
         with self._lock:
             self._held.pop(id(dbapi_connection), None)
-
-    def _ensure_thread(self) -> None:
-        # A forked child inherits the dictionary but not the thread.
-        if self._thread is not None and self._pid == os.getpid():
-            return
-        with self._lock:
-            if self._thread is None or self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="rollway-db-watchdog", daemon=True)
-                self._thread.start()
 
     def _run(self) -> None:
         interval = min(1.0, self.limit / 4)

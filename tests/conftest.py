@@ -22,12 +22,13 @@ from orchestrator.store import Store
 
 from rollway_testing import (
     POSTGRES_DB,
-    POSTGRES_SERVER,
     REDIS_URL,
     SECRET_KEY,
     TOKEN,
     ServedApp,
     WorkerProcess,
+    create_database,
+    truncate,
     unavailable,
     wait_until,
 )
@@ -36,16 +37,7 @@ from rollway_testing import (
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """A test database on the local PostgreSQL, created once per session."""
-    try:
-        admin = create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": POSTGRES_DB})
-            if exists.first() is None:
-                conn.execute(text(f'CREATE DATABASE "{POSTGRES_DB}"'))
-        admin.dispose()
-    except Exception as error:
-        unavailable("PostgreSQL", error)
-    url = f"{POSTGRES_SERVER}/{POSTGRES_DB}"
+    url = create_database(POSTGRES_DB)
     engine = create_engine(url)
     # Made anew by the revisions themselves, so every session runs the migrations on PostgreSQL.
     metadata.drop_all(engine)
@@ -56,19 +48,12 @@ def postgres_url() -> str:
     return url
 
 
-def _truncate(url: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE " + ", ".join(table.name for table in metadata.sorted_tables) + " CASCADE"))
-    engine.dispose()
-
-
 @pytest.fixture
 def pg_url(postgres_url: str) -> Iterator[str]:
     """The PostgreSQL test database, emptied before and after the test."""
-    _truncate(postgres_url)
+    truncate(postgres_url)
     yield postgres_url
-    _truncate(postgres_url)
+    truncate(postgres_url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -37,6 +37,34 @@ def unavailable(what: str, error: Exception) -> NoReturn:
     pytest.skip(message)
 
 
+def create_database(name: str) -> str:
+    """The URL of a database of that name on the local PostgreSQL, created if missing (unavailable: skip or fail)."""
+    from sqlalchemy import create_engine, text
+
+    try:
+        admin = create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name})
+            if exists.first() is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+    except Exception as error:
+        unavailable("PostgreSQL", error)
+    return f"{POSTGRES_SERVER}/{name}"
+
+
+def truncate(url: str) -> None:
+    """Empty every table of Rollway's schema in the database at `url`."""
+    from sqlalchemy import create_engine, text
+
+    from orchestrator.schema import metadata
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE " + ", ".join(table.name for table in metadata.sorted_tables) + " CASCADE"))
+    engine.dispose()
+
+
 def rollway_command() -> list[str]:
     """The installed `rollway` console script, or the same entry point through Python."""
     script = shutil.which("rollway", path=str(Path(sys.executable).parent))
@@ -50,6 +78,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         env["ROLLWAY_API_TOKEN"] = settings.api_token
     if settings.secret_key:
         env["ROLLWAY_SECRET_KEY"] = settings.secret_key
+    env.update(ROLLWAY_LEASE_SECONDS=str(settings.lease_seconds), ROLLWAY_SWEEP_SECONDS=str(settings.sweep_seconds))
     return env
 
 

@@ -21,7 +21,7 @@ from orchestrator.settings import Settings, sqlite_url
 from orchestrator.store import Store, make_engine
 from orchestrator.vault import Vault
 
-from rollway_testing import POSTGRES_SERVER, REDIS_URL, rollway_command, settings_env, unavailable
+from rollway_testing import REDIS_URL, create_database, rollway_command, settings_env
 
 # Not the shared test database: these tests drop and make whole schemas.
 DATABASE = "rollway_migrations_test"
@@ -31,16 +31,7 @@ NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def postgres_server() -> str:
     """The URL of this module's own PostgreSQL database, created if missing."""
-    try:
-        admin = create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": DATABASE})
-            if exists.first() is None:
-                conn.execute(text(f'CREATE DATABASE "{DATABASE}"'))
-        admin.dispose()
-    except Exception as error:
-        unavailable("PostgreSQL", error)
-    return f"{POSTGRES_SERVER}/{DATABASE}"
+    return create_database(DATABASE)
 
 
 def _empty_postgres(url: str) -> None:
@@ -229,8 +220,8 @@ def test_servers_refuse_an_old_schema_until_rollway_db_upgrade(engine: Engine, u
     # Given a database at 0001
     migrations.upgrade(engine, "0001")
 
-    # When `rollway worker` and `rollway serve` start, Then each exits at once with the command to run
-    for server in (["worker", "-c", "1"], ["serve", "--port", "0"]):
+    # When `rollway worker`, `rollway serve` and `rollway beat` start, Then each exits at once with the command to run
+    for server in (["worker", "-c", "1"], ["serve", "--port", "0"], ["beat"]):
         finished = _rollway(url, *server)
         assert finished.returncode == 1, finished
         assert "run `rollway db upgrade`" in finished.stderr and "revision 0001" in finished.stderr

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -308,3 +308,29 @@ def test_two_sweeps_at_once_do_not_both_work(pg_url: str) -> None:
         assert not Sweeper(engine, LEASE).sweep().skipped
     finally:
         store.dispose()
+
+
+def test_an_attempt_that_runs_past_its_limit_is_no_longer_renewed(deployment: Deployment) -> None:
+    # Given a heartbeat holding two running attempts, one of them started past the attempt limit
+    record = deployment.save(pipeline("Wedged", {"A": condition("true"), "B": condition("true")}))
+    first = deployment.engine.trigger(record, {})
+    second = deployment.engine.trigger(record, {})
+    claimed = [
+        deployment.store.claim(item.task_run_id, item.attempt, f"worker {index}", LEASE)
+        for index, item in enumerate(deployment.dispatcher.pending)
+    ]
+    assert all(claimed) and {run.execution_id for run in claimed if run} == {first.id, second.id}
+    heartbeat = Heartbeat(deployment.store, LEASE, attempt_timeout=60.0)
+    healthy, wedged = claimed
+    assert healthy is not None and wedged is not None
+
+    # When it beats, with the wedged one held for longer than the limit
+    with heartbeat.hold(healthy, healthy.worker), heartbeat.hold(wedged, wedged.worker):
+        heartbeat._held[wedged.id, wedged.attempt] = replace(heartbeat._held[wedged.id, wedged.attempt], since=0.0)
+        renewed = heartbeat.beat()
+
+    # Then only the healthy lease was renewed: the wedged one runs out, and the sweep will reclaim it
+    assert renewed == 1
+    assert deployment.run("A", second).lease_expires_at == wedged.lease_expires_at
+    later = deployment.run("A", first).lease_expires_at
+    assert later is not None and healthy.lease_expires_at is not None and later > healthy.lease_expires_at

@@ -9,7 +9,6 @@ reclaimed by the sweep like a dead worker.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from orchestrator import defaults
 from orchestrator.execution import TaskRun
 from orchestrator.store import Store
+from orchestrator.threads import ProcessThread
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,7 @@ class Heartbeat:
         self._held: dict[tuple[str, int], Held] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        self._thread = ProcessThread(self._run, "rollway-heartbeat")
 
     @contextmanager
     def hold(self, run: TaskRun, holder: str) -> Iterator[None]:
@@ -55,21 +54,12 @@ class Heartbeat:
         key = (run.id, run.attempt)
         with self._lock:
             self._held[key] = Held(run, holder, time.monotonic())
-        self._ensure_thread()
+        self._thread.ensure()
         try:
             yield
         finally:
             with self._lock:
                 self._held.pop(key, None)
-
-    def _ensure_thread(self) -> None:
-        if self._thread is not None and self._pid == os.getpid():
-            return
-        with self._lock:
-            if self._thread is None or self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="rollway-heartbeat", daemon=True)
-                self._thread.start()
 
     def _run(self) -> None:
         while True:

@@ -14,14 +14,12 @@ from pathlib import Path
 
 import pytest
 from harness import LEASE_SECONDS, PROJECT, SWEEP_SECONDS, Burst, Deployment, Ledger, RedisServer, TcpProxy
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from kubesim import KubeSim
-from orchestrator.schema import metadata
 from orchestrator.store import Store
 
-from rollway_testing import POSTGRES_SERVER, SECRET_KEY, TOKEN, unavailable
+from rollway_testing import SECRET_KEY, TOKEN, create_database, truncate, unavailable
 
 FAULTS_DB = os.environ.get("ROLLWAY_TEST_FAULTS_DATABASE", "rollway_faults")
 SUMMARIES: list[str] = []
@@ -50,32 +48,15 @@ def report() -> Callable[[str, str], None]:
 @pytest.fixture(scope="session")
 def faults_database() -> str:
     """The suite's own PostgreSQL database (direct URL), created if missing, with Rollway's schema."""
-    url = make_url(POSTGRES_SERVER)
-    try:
-        admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": FAULTS_DB})
-            if exists.first() is None:
-                conn.execute(text(f'CREATE DATABASE "{FAULTS_DB}"'))
-        admin.dispose()
-    except Exception as error:
-        unavailable("PostgreSQL", error)
-    direct = url.set(database=FAULTS_DB).render_as_string(hide_password=False)
+    direct = create_database(FAULTS_DB)
     Store.connect(direct).dispose()  # creates or upgrades the schema
     return direct
-
-
-def _truncate(url: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE " + ", ".join(table.name for table in metadata.sorted_tables) + " CASCADE"))
-    engine.dispose()
 
 
 @pytest.fixture
 def store(faults_database: str) -> Iterator[Store]:
     """The suite's database, emptied, reached directly (not through the proxy): what the test reads and checks."""
-    _truncate(faults_database)
+    truncate(faults_database)
     direct = Store.connect(faults_database)
     yield direct
     direct.dispose()

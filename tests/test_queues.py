@@ -1,5 +1,5 @@
-"""Rollbacks first: tasks of rollback executions go ahead of release traffic already waiting in the queues,
-with a real worker on a real Redis."""
+"""Queues with a real worker on a real Redis: tasks of rollback executions go ahead of release traffic already
+waiting, and a single machine's worker with `--beat` sends again a message that was lost."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from orchestrator.status import ExecutionStatus
 from orchestrator.store import Store
 from workers.celery_app import make_celery
 from workers.dispatcher import CeleryDispatcher
+
+from rollway_testing import WorkerProcess
 
 
 def pipeline(name: str) -> dict[str, Any]:
@@ -59,3 +61,30 @@ def check_rollback_runs_first(store: Store, settings: Settings, worker_factory: 
     # Then the rollback's task started before any release task did
     started = {item: store.task_runs(item)[0].started_at for item in every}
     assert min(started, key=lambda item: started[item]) == rollback
+
+
+def test_a_worker_with_beat_sends_again_a_message_that_was_lost(settings: Settings, tmp_path: Any, wait: Any) -> None:
+    # Given a release whose first message never reached Redis (the process that committed it died at once)
+    from workers.dispatcher import InlineDispatcher
+
+    store = Store.connect(settings.database_url)
+    try:
+        record = store.add_pipeline(load_pipeline(pipeline("Lost"), store.rollback_target))
+        execution = Engine(store, InlineDispatcher()).trigger(record, {})
+
+        # When a single machine's worker starts with its beat, a lease of 2 s and a sweep every second
+        quick = settings.with_changes(lease_seconds=2.0, sweep_seconds=1.0)
+        worker = WorkerProcess(quick, tmp_path / "worker.log", "-c", "1", "--beat")
+        try:
+            worker.wait_ready()
+            # Then its sweep sends the message again, and the release completes
+            wait(
+                lambda: store.get_execution(execution.id).status is ExecutionStatus.COMPLETED,
+                timeout=60,
+                what="the lost release to complete",
+            )
+        finally:
+            worker.stop()
+        assert "rollway.sweep" in worker.log()
+    finally:
+        store.dispose()
