@@ -196,7 +196,7 @@ class Engine:
             self._again(tx, run, state, message, countdown=0.0, actor=actor, effects=effects, lost=True)
             return
         if losses >= defaults.MAX_LOSSES:
-            message = f"{where}, for the {losses}th time: given up"
+            message = f"{where}; its attempts were lost {losses} times in all: given up"
         else:
             message = (
                 f"{where} while it sent a request that is not safe to send twice; not sent again "
