@@ -101,12 +101,6 @@ class Unauthorized(RollwayError):
     code = "unauthorized"
 
 
-class TaskFailed(RollwayError):
-    """A task run ended in failure; raised in the worker so Celery fires the task's `link_error` errback."""
-
-    code = "task_failed"
-
-
 class EndpointError(RollwayError):
     """An HTTP endpoint a task calls cannot be reached, or does not answer in time."""
 
@@ -168,13 +162,6 @@ class SchemaTooNew(RollwayError):
 
 class DatabaseUnavailable(RollwayError):
     """The database cannot be reached (refused, lost, timed out): the API answers 503, a worker retries."""
-
-    http_status = 503
-    code = "unavailable"
-
-
-class BrokerUnavailable(RollwayError):
-    """The broker (Redis) cannot be reached: the API answers 503."""
 
     http_status = 503
     code = "unavailable"
