@@ -414,8 +414,18 @@ def _ping(celery: Celery) -> tuple[AsyncResult[Any], float]:
 
 
 def _done_at(result: AsyncResult[Any], timeout: float = EXECUTION_SECONDS) -> float:
-    """When the worker stored the result: its clock, as Rollway's startedAt and finishedAt are the workers'."""
-    result.get(timeout=timeout)
+    """When the worker stored the result: its clock, as Rollway's startedAt and finishedAt are the workers'.
+
+    The stored result is polled rather than awaited with `get()`: `get()` waits for the backend's pub/sub notice,
+    which a burst of subscriptions can miss, and then waits for ever on a task that is long done.
+    """
+    deadline = time.monotonic() + timeout
+    while not result.ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"task {result.id} did not finish within {timeout:g} s")
+        time.sleep(0.01)
+    if result.failed():
+        raise RuntimeError(f"task {result.id} failed: {result.result!r}")
     if result.date_done is None:
         raise RuntimeError(f"task {result.id} has a result but no date_done")
     return result.date_done.timestamp()
