@@ -79,3 +79,19 @@ def test_an_error_that_will_not_pass_is_raised_at_once(pg_url: str) -> None:
         with_retry(work, "test", sleep=waits.append)
     engine.dispose()
     assert not isinstance(raised.value, DatabaseUnavailable) and waits == []
+
+
+def test_a_k8s_task_whose_endpoint_cannot_be_read_is_not_failed_by_the_database(refused: Engine) -> None:
+    # Given a K8S task whose endpoint is read from a database that refuses every connection
+    from orchestrator.store import Store
+    from workers.executors.base import TaskCall
+    from workers.executors.k8s import K8sExecutor
+
+    store = Store(refused)
+    executor = K8sExecutor(lambda endpoint_id: with_retry(lambda: store.get_endpoint(endpoint_id), "read", budget=0.3))
+    call = TaskCall("K8S", {"action": "GET", "yaml": "kind: Namespace\napiVersion: v1\nmetadata: {name: x}\n"})
+    call = TaskCall(call.type, call.input, endpoints={"kubernetesServer": "endpoint-1"}, run_id="run-1")
+
+    # When it runs, Then the outage is raised as Rollway's own (the worker puts the message back), not a failure
+    with pytest.raises(DatabaseUnavailable, match="still unreachable"):
+        executor.execute(call)

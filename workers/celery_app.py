@@ -10,12 +10,14 @@ from celery.signals import worker_process_init
 from kombu import Queue
 
 from orchestrator import defaults
+from orchestrator.endpoints import Endpoint
 from orchestrator.engine import Engine
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.sweep import Sweeper
 from workers.broker import broker_transport
 from workers.constants import QUEUE_DEFAULT, QUEUE_ORCHESTRATOR, QUEUES, TASK_SWEEP
+from workers.dbretry import with_retry
 from workers.dispatcher import CeleryDispatcher
 from workers.executors import build_executors
 from workers.heartbeat import Heartbeat
@@ -48,9 +50,13 @@ class Context:
 
     @cached_property
     def runner(self) -> TaskRunner:
-        executors = build_executors(HttpClient(), self.store.get_endpoint)
+        executors = build_executors(HttpClient(), self.endpoint)
         heartbeat = Heartbeat(self.store, self.settings.lease_seconds)
         return TaskRunner(self.store, self.engine, executors, heartbeat)
+
+    def endpoint(self, endpoint_id: str) -> Endpoint:
+        """An endpoint for an executor, read through a database outage like every other read of a worker."""
+        return with_retry(lambda: self.store.get_endpoint(endpoint_id), "read an endpoint")
 
     @cached_property
     def sweeper(self) -> Sweeper:

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Mapping
 
 from orchestrator.engine import Engine
-from orchestrator.errors import RollwayError
+from orchestrator.errors import DatabaseUnavailable, RollwayError
 from orchestrator.execution import TaskRun
 from orchestrator.outcome import Failed, Outcome
 from orchestrator.store import Store
@@ -63,6 +63,9 @@ class TaskRunner:
         call = TaskCall(run.type, run.input or {}, run.bindings, run.attempt, run.state, run.endpoints, run.id)
         try:
             return executor.execute(call)
+        except DatabaseUnavailable:
+            # Not the task's failure: the run keeps its lease until that runs out, and the sweep runs it again.
+            raise
         except RollwayError as error:
             return Failed(error.message)
         except Exception as error:  # a bug in an executor must fail the task, not leave it RUNNING forever

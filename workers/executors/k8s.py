@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.endpoints import Endpoint
-from orchestrator.errors import ClusterBusy, ClusterError, ClusterUnreachable, RollwayError
+from orchestrator.errors import ClusterBusy, ClusterError, ClusterUnreachable, DatabaseUnavailable, RollwayError
 from orchestrator.manifests import read_objects
 from orchestrator.retry import RETRY_BUDGET, Backoff
 from orchestrator.rollout import (
@@ -213,6 +213,8 @@ class K8sExecutor:
             return self._act(task, cluster, memory)
         except (ClusterBusy, ClusterUnreachable) as error:
             return self._again(error, call.state, memory)
+        except DatabaseUnavailable:
+            raise  # Rollway's own database, not the task, failed: the attempt is not over (see runner.py)
         except RollwayError as error:
             return Failed(error.message)
         except Exception as error:  # a client bug or an odd answer must fail the task, not the worker
@@ -227,6 +229,8 @@ class K8sExecutor:
             )
         try:
             endpoint = self.endpoints(endpoint_id)
+        except DatabaseUnavailable:
+            raise
         except RollwayError as error:
             raise ClusterError(
                 f"the {KUBERNETES_SERVER} endpoint {endpoint_id} cannot be used: {error.message}"
