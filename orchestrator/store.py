@@ -7,13 +7,13 @@ with `transaction()` or, to serialize every step of one execution, with `locked(
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from orchestrator import defaults, migrations
 from orchestrator.document import RollbackTarget, to_document
@@ -200,7 +200,13 @@ class Store:
                 yield held
             finally:
                 if held:
-                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SWEEP_LOCK_KEY})
+                    self._unlock_sweep(conn)
+
+    @staticmethod
+    def _unlock_sweep(conn: Connection) -> None:
+        # If the connection is gone (a long pass the watchdog cut, the database went away), its lock went with it.
+        with suppress(SQLAlchemyError):
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SWEEP_LOCK_KEY})
 
     def events(self, execution_id: str) -> list[Event]:
         """An execution's history, oldest first; NotFound for an unknown execution."""

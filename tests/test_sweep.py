@@ -215,8 +215,8 @@ def test_a_long_wait_is_kept_in_the_database_and_sent_when_it_comes_due(deployme
     assert deployment.execution(execution).status is ExecutionStatus.COMPLETED
 
 
-def test_with_concurrency_one_a_release_waits_for_the_rollback_before_it(deployment: Deployment) -> None:
-    # Given a pipeline of concurrency 1 whose release fails and rolls back
+def rolling_back(deployment: Deployment) -> tuple[PipelineRecord, Execution]:
+    """A pipeline of concurrency 1 with a stage rollback, and a release of it that failed and is rolling back."""
     deployment.save(pipeline("Undo", {"Back": condition("true")}))
     document = pipeline("Deploy", {"Check": condition("${input.good} == 'yes'")}, concurrency=1, input={"good": ""})
     document["stages"]["Deploy"]["rollback"] = {"pipeline": "Undo"}
@@ -224,6 +224,12 @@ def test_with_concurrency_one_a_release_waits_for_the_rollback_before_it(deploym
     broken = deployment.engine.trigger(record, {"good": "no"})
     first = deployment.dispatcher.pending.popleft()
     deployment.runner.run(first.task_run_id, first.attempt)
+    return record, broken
+
+
+def test_with_concurrency_one_a_release_waits_for_the_rollback_before_it(deployment: Deployment) -> None:
+    # Given a pipeline of concurrency 1 whose release fails and rolls back
+    record, broken = rolling_back(deployment)
     assert deployment.execution(broken).status is ExecutionStatus.ROLLING_BACK
 
     # When the next release is triggered while it is rolling back
@@ -241,13 +247,7 @@ def test_the_sweep_settles_a_parent_and_starts_the_release_behind_it_when_that_f
     deployment: Deployment,
 ) -> None:
     # Given a release of concurrency 1 rolling back, and the next release queued behind it
-    deployment.save(pipeline("Undo", {"Back": condition("true")}))
-    document = pipeline("Deploy", {"Check": condition("${input.good} == 'yes'")}, concurrency=1, input={"good": ""})
-    document["stages"]["Deploy"]["rollback"] = {"pipeline": "Undo"}
-    record = deployment.save(document)
-    parent = deployment.engine.trigger(record, {"good": "no"})
-    first = deployment.dispatcher.pending.popleft()
-    deployment.runner.run(first.task_run_id, first.attempt)
+    record, parent = rolling_back(deployment)
     behind = deployment.engine.trigger(record, {"good": "yes"})
     # ... whose rollback's last step committed, but the process died before it settled the parent
     item = deployment.dispatcher.pending.popleft()
