@@ -13,6 +13,7 @@ from api.services import EXTENSION, Services
 from orchestrator.engine import Engine
 from orchestrator.settings import Settings
 from orchestrator.store import Store
+from orchestrator.tokens import Tokens
 from workers.celery_app import make_celery
 from workers.dispatcher import CeleryDispatcher
 
@@ -27,7 +28,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     store = Store.connect(settings.database_url, settings.secret_key, migrate=False, for_api=True)
     celery = celery or make_celery(settings)
     engine = Engine(store, CeleryDispatcher(celery), settings.sweep_seconds)
-    app.extensions[EXTENSION] = Services(settings, store, engine, celery)
+    app.extensions[EXTENSION] = Services(settings, store, engine, celery, Tokens(store.engine))
     if settings.api_token is None:
         log.warning("ROLLWAY_API_TOKEN is not set: the API accepts every request without a token")
 

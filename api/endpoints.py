@@ -6,9 +6,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from api.auth import allow
 from api.serialize import timestamp
 from api.services import json_object, services
 from orchestrator.endpoints import Endpoint, changed_body, endpoint_from_body
+from orchestrator.policy import Action
 from orchestrator.transaction import new_id
 
 blueprint = Blueprint("endpoints", __name__)
@@ -32,22 +34,26 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
 
 
 @blueprint.post("/endpoints")
+@allow(Action.EDIT)
 def create() -> tuple[Response, int]:
     endpoint = services().store.add_endpoint(endpoint_from_body(json_object(), new_id()))
     return jsonify(endpoint_view(endpoint)), 201
 
 
 @blueprint.get("/endpoints")
+@allow(Action.READ)
 def list_() -> Response:
     return jsonify([endpoint_view(item) for item in services().store.list_endpoints(request.args.get("project"))])
 
 
 @blueprint.get("/endpoints/<endpoint_id>")
+@allow(Action.READ)
 def get(endpoint_id: str) -> Response:
     return jsonify(endpoint_view(services().store.get_endpoint(endpoint_id)))
 
 
 @blueprint.patch("/endpoints/<endpoint_id>")
+@allow(Action.EDIT)
 def patch(endpoint_id: str) -> Response:
     """Change some fields; a credential set to null is removed."""
     store = services().store
@@ -57,6 +63,7 @@ def patch(endpoint_id: str) -> Response:
 
 
 @blueprint.delete("/endpoints/<endpoint_id>")
+@allow(Action.EDIT)
 def delete(endpoint_id: str) -> tuple[str, int]:
     services().store.delete_endpoint(endpoint_id)
     return "", 204

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
+from api.auth import allow, requester
 from api.serialize import event_view, execution_view, stages_view
-from api.services import requester, services
+from api.services import services
 from orchestrator.errors import BadRequest
+from orchestrator.policy import Action
 from orchestrator.status import ExecutionStatus
 
 blueprint = Blueprint("executions", __name__)
@@ -41,6 +43,7 @@ def _number(text: str | None, name: str, default: int, maximum: int) -> int:
 
 
 @blueprint.get("/executions")
+@allow(Action.READ)
 def list_() -> Response:
     args = request.args
     executions = services().store.list_executions(
@@ -54,6 +57,7 @@ def list_() -> Response:
 
 
 @blueprint.get("/executions/<execution_id>")
+@allow(Action.READ)
 def get(execution_id: str) -> Response:
     store = services().store
     state = store.load_state(execution_id)
@@ -63,12 +67,14 @@ def get(execution_id: str) -> Response:
 
 
 @blueprint.get("/executions/<execution_id>/events")
+@allow(Action.READ)
 def events(execution_id: str) -> Response:
     """The execution's history, oldest first: every status change of it and of its task runs."""
     return jsonify([event_view(event) for event in services().store.events(execution_id)])
 
 
 @blueprint.post("/executions/<execution_id>/cancel")
+@allow(Action.RUN)
 def cancel(execution_id: str) -> tuple[Response, int]:
     """Cancel a queued or running execution; 409 when its status does not allow it."""
     execution = services().engine.cancel(execution_id, requester())

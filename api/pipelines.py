@@ -7,12 +7,14 @@ from typing import Any
 import yaml
 from flask import Blueprint, Response, jsonify, request
 
+from api.auth import allow, requester
 from api.serialize import pipeline_view
-from api.services import json_object, requester, services
+from api.services import json_object, services
 from orchestrator.decoding import parse_text
 from orchestrator.document import load_pipeline, to_document
 from orchestrator.errors import BadRequest
 from orchestrator.pipeline import Pipeline
+from orchestrator.policy import Action
 
 blueprint = Blueprint("pipelines", __name__)
 
@@ -29,23 +31,27 @@ def _read_pipeline(default_project: str = "default") -> Pipeline:
 
 
 @blueprint.post("/pipelines")
+@allow(Action.EDIT)
 def create() -> tuple[Response, int]:
     record = services().store.add_pipeline(_read_pipeline())
     return jsonify(pipeline_view(record)), 201
 
 
 @blueprint.get("/pipelines")
+@allow(Action.READ)
 def list_() -> Response:
     records = services().store.list_pipelines(request.args.get("project"), request.args.get("name"))
     return jsonify([pipeline_view(record) for record in records])
 
 
 @blueprint.get("/pipelines/<pipeline_id>")
+@allow(Action.READ)
 def get(pipeline_id: str) -> Response:
     return jsonify(pipeline_view(services().store.get_pipeline(pipeline_id)))
 
 
 @blueprint.put("/pipelines/<pipeline_id>")
+@allow(Action.EDIT)
 def replace(pipeline_id: str) -> Response:
     store = services().store
     current = store.get_pipeline(pipeline_id)
@@ -54,6 +60,7 @@ def replace(pipeline_id: str) -> Response:
 
 
 @blueprint.patch("/pipelines/<pipeline_id>")
+@allow(Action.EDIT)
 def patch(pipeline_id: str) -> Response:
     changes = json_object(PATCHABLE)
     if nulls := sorted(name for name, value in changes.items() if value is None):
@@ -67,12 +74,14 @@ def patch(pipeline_id: str) -> Response:
 
 
 @blueprint.delete("/pipelines/<pipeline_id>")
+@allow(Action.EDIT)
 def delete(pipeline_id: str) -> tuple[str, int]:
     services().store.delete_pipeline(pipeline_id)
     return "", 204
 
 
 @blueprint.get("/pipelines/<pipeline_id>/export")
+@allow(Action.READ)
 def export(pipeline_id: str) -> Response:
     record = services().store.get_pipeline(pipeline_id)
     text = yaml.safe_dump(to_document(record.pipeline), sort_keys=False, allow_unicode=True)
@@ -82,6 +91,7 @@ def export(pipeline_id: str) -> Response:
 
 
 @blueprint.post("/pipelines/<pipeline_id>/executions")
+@allow(Action.RUN)
 def trigger(pipeline_id: str) -> tuple[Response, int]:
     body = json_object(frozenset({"input", "comments"}))
     given = {} if body.get("input") is None else body["input"]

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from celery import Celery
-from flask import current_app, g, request
+from flask import current_app, request
 
 from orchestrator.engine import Engine
 from orchestrator.errors import BadRequest
 from orchestrator.settings import Settings
 from orchestrator.store import Store
+from orchestrator.tokens import Tokens
 
 EXTENSION = "rollway"
 
@@ -25,16 +26,12 @@ class Services:
     store: Store
     engine: Engine
     celery: Celery
+    tokens: Tokens
 
 
 def services() -> Services:
     """The services of the app handling the current request."""
     return cast(Services, current_app.extensions[EXTENSION])
-
-
-def requester() -> str:
-    """Who is making the current request (set by the auth check)."""
-    return str(g.get("requester", "anonymous"))
 
 
 def _no_constant(name: str) -> object:

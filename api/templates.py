@@ -10,17 +10,20 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from api.auth import allow
 from api.services import json_object, services
 from orchestrator.cdtemplate import EndpointUrl, generate, load_generated, process, read_request
 from orchestrator.errors import Conflict
 from orchestrator.execution import PipelineRecord
 from orchestrator.pipeline import Pipeline
+from orchestrator.policy import Action
 from orchestrator.store import Store
 
 blueprint = Blueprint("templates", __name__)
 
 
 @blueprint.post("/templates/cd/process")
+@allow(Action.READ)
 def process_yaml() -> Response:
     """The namespaces, services (ports, selector, the deployments selected), deployments and secrets of a YAML."""
     body = json_object(frozenset({"kubernetesYaml"}))
@@ -28,6 +31,7 @@ def process_yaml() -> Response:
 
 
 @blueprint.post("/templates/cd")
+@allow(Action.EDIT)
 def create() -> tuple[Response, int]:
     """Generate and save `<Name>` (disabled) and its rollback pipelines (enabled)."""
     store = services().store

@@ -101,6 +101,13 @@ class Unauthorized(RollwayError):
     code = "unauthorized"
 
 
+class Forbidden(RollwayError):
+    """The caller's token is valid, but its role may not do this."""
+
+    http_status = 403
+    code = "forbidden"
+
+
 class EndpointError(RollwayError):
     """An HTTP endpoint a task calls cannot be reached, or does not answer in time."""
 

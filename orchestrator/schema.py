@@ -113,6 +113,9 @@ task_runs = Table(
     # The task's endpoints by role, as endpoint ids, resolved when it was queued.
     Column("endpoints", Json, nullable=False),
     Column("state", Json, nullable=False),
+    # The bound input in full, sealed by the vault, when `input` had secrets masked out of it (NULL otherwise):
+    # what the worker runs with. `input` is what the API shows.
+    Column("sealed_input", Text, nullable=True),
     Column("attempt", Integer, nullable=False, default=0),
     # The outbox: a QUEUED run is due to be sent at `dispatch_after`; `sent_at` is when its current attempt
     # was last handed to the broker (NULL: not yet). The sweep sends what is due and re-sends what was lost.
@@ -160,6 +163,60 @@ endpoints = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("project", "name", name="uq_endpoints_project_name"),
+)
+
+
+# API tokens: only a hash is kept (tokens are random, so SHA-256 is enough); the token itself is shown once.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("project", String(200), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime, nullable=True),
+)
+
+# Project variables for `${var.NAME}`: REGULAR values in the clear, SECRET and RESTRICTED sealed by the vault.
+variables = Table(
+    "variables",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("project", "name", name="uq_variables_project_name"),
+)
+
+# Webhook triggers: `POST /api/triggers/<name>` signed with the sealed secret starts `pipeline` with `input`.
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("project", String(200), nullable=False),
+    Column("pipeline", String(200), nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("input", Json, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Deliveries a trigger has seen (`X-GitHub-Delivery`): a repeated one starts nothing new.
+trigger_deliveries = Table(
+    "trigger_deliveries",
+    metadata,
+    Column("trigger_id", String(36), ForeignKey("triggers.id", ondelete="CASCADE"), primary_key=True),
+    Column("delivery", String(200), primary_key=True),
+    Column("execution_id", String(36), nullable=True),
+    Column("at", UTCDateTime, nullable=False),
 )
 
 

@@ -91,7 +91,10 @@ def _create_fresh(conn: Connection, revision: str) -> bool:
 
 
 def _legacy_revision(conn: Connection) -> str:
-    """The revision a schema made by `metadata.create_all` before migrations matches: 0002 from `worker` on."""
+    """The revision a schema made by `metadata.create_all` before migrations matches: 0002 from `worker` on.
+
+    Migrations came with 0002, so no schema made without them can be newer.
+    """
     columns = {column["name"] for column in inspect(conn).get_columns("task_runs")}
     return "0002" if "worker" in columns else "0001"
 
