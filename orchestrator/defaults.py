@@ -1,7 +1,7 @@
-"""Every timing knob of Rollway in one place, with why it has the value it has.
+"""Every timing and size knob of Rollway in one place, with why it has the value it has.
 
-Settings that users may change (`ROLLWAY_LEASE_SECONDS`, `ROLLWAY_SWEEP_SECONDS`) take their defaults from
-here; the rest are fixed on purpose and named so a reader finds them.
+Settings that users may change (`ROLLWAY_LEASE_SECONDS`, `ROLLWAY_SWEEP_SECONDS`, `ROLLWAY_EGRESS_DENY`) take
+their defaults from here; the rest are fixed on purpose and named so a reader finds them.
 """
 
 from __future__ import annotations
@@ -38,3 +38,21 @@ DB_RETRY_SECONDS = 120.0
 
 # The API's `Retry-After` while the database or the broker cannot be reached.
 RETRY_AFTER_SECONDS = 5
+
+# REST and POLL tasks (workers/http.py). Each wait for a connection, for bytes to send or for bytes to arrive
+# gives up after this; a server that answers slowly but steadily is cut by the deadline below instead.
+HTTP_TIMEOUT_SECONDS = 30.0
+# One request, its redirects and the reading of its answer end within this (checked between reads), so a server
+# trickling a byte before each timeout cannot hold a worker until the attempt timeout.
+HTTP_DEADLINE_SECONDS = 120.0
+# How much of an answer's body a task keeps (bytes, after decompression). Reading stops there: a 300 MB answer
+# costs a worker this much memory, not 300 MB, and the output says `responseTruncated: true`. A task output is
+# stored in the database and bound into later tasks, so a megabyte is already generous.
+HTTP_BODY_LIMIT_BYTES = 1_000_000
+# A REST or POLL request follows at most this many redirects (each checked against the egress deny list).
+HTTP_MAX_REDIRECTS = 10
+# What REST and POLL tasks may not reach when `ROLLWAY_EGRESS_DENY` is not set: link-local addresses, where
+# cloud metadata services hand out the machine's credentials (AWS, GCP, Azure at 169.254.169.254, the AWS IPv6
+# endpoint, Alibaba's 100.100.100.200). Loopback and private ranges stay reachable: tasks call services beside
+# Rollway (the demo and the tests call local servers); deny them by listing them.
+EGRESS_DENY = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")

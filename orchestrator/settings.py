@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -12,6 +13,25 @@ from orchestrator import defaults
 from orchestrator.errors import ConfigurationError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+Network = IPv4Network | IPv6Network
+# `ROLLWAY_EGRESS_DENY=none`: REST and POLL tasks may reach every address.
+DENY_NOTHING = "none"
+
+
+def networks(entries: Iterable[str]) -> tuple[Network, ...]:
+    """CIDRs (`10.0.0.0/8`, `fd00::/8`) or single addresses; ValueError naming the first that is neither."""
+    found: list[Network] = []
+    for entry in entries:
+        try:
+            # Not strict: `10.1.2.3/8` means the range it lies in, as `ip route` reads it.
+            found.append(ip_network(entry.strip(), strict=False))
+        except ValueError as error:
+            raise ValueError(f"{entry.strip()!r} is not a CIDR such as 10.0.0.0/8 or fd00::/8") from error
+    return tuple(found)
+
+
+DEFAULT_EGRESS_DENY = networks(defaults.EGRESS_DENY)
 
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
@@ -27,7 +47,8 @@ class Settings:
     `redis_url` is the Celery broker and result backend; `None` means Celery's in-memory transport,
     which only works with a worker inside the same process (the embedded demo). `redis_prefix` starts
     every Redis key Rollway uses, so deployments sharing one Redis never see each other's queues.
-    `lease_seconds` and `sweep_seconds`: see `orchestrator/defaults.py`.
+    `lease_seconds` and `sweep_seconds`: see `orchestrator/defaults.py`. `egress_deny` lists the networks REST
+    and POLL tasks may not reach (`ROLLWAY_EGRESS_DENY`, see `egress_deny_from`).
     """
 
     database_url: str
@@ -37,6 +58,7 @@ class Settings:
     redis_prefix: str = ""
     lease_seconds: float = defaults.LEASE_SECONDS
     sweep_seconds: float = defaults.SWEEP_SECONDS
+    egress_deny: tuple[Network, ...] = DEFAULT_EGRESS_DENY
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -51,6 +73,7 @@ class Settings:
             redis_prefix=env.get("ROLLWAY_REDIS_PREFIX", ""),
             lease_seconds=_seconds(env, "ROLLWAY_LEASE_SECONDS", defaults.LEASE_SECONDS),
             sweep_seconds=_seconds(env, "ROLLWAY_SWEEP_SECONDS", defaults.SWEEP_SECONDS),
+            egress_deny=egress_deny_from(env.get("ROLLWAY_EGRESS_DENY", "")),
         )
         settings.validate()
         return settings
@@ -91,6 +114,23 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0 < value <= 86400:
         raise ConfigurationError(f"{name} must be a number of seconds above 0 and at most 86400, not {text!r}")
     return value
+
+
+def egress_deny_from(text: str) -> tuple[Network, ...]:
+    """The value of `ROLLWAY_EGRESS_DENY`: comma-separated CIDRs, which replace the default list.
+
+    Unset or empty means the default (`defaults.EGRESS_DENY`), like every other Rollway variable: a deployment
+    file that passes an empty value on must not open the metadata service by accident. `none` denies nothing.
+    """
+    text = text.strip()
+    if not text:
+        return DEFAULT_EGRESS_DENY
+    if text.lower() == DENY_NOTHING:
+        return ()
+    try:
+        return networks(entry for entry in text.split(",") if entry.strip())
+    except ValueError as error:
+        raise ConfigurationError(f"ROLLWAY_EGRESS_DENY: {error}; give comma-separated CIDRs, or none") from error
 
 
 def sqlite_url(path: Path) -> str:

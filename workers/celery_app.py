@@ -50,7 +50,7 @@ class Context:
 
     @cached_property
     def runner(self) -> TaskRunner:
-        executors = build_executors(HttpClient(), self.endpoint)
+        executors = build_executors(HttpClient(self.settings.egress_deny), self.endpoint)
         heartbeat = Heartbeat(self.store, self.settings.lease_seconds)
         return TaskRunner(self.store, self.engine, executors, heartbeat)
 

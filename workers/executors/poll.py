@@ -14,9 +14,10 @@ from orchestrator import expressions
 from orchestrator.bindings import split_path, walk
 from orchestrator.errors import BindingError, EndpointError, ExpressionError
 from orchestrator.tasktypes import RESPONSE_NAMES
+from workers.egress import EgressDenied
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall, Waiting
 from workers.executors.rest import request_problem
-from workers.http import HttpClient, HttpResponse
+from workers.http import HttpClient, HttpResponse, shown
 
 DEFAULT_POLL_COUNT = 10
 DEFAULT_INTERVAL_SECONDS = 60.0
@@ -65,6 +66,9 @@ class PollExecutor:
         iteration = int(call.state.get("iteration", 0)) + 1
         try:
             response = self.http.request("get", url, headers)
+        except EgressDenied as error:
+            # Not a passing failure of the server: polling again would be refused again.
+            return Failed(error.message, {"iterationCount": iteration, "status": "FAILED"})
         except EndpointError as error:
             return self._not_decided(settings, iteration, settings.ignore_failures, error.message, {})
         output: dict[str, Any] = {"iterationCount": iteration, **response.as_output()}
@@ -73,7 +77,7 @@ class PollExecutor:
             return decided
         if response.ok:
             return self._not_decided(settings, iteration, True, "exit criteria not met yet", output)
-        note = f"GET {url} answered {response.status_code}"
+        note = f"GET {shown(url)} answered {response.status_code}"
         return self._not_decided(settings, iteration, settings.ignore_failures, note, output)
 
     @staticmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from orchestrator.errors import EndpointError
 from orchestrator.tasktypes import HTTP_ACTIONS
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall
-from workers.http import HttpClient
+from workers.http import HttpClient, shown
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 
@@ -42,5 +42,5 @@ class RestExecutor:
             return Failed(error.message, {"status": "FAILED"})
         output = {"status": "COMPLETED" if response.ok else "FAILED", **response.as_output()}
         if not response.ok:
-            return Failed(f"{action.upper()} {url} answered {response.status_code}", output)
+            return Failed(f"{action.upper()} {shown(url)} answered {response.status_code}", output)
         return Succeeded(output)
