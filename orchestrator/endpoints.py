@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.errors import BadRequest, Problem
-from orchestrator.kubeconfig import read_access
+from orchestrator.kubeconfig import TOKEN_TEXT, read_access, unsendable
 
 MAX_NAME_LENGTH = 200
 KUBERNETES = "kubernetes"
@@ -99,6 +99,8 @@ def endpoint_from_body(body: Mapping[str, Any], endpoint_id: str, default_projec
         problems.append(Problem("insecure", "must be true or false"))
     _check_url(url, kubeconfig, problems)
     _check_ca(ca_data, problems)
+    if token is not None and unsendable(token):
+        problems.append(Problem("token", TOKEN_TEXT))
     _check_kubeconfig(kubeconfig, problems)
     if problems:
         raise BadRequest(f"the endpoint has {len(problems)} problem(s)", problems)

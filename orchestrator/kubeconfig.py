@@ -53,6 +53,18 @@ class Access:
     password: str | None = None
 
 
+TOKEN_TEXT = "must be one line of printable ASCII without spaces"
+
+
+def unsendable(token: str) -> bool:
+    """Whether a bearer token cannot go into an Authorization header as it is.
+
+    HTTP libraries refuse such a header with an error that quotes it, and that error would carry the credential (or
+    a file's contents) into a task's message.
+    """
+    return not (token.isascii() and token.isprintable() and " " not in token)
+
+
 def refusal(key: str) -> str | None:
     """Why a kubeconfig may not hold this field, or None when it may."""
     found = REFUSED.get(key.lower())
@@ -192,9 +204,12 @@ def _with_user(access: Access, user: tuple[str, Mapping[str, Any]] | None, probl
     username, password = _text(body, "username", path, problems), _text(body, "password", path, problems)
     if (username is None) != (password is None):
         problems.append(Problem(path, "needs both username and password, or neither"))
+    token = _text(body, "token", path, problems)
+    if token is not None and unsendable(token):
+        problems.append(Problem(f"{path}.token", TOKEN_TEXT))
     return dataclasses.replace(
         access,
-        token=_text(body, "token", path, problems),
+        token=token,
         client_certificate=certificate,
         client_key=key,
         username=username,

@@ -22,7 +22,7 @@ from kubernetes.client import Configuration
 
 from orchestrator.endpoints import Endpoint
 from orchestrator.errors import BadRequest, ClusterError
-from orchestrator.kubeconfig import Access, read_access
+from orchestrator.kubeconfig import TOKEN_TEXT, Access, read_access, unsendable
 
 
 def configuration_of(endpoint: Endpoint) -> Configuration:
@@ -35,7 +35,7 @@ def _from_url(endpoint: Endpoint) -> Configuration:
         raise ClusterError(f"endpoint {endpoint.name} has neither a URL nor a kubeconfig")
     configuration = Configuration(host=endpoint.url.rstrip("/"))
     if endpoint.token:
-        _bearer(configuration, endpoint.token)
+        _bearer(configuration, endpoint.token, endpoint.name)
     configuration.verify_ssl = not endpoint.insecure
     if endpoint.ca_data and not endpoint.insecure:
         configuration.ca_cert_data = _pem(endpoint.ca_data, endpoint.name)
@@ -67,7 +67,7 @@ def _from_kubeconfig(endpoint: Endpoint) -> Configuration:
         said = "; ".join(str(problem) for problem in refused.details) or refused.message
         raise ClusterError(f"the kubeconfig of endpoint {endpoint.name} cannot be used: {said}") from refused
     configuration = Configuration(host=access.server)
-    _authenticate(configuration, access)
+    _authenticate(configuration, access, endpoint.name)
     configuration.verify_ssl = not access.insecure
     if access.ca_pem and not access.insecure:
         configuration.ca_cert_data = access.ca_pem
@@ -80,16 +80,18 @@ def _from_kubeconfig(endpoint: Endpoint) -> Configuration:
     return configuration
 
 
-def _authenticate(configuration: Configuration, access: Access) -> None:
+def _authenticate(configuration: Configuration, access: Access, endpoint: str) -> None:
     """A token wins over basic auth, as in kubectl and the client's own loader."""
     if access.token:
-        _bearer(configuration, access.token)
+        _bearer(configuration, access.token, endpoint)
     elif access.username is not None and access.password is not None:
         header = urllib3.util.make_headers(basic_auth=f"{access.username}:{access.password}")["authorization"]
         configuration.api_key = {"BearerToken": header}  # the client sends this key as the Authorization header
 
 
-def _bearer(configuration: Configuration, token: str) -> None:
+def _bearer(configuration: Configuration, token: str, endpoint: str) -> None:
+    if unsendable(token):  # stored before the API checked it: said without quoting it
+        raise ClusterError(f"the token of endpoint {endpoint} {TOKEN_TEXT}")
     configuration.api_key = {"BearerToken": token}
     configuration.api_key_prefix = {"BearerToken": "Bearer"}
 
