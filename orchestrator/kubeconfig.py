@@ -23,6 +23,7 @@ import yaml
 from orchestrator.errors import BadRequest, Problem
 
 FIELD = "kubeconfig"
+MAX_DEPTH = 50  # far deeper than any kubeconfig; a deeper document is refused, not walked
 RUNS = "runs a command on the worker: Rollway runs no kubeconfig plugins; give a token or client certificate data"
 READS = "reads a file on the worker: Rollway reads no files named by a kubeconfig; give the data inline"
 # Fields that make a kubeconfig loader run something or read a path; any key ending in `-file` or `File` too.
@@ -78,18 +79,29 @@ def refusal(key: str) -> str | None:
 def refused_fields(document: Any, path: str = FIELD) -> list[Problem]:
     """Every field anywhere in a document that would run a command or read a file, each named by its path."""
     problems: list[Problem] = []
-    if isinstance(document, Mapping):
-        for key, value in document.items():
-            where = f"{path}.{key}"
-            why = refusal(str(key))
-            if why is not None:
-                problems.append(Problem(where, why))
-            else:
-                problems.extend(refused_fields(value, where))
-    elif isinstance(document, list):
-        for index, item in enumerate(document):
-            problems.extend(refused_fields(item, f"{path}[{index}]"))
+    _walk(document, path, problems, set())
     return problems
+
+
+def _walk(node: Any, path: str, problems: list[Problem], seen: set[int]) -> None:
+    # YAML aliases share one object among many places (or make a cycle): each is searched once, at its first path.
+    if not isinstance(node, Mapping | list) or id(node) in seen:
+        return
+    seen.add(id(node))
+    if path.count(".") + path.count("[") > MAX_DEPTH:
+        problems.append(Problem(path, f"is nested deeper than {MAX_DEPTH} levels"))
+        return
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            _walk(item, f"{path}[{index}]", problems, seen)
+        return
+    for key, value in node.items():
+        where = f"{path}.{key}"
+        why = refusal(str(key))
+        if why is not None:
+            problems.append(Problem(where, why))
+        else:
+            _walk(value, where, problems, seen)
 
 
 def parse(text: str) -> dict[str, Any]:
@@ -99,6 +111,8 @@ def parse(text: str) -> dict[str, Any]:
     """
     try:
         document = yaml.safe_load(text)
+    except RecursionError as error:  # the parser recurses once per level of nesting
+        raise BadRequest("the kubeconfig is unusable", [Problem(FIELD, "is nested too deeply")]) from error
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -22,8 +22,8 @@ from k8s_support import endpoint as sim_endpoint
 
 from kubesim import KubeSim
 from orchestrator.endpoints import Endpoint
-from orchestrator.errors import ClusterError
-from orchestrator.kubeconfig import refused_fields
+from orchestrator.errors import BadRequest, ClusterError
+from orchestrator.kubeconfig import read_access, refused_fields
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from workers.cluster import ClusterClient
@@ -148,6 +148,21 @@ def test_a_kubeconfig_that_runs_or_reads_anything_is_refused_at_save(
 def test_refused_fields_are_found_wherever_they_stand(document: Doc, fields: list[str]) -> None:
     # When a document is searched, Then every command or file field is named by its path, and data fields pass
     assert [problem.path for problem in refused_fields(document)] == fields
+
+
+def test_a_kubeconfig_of_aliases_and_cycles_is_searched_once_and_answered() -> None:
+    # Given a kubeconfig whose YAML aliases share a plugin among many places, and one that refers to itself
+    shared = "users: &u [{name: u, user: {exec: {command: sh}}}]\nmore: [*u, *u, *u]\nclusters: [{name: c}]\n"
+    cyclic = "loop: &loop [*loop]\nclusters: [{name: c}]\n"
+
+    # When each is read, Then the plugin is named once, at its first place, and the cycle ends
+    with pytest.raises(BadRequest) as caught:
+        read_access(shared)
+    assert [problem.path for problem in caught.value.details if "command" in problem.message] == [
+        "kubeconfig.users[0].user.exec"
+    ]
+    with pytest.raises(BadRequest):
+        read_access(cyclic)
 
 
 # --- in the worker, for an endpoint stored without the check ---
