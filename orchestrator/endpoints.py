@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import yaml
-
 from orchestrator.errors import BadRequest, Problem
+from orchestrator.kubeconfig import TOKEN_TEXT, read_access, unsendable
 
 MAX_NAME_LENGTH = 200
 KUBERNETES = "kubernetes"
@@ -72,15 +71,13 @@ def _check_ca(ca_data: str | None, problems: list[Problem]) -> None:
 
 
 def _check_kubeconfig(kubeconfig: str | None, problems: list[Problem]) -> None:
+    """A kubeconfig must be usable from inline data alone: no plugin to run, no file to read (see kubeconfig.py)."""
     if kubeconfig is None:
         return
     try:
-        parsed = yaml.safe_load(kubeconfig)
-    except yaml.YAMLError as error:
-        problems.append(Problem("kubeconfig", f"is not valid YAML: {error}"))
-        return
-    if not isinstance(parsed, dict) or not parsed.get("clusters"):
-        problems.append(Problem("kubeconfig", "must be a kubeconfig with at least one cluster"))
+        read_access(kubeconfig)
+    except BadRequest as refused:
+        problems.extend(refused.details)
 
 
 def endpoint_from_body(body: Mapping[str, Any], endpoint_id: str, default_project: str = "default") -> Endpoint:
@@ -92,6 +89,7 @@ def endpoint_from_body(body: Mapping[str, Any], endpoint_id: str, default_projec
     url = _text(body, "url", problems)
     kubeconfig = _text(body, "kubeconfig", problems)
     ca_data = _text(body, "caData", problems)
+    token = _text(body, "token", problems)  # read before the check: a wrongly typed token is refused, never dropped
     insecure = body.get("insecure", False)
     if not name or not name.strip() or len(name) > MAX_NAME_LENGTH:
         problems.append(Problem("name", f"is required, at most {MAX_NAME_LENGTH} characters"))
@@ -101,6 +99,8 @@ def endpoint_from_body(body: Mapping[str, Any], endpoint_id: str, default_projec
         problems.append(Problem("insecure", "must be true or false"))
     _check_url(url, kubeconfig, problems)
     _check_ca(ca_data, problems)
+    if token is not None and unsendable(token):
+        problems.append(Problem("token", TOKEN_TEXT))
     _check_kubeconfig(kubeconfig, problems)
     if problems:
         raise BadRequest(f"the endpoint has {len(problems)} problem(s)", problems)
@@ -111,14 +111,22 @@ def endpoint_from_body(body: Mapping[str, Any], endpoint_id: str, default_projec
         type=kind,
         url=url or "",
         insecure=bool(insecure),
-        token=_text(body, "token", problems),
+        token=token,
         ca_data=ca_data,
         kubeconfig=kubeconfig,
     )
 
 
+# The credentials that belong to the URL they were given for; a kubeconfig carries its own server, so it stays.
+URL_CREDENTIALS = ("token", "caData")
+
+
 def changed_body(endpoint: Endpoint, changes: Mapping[str, Any]) -> dict[str, Any]:
-    """The body an endpoint would be created from with `changes` made (a null credential removes it)."""
+    """The body an endpoint would be created from with `changes` made (a null credential removes it).
+
+    Changing the URL drops the stored token and CA data unless the same change gives them again: a token is only
+    ever sent to the server it was given for, and a CA trusted for one server says nothing about another.
+    """
     body: dict[str, Any] = {
         "name": endpoint.name,
         "project": endpoint.project,
@@ -129,4 +137,6 @@ def changed_body(endpoint: Endpoint, changes: Mapping[str, Any]) -> dict[str, An
         "caData": endpoint.ca_data,
         "kubeconfig": endpoint.kubeconfig,
     }
+    if "url" in changes and changes["url"] != body["url"]:
+        body |= dict.fromkeys(URL_CREDENTIALS)
     return body | dict(changes)

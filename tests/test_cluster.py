@@ -291,6 +291,14 @@ def test_a_kubeconfig_endpoint_reaches_the_cluster_with_its_token(sim: KubeSim) 
     [
         ({"kubeconfig": "clusters: [unclosed"}, "is not valid YAML"),
         ({"kubeconfig": "current-context: nowhere\n"}, "cannot be used"),
+        (
+            {
+                "kubeconfig": "clusters: [{name: a, cluster: {server: 'http://x'}}]\n"
+                "contexts: [{name: c, context: {cluster: b}}]\ncurrent-context: c\n"
+            },
+            r"kubeconfig\.contexts\[0\]\.context\.cluster: names 'b', which kubeconfig\.clusters does not hold",
+        ),
+        ({"url": "http://127.0.0.1:1", "token": "a\nb"}, "the token of endpoint dev must be one line"),
         ({"url": "https://127.0.0.1:1", "ca_data": "not base64 at all!"}, "neither base64 PEM nor PEM"),
         ({"url": ""}, "has neither a URL nor a kubeconfig"),
     ],
@@ -301,6 +309,27 @@ def test_unusable_credentials_are_clear_errors(fields: dict[str, Any], problem: 
     with pytest.raises(ClusterError, match=problem) as caught:
         ClusterClient.connect(endpoint(**options))
     assert "endpoint dev" in caught.value.message
+
+
+def test_a_kubeconfig_of_inline_data_trusts_its_ca_and_sends_its_token(sim: KubeSim, tmp_path: Path) -> None:
+    # Given the cluster behind HTTPS with a self-signed certificate, and a kubeconfig with that certificate and a
+    # token inline (the server named for TLS as the certificate does not name it, by its IP)
+    cert, key, ca_data = self_signed(tmp_path)
+    with tls_front(sim.url, cert, key) as url:
+        cluster = {"server": url, "certificate-authority-data": ca_data, "tls-server-name": "127.0.0.1"}
+        kubeconfig = yaml.safe_dump(
+            {
+                "clusters": [{"name": "sim", "cluster": cluster}],
+                "users": [{"name": "ci", "user": {"token": TOKEN}}],
+                "contexts": [{"name": "ci@sim", "context": {"cluster": "sim", "user": "ci"}}],
+                "current-context": "ci@sim",
+            }
+        )
+        client = ClusterClient.connect(endpoint("", token=None, kubeconfig=kubeconfig))
+
+        # When it reads, Then it verified the server and got in
+        assert client.read(client.ref("v1", "Namespace", "demo")) is not None
+        client.close()
 
 
 def test_a_https_endpoint_trusts_its_ca_data(sim: KubeSim, tmp_path: Path) -> None:

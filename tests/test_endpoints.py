@@ -68,6 +68,42 @@ def test_an_endpoint_is_listed_patched_and_deleted(api: ServedApp) -> None:
     assert api.http.get(f"/api/endpoints/{created['id']}").status_code == 404
 
 
+def test_a_moved_endpoint_keeps_no_credential_given_for_its_old_url(api: ServedApp) -> None:
+    # Given an endpoint with a token and CA data
+    created = api.create_at("/api/endpoints", endpoint(token="t1", caData=CA))
+    path = f"/api/endpoints/{created['id']}"
+
+    # When only its URL is changed
+    moved = api.http.patch(path, json={"url": "https://10.0.0.2:6443"})
+
+    # Then it keeps neither the token nor the CA data: both belonged to the old server
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["hasToken"], moved.json()["hasCaData"]) == (False, False)
+
+    # When the URL changes again with a new token, Then that token is kept; the same URL given again keeps it too
+    again = api.http.patch(path, json={"url": "https://10.0.0.3:6443", "token": "t2"})
+    assert (again.json()["hasToken"], again.json()["hasCaData"]) == (True, False)
+    same = api.http.patch(path, json={"url": "https://10.0.0.3:6443", "insecure": True})
+    assert (same.json()["hasToken"], same.json()["insecure"]) == (True, True)
+
+
+def test_a_wrongly_typed_credential_in_a_patch_is_refused_and_changes_nothing(api: ServedApp) -> None:
+    # Given an endpoint with a token
+    created = api.create_at("/api/endpoints", endpoint(token="t1"))
+    path = f"/api/endpoints/{created['id']}"
+
+    # When a patch gives a token that is not a string, or one that no header could carry
+    for token in (5, ["t"], "two\nlines", "with space"):
+        answer = api.http.patch(path, json={"token": token})
+
+        # Then it is refused naming the token, never quoting it, and the stored token is still there
+        assert answer.status_code == 400, (token, answer.text)
+        assert [item["path"] for item in answer.json()["error"]["details"]] == ["token"]
+        assert "two" not in answer.text
+    after = api.http.get(path).json()
+    assert (after["hasToken"], after["updatedAt"]) == (True, created["updatedAt"])
+
+
 def test_a_bad_endpoint_is_refused_listing_each_problem(api: ServedApp) -> None:
     # When an endpoint with several problems is posted
     body = {"name": "", "type": "vmware", "url": "ftp://x", "caData": "not base64!", "insecure": "yes", "colour": 1}

@@ -10,8 +10,6 @@ least as long as a busy server's `Retry-After` asks.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
 import datetime
 import email.utils
@@ -25,14 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import urllib3
-import yaml
-from kubernetes import config as kube_config
-from kubernetes.client import ApiClient, Configuration
+from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from orchestrator.endpoints import Endpoint
 from orchestrator.errors import ClusterBusy, ClusterError, ClusterRefused, ClusterUnreachable
 from orchestrator.rollout import owned_by
+from workers.configuration import configuration_of
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +187,7 @@ class ClusterClient:
     @classmethod
     def connect(cls, endpoint: Endpoint, *, timeout: tuple[float, float] = TIMEOUT) -> ClusterClient:
         """A client for an endpoint: its URL with token and CA data (or insecure), or its kubeconfig."""
-        configuration = _from_kubeconfig(endpoint) if endpoint.kubeconfig else _from_url(endpoint)
+        configuration = configuration_of(endpoint)
         configuration.retries = False  # no hidden retries: ours answer Waiting instead of sleeping in a worker
         configuration.client_go_retries = False
         return cls(ApiClient(configuration), timeout=timeout)
@@ -458,73 +455,6 @@ def _failure(where: str, answer: Answer, ref: ObjectRef | None) -> ClusterError:
         return ClusterError(f"{where}: it already exists", status, reason)
     code = f"{status} {reason}".strip()
     return ClusterError(f"{where}: {message or 'failed'} ({code})", status, reason)
-
-
-def _from_url(endpoint: Endpoint) -> Configuration:
-    if not endpoint.url:
-        raise ClusterError(f"endpoint {endpoint.name} has neither a URL nor a kubeconfig")
-    configuration = Configuration(host=endpoint.url.rstrip("/"))
-    if endpoint.token:
-        configuration.api_key = {"BearerToken": endpoint.token}
-        configuration.api_key_prefix = {"BearerToken": "Bearer"}
-    configuration.verify_ssl = not endpoint.insecure
-    if endpoint.ca_data and not endpoint.insecure:
-        configuration.ca_cert_data = _pem(endpoint.ca_data, endpoint.name)
-    return configuration
-
-
-def _pem(ca_data: str, endpoint: str) -> str:
-    """CA certificates as PEM text, from base64 PEM (kubeconfig's certificate-authority-data) or PEM itself.
-
-    Handed to urllib3 as data: no CA file is written.
-    """
-    text = ca_data.strip()
-    if not text.startswith("-----BEGIN"):
-        try:
-            text = base64.b64decode(text, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError) as error:
-            raise ClusterError(f"the CA data of endpoint {endpoint} is neither base64 PEM nor PEM") from error
-    if "-----BEGIN CERTIFICATE-----" not in text:
-        raise ClusterError(f"the CA data of endpoint {endpoint} holds no PEM certificate")
-    return text
-
-
-def _from_kubeconfig(endpoint: Endpoint) -> Configuration:
-    try:
-        document = yaml.safe_load(endpoint.kubeconfig or "")
-    except yaml.YAMLError as error:
-        raise ClusterError(f"the kubeconfig of endpoint {endpoint.name} is not valid YAML: {error}") from error
-    if not isinstance(document, dict):
-        raise ClusterError(f"the kubeconfig of endpoint {endpoint.name} is not a kubeconfig document")
-    document, ca_data = _lift_ca_data(document)
-    configuration = Configuration()
-    try:
-        load: Any = kube_config.load_kube_config_from_dict  # untyped in the client
-        load(document, client_configuration=configuration, persist_config=False)
-    except Exception as error:  # the loader raises ConfigException, KeyError, TypeError... on a bad document
-        raise ClusterError(f"the kubeconfig of endpoint {endpoint.name} cannot be used: {error}") from error
-    if ca_data and configuration.verify_ssl:
-        configuration.ca_cert_data = _pem(str(ca_data), endpoint.name)
-    return configuration
-
-
-def _lift_ca_data(document: dict[str, Any]) -> tuple[dict[str, Any], object]:
-    """The kubeconfig without the current cluster's certificate-authority-data, and that data.
-
-    The loader would write the CA to a temporary file; handed to urllib3 as data instead, it never touches disk.
-    """
-    document = copy.deepcopy(document)
-    contexts = {
-        entry.get("name"): entry.get("context") or {}
-        for entry in document.get("contexts") or []
-        if isinstance(entry, dict)
-    }
-    current = contexts.get(document.get("current-context"))
-    cluster = current.get("cluster") if isinstance(current, dict) else None
-    for entry in document.get("clusters") or []:
-        if isinstance(entry, dict) and entry.get("name") == cluster and isinstance(entry.get("cluster"), dict):
-            return document, entry["cluster"].pop("certificate-authority-data", None)
-    return document, None
 
 
 class ClusterClients:
