@@ -14,12 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, select
 
+from api.cli import cli
 from orchestrator.schema import tokens
 from orchestrator.settings import Settings
 
-from rollway_testing import ServedApp
+from rollway_testing import TOKEN, ServedApp
 
 Doc = dict[str, Any]
 
@@ -285,3 +287,48 @@ def test_request_by_and_the_event_actors_are_the_token_name(api: ServedApp) -> N
     ]
     assert {event["actor"] for event in events if event["status"] == "CANCELED"} == {"release-manager"}
     assert api.http.get(f"/api/executions/{by_admin}").json()["requestBy"] == "admin"
+
+
+# -- the command line
+
+
+def rollway(api: ServedApp, *args: str, token: str = TOKEN) -> Result:
+    """`rollway --url <api> ARGS` with `token` in the environment."""
+    env = {"ROLLWAY_API_TOKEN": token, "ROLLWAY_URL": None}
+    return CliRunner().invoke(cli, ["--url", api.url, *args], env=env)
+
+
+def test_rollway_token_creates_lists_and_revokes_tokens(api: ServedApp) -> None:
+    # Given the bootstrap token in the environment
+    # When `rollway token create` makes a viewer of project shop
+    made = rollway(api, "token", "create", "dashboard", "--project", "shop", "--role", "viewer")
+
+    # Then the token alone is printed on standard output (the note goes to standard error), and it works
+    assert made.exit_code == 0, made.output
+    secret = made.stdout.strip()
+    assert secret.startswith("rw_") and "viewer of project shop" in made.stderr
+    with client_with(api, secret) as client:
+        assert client.get("/api/pipelines").status_code == 200
+
+    # When the tokens are listed, then the one is revoked
+    listing = rollway(api, "token", "list")
+    token_id = api.http.get("/api/tokens").json()[0]["id"]
+    revoked = rollway(api, "token", "revoke", token_id)
+
+    # Then the list names it without the secret, and once revoked it is refused
+    assert listing.exit_code == 0 and "dashboard" in listing.output and secret not in listing.output, listing.output
+    assert revoked.exit_code == 0 and token_id in revoked.output, revoked.output
+    with client_with(api, secret) as client:
+        assert client.get("/api/pipelines").status_code == 401
+
+
+def test_rollway_token_with_a_token_that_may_not_says_why_in_one_line(api: ServedApp) -> None:
+    # Given a developer token
+    developer = made_token(api, "dev", "developer")
+
+    # When it tries to make a token from the command line
+    result = rollway(api, "token", "create", "more", "--role", "admin", token=developer["token"])
+
+    # Then it fails with the API's reason, no traceback
+    assert result.exit_code == 1
+    assert "developer role may not administer" in result.output and "Traceback" not in result.output
