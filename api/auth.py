@@ -11,13 +11,14 @@ or a handler that forgets the project, fails it.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from flask import current_app, g, request
 
 from api.services import services
-from orchestrator.errors import Forbidden, NotFound, Unauthorized
+from orchestrator.document import DEFAULT_PROJECT
+from orchestrator.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from orchestrator.policy import Action, Principal, allows, bootstrap
 
 API_PREFIX = "/api/"
@@ -124,7 +125,19 @@ def visible_project(asked: str | None) -> str | None:
 def project_for_new(given: str | None) -> str:
     """The project a new object goes in: as given, or the caller's own; 403 for a project it cannot act in."""
     caller = principal()
-    project = given if given else (caller.project or "default")
+    project = given if given else (caller.project or DEFAULT_PROJECT)
     if not caller.sees(project):
         raise Forbidden(f"this token acts in project '{caller.project}' only, not '{project}'")
     return project
+
+
+def project_in(body: Mapping[str, Any], field: str = "project") -> str:
+    """`project_for_new` of a request body's project field; 400 when it is not a string.
+
+    Checked before the rest of the body, so that nothing about another project (which of its endpoints or
+    pipelines exist) can be learnt from the problems the body would have there.
+    """
+    given = body.get(field)
+    if given is not None and not isinstance(given, str):
+        raise BadRequest(f"'{field}' must be a string (a project name), not {type(given).__name__}")
+    return project_for_new(given)

@@ -279,6 +279,49 @@ def template_cd(
         click.echo(f"pipeline {item['project']}/{item['name']} created ({item['id']}){note}")
 
 
+@cli.group()
+def token() -> None:
+    """Make, list and revoke API tokens (an admin's token is needed)."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option("--project", default=None, help="the project it acts in (default: your token's own)")
+@click.option("--role", type=click.Choice(["admin", "developer", "executor", "viewer"]), required=True)
+@click.pass_context
+def token_create(ctx: click.Context, name: str, project: str | None, role: str) -> None:
+    """Make a token; it is printed this once and cannot be read again."""
+    body = {"name": name, "role": role} | ({"project": project} if project else {})
+    made = _client(ctx).call("POST", "/api/tokens", json=body)
+    click.echo(f"token {made['name']} ({made['role']} of project {made['project']}, id {made['id']}):", err=True)
+    click.echo(made["token"])
+
+
+@token.command("list")
+@click.option("--project", default=None)
+@click.pass_context
+def token_list(ctx: click.Context, project: str | None) -> None:
+    """The tokens you may manage: never their secrets."""
+    rows = _client(ctx).call("GET", "/api/tokens", params={"project": project} if project else {})
+    header = ("ID", "NAME", "PROJECT", "ROLE", "CREATED BY", "LAST USED")
+    table = [header] + [
+        (row["id"], row["name"], row["project"], row["role"], row["createdBy"], row["lastUsedAt"] or "never")
+        for row in rows
+    ]
+    widths = [max(len(str(line[column])) for line in table) for column in range(len(header))]
+    for line in table:
+        click.echo("  ".join(str(value).ljust(width) for value, width in zip(line, widths, strict=True)).rstrip())
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@click.pass_context
+def token_revoke(ctx: click.Context, token_id: str) -> None:
+    """Revoke a token by id: every later request with it is refused."""
+    _client(ctx).call("DELETE", f"/api/tokens/{token_id}")
+    click.echo(f"token {token_id} revoked")
+
+
 def main() -> None:
     """Entry point of the `rollway` console script."""
     cli()

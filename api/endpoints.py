@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.auth import allow
+from api.auth import allow, project_for_new, require_visible, visible_project
 from api.serialize import timestamp
 from api.services import json_object, services
 from orchestrator.endpoints import Endpoint, changed_body, endpoint_from_body
@@ -36,34 +36,45 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
 @blueprint.post("/endpoints")
 @allow(Action.EDIT)
 def create() -> tuple[Response, int]:
-    endpoint = services().store.add_endpoint(endpoint_from_body(json_object(), new_id()))
+    endpoint = endpoint_from_body(json_object(), new_id(), project_for_new(None))
+    project_for_new(endpoint.project)
+    endpoint = services().store.add_endpoint(endpoint)
     return jsonify(endpoint_view(endpoint)), 201
 
 
 @blueprint.get("/endpoints")
 @allow(Action.READ)
 def list_() -> Response:
-    return jsonify([endpoint_view(item) for item in services().store.list_endpoints(request.args.get("project"))])
+    found = services().store.list_endpoints(visible_project(request.args.get("project")))
+    return jsonify([endpoint_view(item) for item in found])
 
 
 @blueprint.get("/endpoints/<endpoint_id>")
 @allow(Action.READ)
 def get(endpoint_id: str) -> Response:
-    return jsonify(endpoint_view(services().store.get_endpoint(endpoint_id)))
+    return jsonify(endpoint_view(_visible_endpoint(endpoint_id)))
 
 
 @blueprint.patch("/endpoints/<endpoint_id>")
 @allow(Action.EDIT)
 def patch(endpoint_id: str) -> Response:
     """Change some fields; a credential set to null is removed."""
-    store = services().store
-    current = store.get_endpoint(endpoint_id)
+    current = _visible_endpoint(endpoint_id)
     changed = endpoint_from_body(changed_body(current, json_object()), endpoint_id)
-    return jsonify(endpoint_view(store.replace_endpoint(changed)))
+    project_for_new(changed.project)
+    return jsonify(endpoint_view(services().store.replace_endpoint(changed)))
 
 
 @blueprint.delete("/endpoints/<endpoint_id>")
 @allow(Action.EDIT)
 def delete(endpoint_id: str) -> tuple[str, int]:
+    _visible_endpoint(endpoint_id)
     services().store.delete_endpoint(endpoint_id)
     return "", 204
+
+
+def _visible_endpoint(endpoint_id: str) -> Endpoint:
+    """An endpoint of a project the caller sees; 404, like a missing one, otherwise."""
+    endpoint = services().store.get_endpoint(endpoint_id)
+    require_visible(endpoint.project, f"endpoint with id '{endpoint_id}'")
+    return endpoint

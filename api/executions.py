@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.auth import allow, requester
+from api.auth import allow, requester, require_visible, visible_project
 from api.serialize import event_view, execution_view, stages_view
 from api.services import services
 from orchestrator.errors import BadRequest
+from orchestrator.execution import Execution
 from orchestrator.policy import Action
 from orchestrator.status import ExecutionStatus
 
@@ -47,6 +48,7 @@ def _number(text: str | None, name: str, default: int, maximum: int) -> int:
 def list_() -> Response:
     args = request.args
     executions = services().store.list_executions(
+        project=visible_project(args.get("project") or None),
         pipeline=args.get("pipeline") or None,
         status=_statuses(args.get("status")),
         rollback=_flag(args.get("rollback"), "rollback"),
@@ -61,6 +63,7 @@ def list_() -> Response:
 def get(execution_id: str) -> Response:
     store = services().store
     state = store.load_state(execution_id)
+    require_visible(state.execution.project, f"execution with id '{execution_id}'")
     view = execution_view(state.execution)
     view["stages"] = stages_view(state.pipeline, store.task_runs(execution_id))
     return jsonify(view)
@@ -70,6 +73,7 @@ def get(execution_id: str) -> Response:
 @allow(Action.READ)
 def events(execution_id: str) -> Response:
     """The execution's history, oldest first: every status change of it and of its task runs."""
+    _visible_execution(execution_id)
     return jsonify([event_view(event) for event in services().store.events(execution_id)])
 
 
@@ -77,5 +81,13 @@ def events(execution_id: str) -> Response:
 @allow(Action.RUN)
 def cancel(execution_id: str) -> tuple[Response, int]:
     """Cancel a queued or running execution; 409 when its status does not allow it."""
+    _visible_execution(execution_id)
     execution = services().engine.cancel(execution_id, requester())
     return jsonify(execution_view(execution)), 202
+
+
+def _visible_execution(execution_id: str) -> Execution:
+    """An execution of a project the caller sees; 404, like a missing one, otherwise."""
+    execution = services().store.get_execution(execution_id)
+    require_visible(execution.project, f"execution with id '{execution_id}'")
+    return execution

@@ -7,12 +7,13 @@ from typing import Any
 import yaml
 from flask import Blueprint, Response, jsonify, request
 
-from api.auth import allow, requester
+from api.auth import allow, project_for_new, requester, require_visible, visible_project
 from api.serialize import pipeline_view
 from api.services import json_object, services
 from orchestrator.decoding import parse_text
 from orchestrator.document import load_pipeline, to_document
 from orchestrator.errors import BadRequest
+from orchestrator.execution import PipelineRecord
 from orchestrator.pipeline import Pipeline
 from orchestrator.policy import Action
 
@@ -21,13 +22,29 @@ blueprint = Blueprint("pipelines", __name__)
 PATCHABLE = frozenset({"enabled", "concurrency", "description"})
 
 
-def _read_pipeline(default_project: str = "default") -> Pipeline:
+def _read_pipeline(default_project: str | None = None) -> Pipeline:
+    """The pipeline in the request body, in a project the caller may act in (403 otherwise).
+
+    The project is checked before the document is validated: validation looks up rollback pipelines and
+    endpoints in it, and its problems must not tell what another project holds.
+    """
     body = request.get_data(cache=True)
     if not body.strip():
         raise BadRequest("the body is empty: send a pipeline document (YAML or JSON)")
     document = parse_text(body, request.content_type)
+    named = document.get("project") if isinstance(document, dict) else None
+    project = project_for_new(named if isinstance(named, str) and named else default_project)
     store = services().store
-    return load_pipeline(document, store.rollback_target, default_project, store.endpoint_exists)
+    pipeline = load_pipeline(document, store.rollback_target, project, store.endpoint_exists)
+    project_for_new(pipeline.project)
+    return pipeline
+
+
+def _visible_pipeline(pipeline_id: str) -> PipelineRecord:
+    """A pipeline of a project the caller sees; 404, like a missing one, otherwise."""
+    record = services().store.get_pipeline(pipeline_id)
+    require_visible(record.project, f"pipeline with id '{pipeline_id}'")
+    return record
 
 
 @blueprint.post("/pipelines")
@@ -40,33 +57,34 @@ def create() -> tuple[Response, int]:
 @blueprint.get("/pipelines")
 @allow(Action.READ)
 def list_() -> Response:
-    records = services().store.list_pipelines(request.args.get("project"), request.args.get("name"))
+    project = visible_project(request.args.get("project"))
+    records = services().store.list_pipelines(project, request.args.get("name"))
     return jsonify([pipeline_view(record) for record in records])
 
 
 @blueprint.get("/pipelines/<pipeline_id>")
 @allow(Action.READ)
 def get(pipeline_id: str) -> Response:
-    return jsonify(pipeline_view(services().store.get_pipeline(pipeline_id)))
+    return jsonify(pipeline_view(_visible_pipeline(pipeline_id)))
 
 
 @blueprint.put("/pipelines/<pipeline_id>")
 @allow(Action.EDIT)
 def replace(pipeline_id: str) -> Response:
-    store = services().store
-    current = store.get_pipeline(pipeline_id)
-    record = store.replace_pipeline(pipeline_id, _read_pipeline(current.project))
+    current = _visible_pipeline(pipeline_id)
+    record = services().store.replace_pipeline(pipeline_id, _read_pipeline(current.project))
     return jsonify(pipeline_view(record))
 
 
 @blueprint.patch("/pipelines/<pipeline_id>")
 @allow(Action.EDIT)
 def patch(pipeline_id: str) -> Response:
+    current = _visible_pipeline(pipeline_id)
     changes = json_object(PATCHABLE)
     if nulls := sorted(name for name, value in changes.items() if value is None):
         raise BadRequest(f"{', '.join(nulls)} cannot be null; leave a field out to keep its value")
     store = services().store
-    document: dict[str, Any] = to_document(store.get_pipeline(pipeline_id).pipeline) | changes
+    document: dict[str, Any] = to_document(current.pipeline) | changes
     record = store.replace_pipeline(
         pipeline_id, load_pipeline(document, store.rollback_target, endpoints=store.endpoint_exists)
     )
@@ -76,6 +94,7 @@ def patch(pipeline_id: str) -> Response:
 @blueprint.delete("/pipelines/<pipeline_id>")
 @allow(Action.EDIT)
 def delete(pipeline_id: str) -> tuple[str, int]:
+    _visible_pipeline(pipeline_id)
     services().store.delete_pipeline(pipeline_id)
     return "", 204
 
@@ -83,7 +102,7 @@ def delete(pipeline_id: str) -> tuple[str, int]:
 @blueprint.get("/pipelines/<pipeline_id>/export")
 @allow(Action.READ)
 def export(pipeline_id: str) -> Response:
-    record = services().store.get_pipeline(pipeline_id)
+    record = _visible_pipeline(pipeline_id)
     text = yaml.safe_dump(to_document(record.pipeline), sort_keys=False, allow_unicode=True)
     response = Response(text, mimetype="application/yaml")
     response.headers["Content-Disposition"] = f'attachment; filename="{record.name}.yaml"'
@@ -93,6 +112,7 @@ def export(pipeline_id: str) -> Response:
 @blueprint.post("/pipelines/<pipeline_id>/executions")
 @allow(Action.RUN)
 def trigger(pipeline_id: str) -> tuple[Response, int]:
+    record = _visible_pipeline(pipeline_id)
     body = json_object(frozenset({"input", "comments"}))
     given = {} if body.get("input") is None else body["input"]
     comments = "" if body.get("comments") is None else body["comments"]
@@ -100,7 +120,6 @@ def trigger(pipeline_id: str) -> tuple[Response, int]:
         raise BadRequest("'input' must be an object of input names and values")
     if not isinstance(comments, str):
         raise BadRequest("'comments' must be a string")
-    record = services().store.get_pipeline(pipeline_id)
     execution = services().engine.trigger(record, given, comments, requester())
     link = f"/api/executions/{execution.id}"
     answer = {"executionId": execution.id, "executionIndex": execution.index, "executionLink": link}

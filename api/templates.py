@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from api.auth import allow
+from api.auth import allow, project_in
 from api.services import json_object, services
 from orchestrator.cdtemplate import EndpointUrl, generate, load_generated, process, read_request
 from orchestrator.errors import Conflict
@@ -35,7 +35,10 @@ def process_yaml() -> Response:
 def create() -> tuple[Response, int]:
     """Generate and save `<Name>` (disabled) and its rollback pipelines (enabled)."""
     store = services().store
-    template = read_request(json_object(), _endpoint_url(store))
+    body = json_object()
+    # The project first: the endpoints the request names are looked up in it.
+    body["project"] = project_in(body)
+    template = read_request(body, _endpoint_url(store))
     pipelines = load_generated(generate(template), store.endpoint_exists)
     _refuse_taken(store, pipelines)
     *rollbacks, main = store.add_pipelines(pipelines)

@@ -461,14 +461,18 @@ class Store:
 
     def list_executions(
         self,
+        *,
         pipeline: str | None = None,
+        project: str | None = None,
         status: Iterable[ExecutionStatus] | None = None,
         rollback: bool | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[Execution]:
-        """Executions, newest first; `pipeline` is a pipeline id or name."""
+        """Executions, newest first; `pipeline` is a pipeline id or name, `project` None means every project."""
         query = select(*EXECUTION_COLUMNS).order_by(executions.c.created_at.desc(), executions.c.id)
+        if project is not None:
+            query = query.where(executions.c.project == project)
         if pipeline is not None:
             query = query.where((executions.c.pipeline_id == pipeline) | (executions.c.pipeline_name == pipeline))
         if status is not None:
