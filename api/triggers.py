@@ -26,6 +26,7 @@ REFUSED = f"the delivery is not signed for this hook: send '{SIGNATURE_HEADER}: 
 # Signed against when the name is unknown, so that answer takes the work a bad signature takes.
 UNKNOWN_SECRET = "no trigger has this secret"
 MAX_COMMENT_PART = 100
+PING_EVENT = "ping"
 
 
 def _triggers() -> Triggers:
@@ -126,10 +127,16 @@ def _answer(fired: Fired) -> tuple[Response, int]:
 @blueprint.post("/triggers/<name>")
 @public
 def hook(name: str) -> tuple[Response, int]:
-    """A delivery: checked against the trigger's secret, then its pipeline started with the bound input."""
+    """A delivery: checked against the trigger's secret, then its pipeline started with the bound input.
+
+    GitHub's `ping` (sent when the hook is added) is answered once its signature is checked, and starts nothing.
+    """
     raw = request.get_data(cache=True)
     trigger = _signed(name, raw)
     payload = _payload(raw)
+    if request.headers.get(EVENT_HEADER) == PING_EVENT:
+        # GitHub's check that a new hook is reachable and signed right: nothing to run.
+        return jsonify({"ping": True, "trigger": trigger.name}), 200
     delivery = request.headers.get(DELIVERY_HEADER)
     if problem := delivery_problem(delivery):
         raise BadRequest(f"{DELIVERY_HEADER}: {problem}")

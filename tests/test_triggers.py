@@ -439,6 +439,25 @@ def test_a_delivery_lacking_a_bound_value_but_unsigned_is_refused_as_unsigned(ap
     assert error_of(lacking, 401) == error_of(garbage, 401)
 
 
+def test_githubs_ping_is_answered_once_signed_and_starts_nothing(api: ServedApp, hook: Doc) -> None:
+    # Given a trigger binding body.after, which GitHub's ping (sent when a hook is added) does not hold
+    ping = {"zen": "Keep it logically awesome.", "hook_id": 1}
+    body = json.dumps(ping).encode()
+
+    # When a signed ping comes, and an unsigned one
+    signed = httpx.post(
+        f"{api.url}/api/triggers/shop-push",
+        content=body,
+        headers={"X-GitHub-Event": "ping", "X-Hub-Signature-256": sign(SECRET, body)},
+    )
+    unsigned = httpx.post(f"{api.url}/api/triggers/shop-push", content=body, headers={"X-GitHub-Event": "ping"})
+
+    # Then the signed one is answered 200 and the unsigned one refused, and neither runs anything
+    assert signed.status_code == 200 and signed.json() == {"ping": True, "trigger": "shop-push"}, signed.text
+    assert error_of(unsigned, 401)
+    assert executions(api) == []
+
+
 def test_a_delivery_for_a_disabled_pipeline_conflicts_and_can_be_redelivered_once_enabled(api: ServedApp) -> None:
     # Given a trigger of a disabled pipeline
     pipeline = api.create(pipeline_doc(enabled=False))
