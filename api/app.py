@@ -7,7 +7,7 @@ import logging
 from celery import Celery
 from flask import Blueprint, Flask
 
-from api import auth, endpoints, executions, pipelines, templates, tokens
+from api import auth, endpoints, executions, pipelines, templates, tokens, triggers
 from api.errors import register_error_handlers
 from api.services import EXTENSION, Services
 from orchestrator.engine import Engine
@@ -39,6 +39,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     api.register_blueprint(endpoints.blueprint)
     api.register_blueprint(templates.blueprint)
     api.register_blueprint(tokens.blueprint)
+    api.register_blueprint(triggers.blueprint)
     app.register_blueprint(api)
     register_error_handlers(app)
     return app

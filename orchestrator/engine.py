@@ -11,7 +11,7 @@ settled after the commit too (`finished`), and again by the sweep if that follow
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -94,12 +94,19 @@ class Engine:
         self.horizon = horizon
 
     def trigger(
-        self, record: PipelineRecord, given: Mapping[str, Any], comments: str = "", requested_by: str = ""
+        self,
+        record: PipelineRecord,
+        given: Mapping[str, Any],
+        comments: str = "",
+        requested_by: str = "",
+        *,
+        alongside: Callable[[Transaction, Execution], None] | None = None,
     ) -> Execution:
         """Start an execution of a saved pipeline (or queue it behind the running ones).
 
         Once the execution is committed the trigger has succeeded: if the broker cannot take its first tasks
-        now, the sweep sends them when it can.
+        now, the sweep sends them when it can. `alongside` writes something with the new execution in the same
+        transaction (the webhook delivery that started it): if it raises, the execution is not saved either.
         """
         if not record.pipeline.enabled:
             raise PipelineDisabled(f"pipeline '{record.name}' is disabled; enable it before running it")
@@ -107,6 +114,8 @@ class Engine:
         effects = Effects()
         with self.store.transaction() as tx:
             execution = tx.insert_execution(record, values, comments, requested_by=requested_by)
+            if alongside is not None:
+                alongside(tx, execution)
             if execution.status is ExecutionStatus.RUNNING:
                 self._advance(tx, tx.state(execution.id, lock=True), effects)
         try:
