@@ -12,7 +12,7 @@ out of stack, and a task run no worker can claim would leave its execution runni
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,16 +42,19 @@ def reference_head(reference: str) -> str:
 
 
 def nesting(value: object, limit: int = MAX_NESTING) -> bool:
-    """Whether a JSON value is nested more than `limit` lists or objects deep (walked without recursion)."""
-    pending: list[tuple[object, int]] = [(value, 0)]
+    """Whether a JSON value holds more than `limit` lists or objects one inside the other (walked without recursion)."""
+    pending: list[tuple[object, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
+        if isinstance(item, Mapping):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
         if depth > limit:
             return True
-        if isinstance(item, Mapping):
-            pending.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list | tuple):
-            pending.extend((child, depth + 1) for child in item)
+        pending.extend((child, depth + 1) for child in children)
     return False
 
 

@@ -485,3 +485,7 @@ def test_a_bound_value_nested_too_deeply_fails_the_binding() -> None:
     # When a task binds it, Then binding fails naming the binding
     with pytest.raises(BindingError, match=r"'\$\{Build.Fetch.output.responseJson\}' is nested more than 64"):
         bind_task(task, scope)
+
+    # ... while a value exactly as deep as allowed binds
+    scope = Scope(input={}, outputs={("Build", "Fetch"): {"responseJson": json.loads(deep(MAX_NESTING))}})
+    assert bind_task(task, scope).input["payload"] == json.loads(deep(MAX_NESTING))
