@@ -74,17 +74,15 @@ def bound(task_type: str, task_input: Doc, **given: Any) -> Doc:
 
 
 class Recorder:
-    """A local HTTP server answering every GET with `body` (JSON), remembering each raw request line's path."""
+    """A local HTTP server answering every GET with `body` (JSON), remembering the raw path of each request line."""
 
     def __init__(self, body: object = None) -> None:
         self.paths: list[str] = []
-        self.headers: list[dict[str, str]] = []
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 recorder.paths.append(self.path)
-                recorder.headers.append(dict(self.headers.items()))
                 data = json.dumps(body).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
