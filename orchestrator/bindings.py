@@ -5,7 +5,8 @@ A reference is one of `input.NAME[.path]`, `STAGE.TASK.output[.path]`, `var.NAME
 values with `.key` and `[N]`.
 
 A string that is exactly one binding takes the bound value with its type (a dict stays a dict); a
-binding inside longer text is spliced in as text (JSON for objects and lists).
+binding inside longer text is spliced in as text (JSON for objects and lists). Text with a structure of its
+own (YAML documents, URLs) is bound by `structured.py` instead, so that no value changes that structure.
 """
 
 from __future__ import annotations
@@ -170,6 +171,12 @@ class Scope:
         return walk(source[ref.name], ref.path, f"{ref.kind.value} '{ref.name}'")
 
 
+def whole_binding(text: str) -> str | None:
+    """The body of the binding a text is made of, when it is exactly one binding."""
+    whole = _WHOLE.match(text)
+    return whole.group(1) if whole else None
+
+
 def as_text(value: object) -> str:
     """How a bound value reads when spliced into longer text."""
     if value is None:
@@ -184,9 +191,9 @@ def as_text(value: object) -> str:
 def resolve(value: object, lookup: Callable[[str], object]) -> object:
     """Replace every binding inside `value` (walking dicts and lists) with what `lookup` gives for it."""
     if isinstance(value, str):
-        whole = _WHOLE.match(value)
-        if whole:
-            return lookup(whole.group(1))
+        whole = whole_binding(value)
+        if whole is not None:
+            return lookup(whole)
         return BINDING.sub(lambda match: as_text(lookup(match.group(1))), value)
     if isinstance(value, Mapping):
         return {key: resolve(item, lookup) for key, item in value.items()}

@@ -21,7 +21,7 @@ from orchestrator import defaults, expressions, planner, rollback, tasktypes
 from orchestrator.bindings import Scope, resolve
 from orchestrator.errors import InputInvalid, PipelineDisabled, Problem, RollwayError
 from orchestrator.execution import Execution, ExecutionState, PipelineRecord, TaskRun
-from orchestrator.inputs import BoundTask, bind_task
+from orchestrator.inputs import BoundTask, bind_task, input_problems
 from orchestrator.outbox import Dispatch, Schedule
 from orchestrator.outcome import Failed, Lost, Outcome, Succeeded, Waiting
 from orchestrator.pipeline import Pipeline, TaskKey
@@ -59,18 +59,20 @@ class Effects:
 def bind_input(pipeline: Pipeline, given: Mapping[str, Any]) -> dict[str, Any]:
     """An execution's input: the pipeline's defaults overlaid with what was given.
 
-    Raises InputInvalid listing every unknown name and every mandatory input left empty.
+    Raises InputInvalid listing every unknown name, every mandatory input left empty and every value too deep.
     """
     problems = [
         Problem(f"input.{name}", f"pipeline '{pipeline.name}' has no input named '{name}'")
         for name in given
         if name not in pipeline.input
     ]
+    problems += input_problems(given)
     values = {**pipeline.input, **{name: value for name, value in given.items() if name in pipeline.input}}
+    # Only text can be blank (and a value nested too deeply could not even be turned into text).
     problems += [
         Problem(f"input.{name}", f"is mandatory: {pipeline.input_meta[name].description or 'give a value'}")
         for name in pipeline.mandatory_inputs()
-        if values.get(name) is None or str(values[name]).strip() == ""
+        if values.get(name) is None or (isinstance(values[name], str) and not values[name].strip())
     ]
     if problems:
         raise InputInvalid(f"the input of pipeline '{pipeline.name}' has {len(problems)} problem(s)", problems)

@@ -4,18 +4,26 @@ pipeline binding its expressions will read.
 A binding may only name a task that has finished before the binding task starts (`document.py` checks it),
 so resolving bindings when the task is queued gives what resolving them when it runs would. A worker then
 needs nothing of the execution but the task run it claims.
+
+Values nested deeper than `MAX_NESTING` are refused, as an execution's input and as a bound value (a task's
+output may be that deep): decoding such a value again, as a worker does when it claims its task run, can run
+out of stack, and a task run no worker can claim would leave its execution running for ever.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator import expressions
 from orchestrator.bindings import Scope, resolve
+from orchestrator.errors import BindingError, Problem
 from orchestrator.pipeline import Task
-from orchestrator.tasktypes import TASK_TYPES
+from orchestrator.structured import bind_documents, bind_headers, bind_url
+from orchestrator.tasktypes import TASK_TYPES, TaskType
+
+MAX_NESTING = 64
 
 
 @dataclass(frozen=True)
@@ -33,17 +41,66 @@ def reference_head(reference: str) -> str:
     return reference.split(".", 1)[0].split("[", 1)[0].strip()
 
 
+def nesting(value: object, limit: int = MAX_NESTING) -> bool:
+    """Whether a JSON value holds more than `limit` lists or objects one inside the other (walked without recursion)."""
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, Mapping):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
+
+
+def input_problems(given: Mapping[str, object]) -> list[Problem]:
+    """What is wrong with the values given as an execution's input, whatever its pipeline."""
+    return [
+        Problem(f"input.{name}", f"is nested more than {MAX_NESTING} lists or objects deep")
+        for name, value in given.items()
+        if nesting(value)
+    ]
+
+
 def bind_task(task: Task, scope: Scope) -> BoundTask:
     """Resolve a task's bindings against its execution; raises BindingError or ExpressionError if one fails."""
     spec = TASK_TYPES[task.type]
-    given = {
-        name: value if name in spec.expression_fields else resolve(value, scope.lookup)
-        for name, value in task.input.items()
-    }
+    lookup = _shallow(scope.lookup)
+    given = {name: _bind_field(spec, name, value, lookup) for name, value in task.input.items()}
     bindings = {
-        reference: scope.lookup(reference)
+        reference: lookup(reference)
         for text in spec.expressions(task.input).values()
         for reference in expressions.parse(text).references
         if reference_head(reference) not in spec.local_names
     }
     return BoundTask(given, bindings)
+
+
+def _bind_field(spec: TaskType, name: str, value: object, lookup: Callable[[str], object]) -> object:
+    """One input field bound: expressions as written, and documents, URLs and headers keeping their structure."""
+    if name in spec.expression_fields:
+        return value
+    if name in spec.document_fields and isinstance(value, str):
+        return bind_documents(value, lookup, name)
+    if name in spec.url_fields and isinstance(value, str):
+        return bind_url(value, lookup)
+    if name in spec.header_fields:
+        return bind_headers(value, lookup, name)
+    return resolve(value, lookup)
+
+
+def _shallow(lookup: Callable[[str], object]) -> Callable[[str], object]:
+    """`lookup`, refusing a value nested too deeply to hand to a worker."""
+
+    def shallow(reference: str) -> object:
+        value = lookup(reference)
+        if nesting(value):
+            raise BindingError(f"'${{{reference.strip()}}}' is nested more than {MAX_NESTING} lists or objects deep")
+        return value
+
+    return shallow

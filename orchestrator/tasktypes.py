@@ -1,13 +1,17 @@
 """The task types a pipeline may use, and what each accepts as input.
 
 Checks here are pure and run when a pipeline is saved. A value that holds a `${...}` binding is only known
-at run time, so its type is checked by the executor then. Input fields listed in `expression_fields` hold
-expressions that the executor evaluates itself (against its own names, such as a POLL's `responseJson`,
-and the pipeline's bindings), so the worker leaves them unresolved.
+at run time, so its type is checked by the executor then, and a number against the same `Limit` the save-time
+check applies (`bound_number`). Input fields listed in `expression_fields` hold expressions that the executor
+evaluates itself (against its own names, such as a POLL's `responseJson`, and the pipeline's bindings), so the
+worker leaves them unresolved. `document_fields` hold YAML documents and `url_fields` URLs: bindings go into
+those without changing their structure (see `structured.py`).
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -21,6 +25,46 @@ RESPONSE_NAMES = frozenset({"responseJson", "responseCode", "responseBody", "res
 
 Checker = Callable[[Mapping[str, object]], list[Problem]]
 
+# A header value that holds a line break would end its header and start another.
+_LINE_BREAK = re.compile(r"[\r\n\x00]")
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The numbers a field may hold: above 0 and at most `maximum`; whole numbers only when `whole`."""
+
+    what: str
+    whole: bool
+    maximum: int
+
+    def problem(self, number: float) -> str | None:
+        """What is wrong with a number for this field, or None (the one range check: save time and run time)."""
+        # Only a float can be infinite or NaN (and an int too large for a float would not convert).
+        if isinstance(number, float) and not math.isfinite(number):
+            return "must be a finite number"
+        if number <= 0:
+            return "must be greater than 0"
+        if number > self.maximum:
+            return f"must be at most {self.maximum}"
+        return None
+
+
+# A bound past these would have a task wait, or poll, for longer than anyone means to; a day between polls and a
+# week of VERIFY are already far past any rollout.
+MAX_POLL_COUNT = 10_000
+MAX_POLL_INTERVAL_SECONDS = 86_400
+MAX_K8S_TIMEOUT_SECONDS = 7 * 86_400
+# Kubernetes keeps a Deployment's revision as an int64.
+MAX_REVISION = 2**63 - 1
+POLL_LIMITS: Mapping[str, Limit] = {
+    "pollCount": Limit("a whole number", True, MAX_POLL_COUNT),
+    "pollIntervalSeconds": Limit("a number of seconds", False, MAX_POLL_INTERVAL_SECONDS),
+}
+K8S_LIMITS: Mapping[str, Limit] = {
+    "timeout": Limit("a number of seconds", False, MAX_K8S_TIMEOUT_SECONDS),
+    "revision": Limit("a revision number", True, MAX_REVISION),
+}
+
 
 @dataclass(frozen=True)
 class TaskType:
@@ -33,6 +77,10 @@ class TaskType:
     local_names: frozenset[str] = frozenset()
     check: Checker = lambda _input: []
     endpoint_roles: frozenset[str] = frozenset()
+    # Fields holding YAML documents, URLs and HTTP headers: bound so that no value changes their structure.
+    document_fields: frozenset[str] = frozenset()
+    url_fields: frozenset[str] = frozenset()
+    header_fields: frozenset[str] = frozenset()
     # Whether an attempt lost with its worker may simply run again (see `safe_to_repeat`).
     repeatable: Callable[[Mapping[str, object]], bool] = lambda _input: True
 
@@ -73,11 +121,58 @@ def _expect(task_input: Mapping[str, object], name: str, kinds: tuple[type, ...]
     return []
 
 
-def _positive(task_input: Mapping[str, object], name: str) -> list[Problem]:
+def _limited(task_input: Mapping[str, object], name: str, limit: Limit) -> list[Problem]:
+    """A number field as written: of the right kind and within its limit (a bound one is checked when it runs)."""
+    problems = _expect(task_input, name, (int,) if limit.whole else (int, float), limit.what)
     value = task_input.get(name)
-    if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
-        return [Problem(name, "must be greater than 0")]
-    return []
+    # A written NaN or infinity is reported for every field alike, as a value JSON cannot hold (`decoding.py`).
+    finite = not isinstance(value, float) or math.isfinite(value)
+    if not problems and finite and isinstance(value, int | float) and not isinstance(value, bool):
+        problem = limit.problem(value)
+        problems += [Problem(name, problem)] if problem else []
+    return problems
+
+
+def bound_number(limit: Limit, name: str, value: object) -> int | float | None:
+    """A number field's value once bound (None when empty), as a number within `limit`.
+
+    Bindings often give text (`"5"`), so numeric text is read; raises ValueError naming the field otherwise.
+    """
+    if value is None or value == "":
+        return None
+    number = _number(value, limit.whole)
+    if number is None:
+        raise ValueError(f"{name} must be {limit.what} above 0, not {value!r}")
+    problem = limit.problem(number)
+    if problem is not None:
+        raise ValueError(f"{name} {problem}, not {value!r}")
+    return number
+
+
+def _number(value: object, whole: bool) -> int | float | None:
+    """A value read as a number (numeric text too), or None when it is not one; whole numbers as int."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    number: int | float
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = int(text) if text.lstrip("+-").isdigit() else float(text)
+        except ValueError:
+            return None
+    else:
+        number = value
+    if whole and isinstance(number, float) and math.isfinite(number):
+        # 1e30 is a whole number, and fails its limit as one; 2.5 is not a whole number at all.
+        return int(number) if number.is_integer() else None
+    return number
+
+
+def header_problem(name: object, value: object) -> str | None:
+    """Why a header name or value could not be sent as one header, if it could not."""
+    if _LINE_BREAK.search(str(name)) or _LINE_BREAK.search(str(value)):
+        return "must not hold a line break (it would start another header)"
+    return None
 
 
 def _check_http(task_input: Mapping[str, object]) -> list[Problem]:
@@ -94,6 +189,11 @@ def _check_http(task_input: Mapping[str, object]) -> list[Problem]:
                 Problem(f"headers.{key}", "must be a string or a number")
                 for key, value in headers.items()
                 if not isinstance(value, str | int | float) or isinstance(value, bool)
+            ]
+            problems += [
+                Problem(f"headers.{key}", problem)
+                for key, value in headers.items()
+                if (problem := header_problem(key, value)) is not None
             ]
     return problems
 
@@ -115,9 +215,7 @@ def _rest_repeatable(task_input: Mapping[str, object]) -> bool:
 
 def _check_poll(task_input: Mapping[str, object]) -> list[Problem]:
     problems = _check_http(task_input)
-    problems += _expect(task_input, "pollCount", (int,), "a whole number") + _positive(task_input, "pollCount")
-    problems += _expect(task_input, "pollIntervalSeconds", (int, float), "a number of seconds")
-    problems += _positive(task_input, "pollIntervalSeconds")
+    problems += [problem for name, limit in POLL_LIMITS.items() for problem in _limited(task_input, name, limit)]
     problems += _expect(task_input, "ignoreFailure", (bool,), "true or false")
     criteria = task_input.get("exitCriteria")
     if criteria is None:
@@ -165,9 +263,8 @@ def _check_k8s(task_input: Mapping[str, object]) -> list[Problem]:
         return []
     if not isinstance(action, str) or action.upper() not in K8S_ACTIONS:
         return [Problem("action", f"must be one of {', '.join(K8S_ACTIONS)}, not {action!r}")]
-    problems = _expect(task_input, "timeout", (int, float), "a number of seconds") + _positive(task_input, "timeout")
+    problems = [problem for name, limit in K8S_LIMITS.items() for problem in _limited(task_input, name, limit)]
     problems += _expect(task_input, "continueOnConflict", (bool,), "true or false")
-    problems += _expect(task_input, "revision", (int,), "a revision number") + _positive(task_input, "revision")
     if action.upper() in K8S_OBJECT_ACTIONS:
         return problems + (
             []
@@ -190,6 +287,8 @@ TASK_TYPES: Mapping[str, TaskType] = {
             frozenset({"action", "headers", "payload", "idempotent"}),
             check=_check_rest,
             repeatable=_rest_repeatable,
+            url_fields=frozenset({"url"}),
+            header_fields=frozenset({"headers"}),
         ),
         TaskType(
             "POLL",
@@ -198,6 +297,8 @@ TASK_TYPES: Mapping[str, TaskType] = {
             expression_fields=frozenset({"exitCriteria"}),
             local_names=RESPONSE_NAMES,
             check=_check_poll,
+            url_fields=frozenset({"url"}),
+            header_fields=frozenset({"headers"}),
         ),
         TaskType(
             "K8S",
@@ -205,6 +306,7 @@ TASK_TYPES: Mapping[str, TaskType] = {
             frozenset({"yaml", "timeout", "continueOnConflict", "namespace", "deployment", "revision"}),
             check=_check_k8s,
             endpoint_roles=frozenset({KUBERNETES_SERVER}),
+            document_fields=frozenset({"yaml"}),
         ),
         TaskType(
             "Condition",

@@ -11,7 +11,6 @@ ReplicaSet an undo goes back to) travels in the state, so the retry reports and 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import time
@@ -32,7 +31,7 @@ from orchestrator.rollout import (
     rollout_status,
     same_template,
 )
-from orchestrator.tasktypes import K8S_ACTIONS, KUBERNETES_SERVER
+from orchestrator.tasktypes import K8S_ACTIONS, K8S_LIMITS, KUBERNETES_SERVER, bound_number
 from workers.cluster import ClusterClient, ClusterClients, ClusterThrottled, ObjectRef
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall, Waiting
 
@@ -88,17 +87,9 @@ class K8sInput:
 
 
 def _seconds(value: object) -> float:
-    if value is None or value == "":
-        return DEFAULT_TIMEOUT
-    seconds = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            seconds = float(value)
-    if seconds is None or not seconds > 0:
-        raise ValueError(f"timeout must be a number of seconds above 0, not {value!r}")
-    return seconds
+    # The limits the save-time check holds a written timeout to: a bound one must not wait for ever either.
+    seconds = bound_number(K8S_LIMITS["timeout"], "timeout", value)
+    return DEFAULT_TIMEOUT if seconds is None else float(seconds)
 
 
 def _flag(value: object, name: str) -> bool:
@@ -110,13 +101,8 @@ def _flag(value: object, name: str) -> bool:
 
 
 def _revision(value: object) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
-        return int(value)
-    raise ValueError(f"revision must be a revision number (1 or more), not {value!r}")
+    revision = bound_number(K8S_LIMITS["revision"], "revision", value)
+    return None if revision is None else int(revision)
 
 
 def documents(text: object) -> tuple[Doc, ...]:

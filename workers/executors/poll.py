@@ -13,7 +13,7 @@ from typing import Any
 from orchestrator import expressions
 from orchestrator.bindings import split_path, walk
 from orchestrator.errors import BindingError, EndpointError, ExpressionError
-from orchestrator.tasktypes import RESPONSE_NAMES
+from orchestrator.tasktypes import POLL_LIMITS, RESPONSE_NAMES, bound_number
 from workers.egress import EgressDenied
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall, Waiting
 from workers.executors.rest import request_problem
@@ -33,18 +33,19 @@ class PollSettings:
 
     @classmethod
     def read(cls, task_input: Mapping[str, Any]) -> PollSettings:
-        """From a resolved input; raises ValueError naming a value that is not a usable number."""
-        count = task_input.get("pollCount", DEFAULT_POLL_COUNT)
-        interval = task_input.get("pollIntervalSeconds", DEFAULT_INTERVAL_SECONDS)
-        try:
-            settings = cls(int(count), float(interval), task_input.get("ignoreFailure") in (True, "true", "True"))
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"pollCount and pollIntervalSeconds must be numbers, not {count!r}, {interval!r}"
-            ) from error
-        if settings.count <= 0 or settings.interval < 0:
-            raise ValueError(f"pollCount must be above 0 and pollIntervalSeconds not negative: {count}, {interval}")
-        return settings
+        """From a resolved input; raises ValueError naming a value that is not a usable number.
+
+        A bound number is held to the limits a written one is checked against when the pipeline is saved.
+        """
+        count = bound_number(POLL_LIMITS["pollCount"], "pollCount", task_input.get("pollCount"))
+        interval = bound_number(
+            POLL_LIMITS["pollIntervalSeconds"], "pollIntervalSeconds", task_input.get("pollIntervalSeconds")
+        )
+        return cls(
+            DEFAULT_POLL_COUNT if count is None else int(count),
+            DEFAULT_INTERVAL_SECONDS if interval is None else float(interval),
+            task_input.get("ignoreFailure") in (True, "true", "True"),
+        )
 
 
 class PollExecutor:
