@@ -76,6 +76,10 @@ EXPECTED_ACTIONS: dict[Route, Action] = {
     ("POST", "/api/tokens"): Action.ADMINISTER,
     ("GET", "/api/tokens"): Action.ADMINISTER,
     ("DELETE", "/api/tokens/<token_id>"): Action.ADMINISTER,
+    ("POST", "/api/triggers"): Action.EDIT,
+    ("GET", "/api/triggers"): Action.READ,
+    ("GET", "/api/triggers/<trigger_id>"): Action.READ,
+    ("DELETE", "/api/triggers/<trigger_id>"): Action.EDIT,
 }
 
 # Routes that take no bearer token (they authenticate their requests themselves), marked `@public`.
@@ -146,12 +150,17 @@ class World:
         for name in ("dev-cluster", "prod-cluster"):
             self.fresh_endpoint(project, name)
         pipeline = self.fresh_pipeline(project)
-        return Objects(
+        objects = Objects(
             pipeline=pipeline,
             execution=self.fresh_execution(project, pipeline),
             endpoint=self.fresh_endpoint(project),
             token=str(self.fresh_token(project)["id"]),
         )
+        name = self.admin.get(f"/api/pipelines/{pipeline}").get_json()["name"]
+        self.made(
+            "/api/triggers", {"name": self.unique("hook"), "project": project, "pipeline": name, "secret": "s" * 20}
+        )
+        return objects
 
     def fresh_pipeline(self, project: str) -> str:
         document = pipeline_doc(self.unique("Pipeline"), project, enabled=True, concurrency=1000)
@@ -168,6 +177,15 @@ class World:
     def fresh_token(self, project: str, role: str = "viewer", name: str | None = None) -> Doc:
         """A new token as made: its id and, this once, the token itself."""
         return self.made("/api/tokens", {"name": name or self.unique("token"), "project": project, "role": role})
+
+    def trigger_body(self, project: str, pipeline: str | None = None) -> Doc:
+        """A webhook trigger of a pipeline of the project (by default the one it was populated with)."""
+        pipeline = pipeline or self.projects[project].pipeline
+        name = self.admin.get(f"/api/pipelines/{pipeline}").get_json()["name"]
+        return {"name": self.unique("hook"), "project": project, "pipeline": name, "secret": "s" * 20}
+
+    def fresh_trigger(self, project: str) -> str:
+        return str(self.made("/api/triggers", self.trigger_body(project))["id"])
 
     def snapshot(self, path: str) -> object:
         """What the bootstrap token reads at `path`, without the tokens' use times (using a token changes it)."""
@@ -241,6 +259,11 @@ def _token(world: World, project: str) -> Call:
     return Call(f"/api/tokens/{token}", None, token, f"/api/tokens?project={project}")
 
 
+def _trigger_object(world: World, project: str) -> Call:
+    trigger = world.fresh_trigger(project)
+    return Call(f"/api/triggers/{trigger}", None, trigger, f"/api/triggers?project={project}")
+
+
 def _template(world: World, project: str) -> Call:
     body = template_request(APP_YAML, project=project, pipelineName=world.unique("Release"))
     return Call("/api/templates/cd", body, probe=f"/api/pipelines?project={project}")
@@ -309,6 +332,14 @@ SAMPLES: dict[Route, Sample] = {
     ),
     ("GET", "/api/tokens"): Sample(Kind.LIST, 200, lambda w, p: Call("/api/tokens")),
     ("DELETE", "/api/tokens/<token_id>"): Sample(Kind.OBJECT, 204, _token),
+    ("POST", "/api/triggers"): Sample(
+        Kind.CREATE,
+        201,
+        lambda w, p: Call("/api/triggers", w.trigger_body(p), probe=f"/api/triggers?project={p}"),
+    ),
+    ("GET", "/api/triggers"): Sample(Kind.LIST, 200, lambda w, p: Call("/api/triggers")),
+    ("GET", "/api/triggers/<trigger_id>"): Sample(Kind.OBJECT, 200, _trigger_object),
+    ("DELETE", "/api/triggers/<trigger_id>"): Sample(Kind.OBJECT, 204, _trigger_object),
 }
 
 
@@ -411,7 +442,7 @@ def test_every_api_route_is_declared_with_the_action_it_takes(app: Flask) -> Non
 
     # Then they agree: every route has an entry, its @allow rule is that action, and no entry is stale
     assert problems == []
-    assert len(EXPECTED_ACTIONS) >= 22
+    assert len(EXPECTED_ACTIONS) >= 26
 
 
 def test_a_route_without_a_rule_fails_the_declaration_and_is_refused(tmp_path: Path, redis_url: str) -> None:
