@@ -38,3 +38,7 @@ DB_RETRY_SECONDS = 120.0
 
 # The API's `Retry-After` while the database or the broker cannot be reached.
 RETRY_AFTER_SECONDS = 5
+
+# The largest request body the API takes (Flask's MAX_CONTENT_LENGTH), and so the most the HTTP server
+# (waitress) buffers before the app sees a request: a larger one is answered 413 before it is read, token or not.
+MAX_REQUEST_BYTES = 2_000_000

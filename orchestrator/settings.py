@@ -27,12 +27,14 @@ class Settings:
     `redis_url` is the Celery broker and result backend; `None` means Celery's in-memory transport,
     which only works with a worker inside the same process (the embedded demo). `redis_prefix` starts
     every Redis key Rollway uses, so deployments sharing one Redis never see each other's queues.
-    `lease_seconds` and `sweep_seconds`: see `orchestrator/defaults.py`.
+    `lease_seconds` and `sweep_seconds`: see `orchestrator/defaults.py`. `secret_key_old` holds keys that
+    sealed credentials before `secret_key` replaced them: they still open, until `rollway db rotate-key`.
     """
 
     database_url: str
     redis_url: str | None = DEFAULT_REDIS_URL
     secret_key: str | None = None
+    secret_key_old: tuple[str, ...] = ()
     api_token: str | None = None
     redis_prefix: str = ""
     lease_seconds: float = defaults.LEASE_SECONDS
@@ -47,6 +49,7 @@ class Settings:
             database_url=database_url,
             redis_url=env.get("ROLLWAY_REDIS_URL") or DEFAULT_REDIS_URL,
             secret_key=env.get("ROLLWAY_SECRET_KEY") or None,
+            secret_key_old=_key_list(env.get("ROLLWAY_SECRET_KEY_OLD", "")),
             api_token=env.get("ROLLWAY_API_TOKEN") or None,
             redis_prefix=env.get("ROLLWAY_REDIS_PREFIX", ""),
             lease_seconds=_seconds(env, "ROLLWAY_LEASE_SECONDS", defaults.LEASE_SECONDS),
@@ -64,6 +67,10 @@ class Settings:
             )
         if self.redis_url is not None and urlsplit(self.redis_url).scheme not in ("redis", "rediss", "sentinel"):
             raise ConfigurationError(f"ROLLWAY_REDIS_URL must be a redis:// URL, not {self.redis_url!r}")
+        if self.secret_key_old and not self.secret_key:
+            raise ConfigurationError(
+                "ROLLWAY_SECRET_KEY_OLD is set but ROLLWAY_SECRET_KEY is not: old keys open, only the current one seals"
+            )
 
     @property
     def broker_url(self) -> str:
@@ -76,6 +83,11 @@ class Settings:
     def with_changes(self, **changes: object) -> Settings:
         """A copy with some fields replaced (tests and the demo build their own settings this way)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _key_list(text: str) -> tuple[str, ...]:
+    """The keys of a comma-separated list, blanks dropped."""
+    return tuple(key for key in (part.strip() for part in text.split(",")) if key)
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
