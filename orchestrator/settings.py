@@ -34,11 +34,12 @@ class Settings:
     database_url: str
     redis_url: str | None = DEFAULT_REDIS_URL
     secret_key: str | None = None
-    secret_key_old: tuple[str, ...] = ()
     api_token: str | None = None
     redis_prefix: str = ""
     lease_seconds: float = defaults.LEASE_SECONDS
     sweep_seconds: float = defaults.SWEEP_SECONDS
+    # Last, so positional construction keeps its meaning.
+    secret_key_old: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
