@@ -10,6 +10,7 @@ from flask import Blueprint, Flask
 from api import auth, endpoints, executions, pipelines, templates, tokens, triggers
 from api.errors import register_error_handlers
 from api.services import EXTENSION, Services
+from orchestrator import defaults
 from orchestrator.engine import Engine
 from orchestrator.settings import Settings
 from orchestrator.store import Store
@@ -24,8 +25,14 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     """The Rollway API on these settings; executions are sent to Celery through `celery` (made if None)."""
     app = Flask("rollway")
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.config["MAX_CONTENT_LENGTH"] = 2_000_000
-    store = Store.connect(settings.database_url, settings.secret_key, migrate=False, for_api=True)
+    app.config["MAX_CONTENT_LENGTH"] = defaults.MAX_REQUEST_BYTES
+    store = Store.connect(
+        settings.database_url,
+        settings.secret_key,
+        old_secret_keys=settings.secret_key_old,
+        migrate=False,
+        for_api=True,
+    )
     celery = celery or make_celery(settings)
     engine = Engine(store, CeleryDispatcher(celery), settings.sweep_seconds)
     app.extensions[EXTENSION] = Services(settings, store, engine, celery, Tokens(store.engine))

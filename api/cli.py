@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 import time
@@ -49,14 +50,41 @@ def cli(ctx: click.Context, url: str) -> None:
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--threads", default=8, show_default=True, type=int)
 def serve(host: str, port: int, threads: int) -> None:
-    """Serve the API."""
+    """Serve the API; on anything but loopback only with ROLLWAY_API_TOKEN set."""
     import waitress
 
     from api.app import create_app
+    from orchestrator import defaults
 
-    app = create_app(Settings.from_env())
+    settings = Settings.from_env()
+    if settings.api_token is None and not is_loopback(host):
+        raise click.ClickException(
+            f"refusing to serve on {host} without ROLLWAY_API_TOKEN: anyone who can reach the port could run "
+            "pipelines and read the cluster endpoints. Set ROLLWAY_API_TOKEN, or serve on 127.0.0.1."
+        )
+    app = create_app(settings)
     click.echo(f"rollway API on http://{host}:{port}/api")
-    waitress.serve(app, host=host, port=port, threads=threads, ident="rollway")
+    # Waitress refuses a body of max_request_body_size bytes or more, Flask one of more than MAX_CONTENT_LENGTH:
+    # one more byte here makes both draw the line at the same size.
+    waitress.serve(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        ident="rollway",
+        max_request_body_size=defaults.MAX_REQUEST_BYTES + 1,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names only this machine: localhost, 127.0.0.0/8 or ::1 (a bare name may resolve anywhere)."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 @cli.command()
@@ -117,6 +145,27 @@ def db_upgrade() -> None:
 
     before, after = upgrade_schema(Settings.from_env())
     click.echo(f"database schema: revision {before or 'none'} -> {after}")
+
+
+@db.command("rotate-key")
+def db_rotate_key() -> None:
+    """Re-seal every stored credential under ROLLWAY_SECRET_KEY; what ROLLWAY_SECRET_KEY_OLD sealed still opens."""
+    from orchestrator.store import Store
+
+    settings = Settings.from_env()
+    if settings.secret_key is None:
+        raise click.ClickException("ROLLWAY_SECRET_KEY is not set: there is no key to re-seal the credentials under")
+    store = Store.connect(
+        settings.database_url, settings.secret_key, old_secret_keys=settings.secret_key_old, migrate=False
+    )
+    try:
+        count = store.reseal_credentials()
+    finally:
+        store.dispose()
+    click.echo(f"re-sealed the credentials of {count} endpoint(s) under ROLLWAY_SECRET_KEY")
+    if settings.secret_key_old:
+        # A server still on the old key would seal new credentials under it: drop the old key only after all moved.
+        click.echo("once every server and worker runs with this ROLLWAY_SECRET_KEY, ROLLWAY_SECRET_KEY_OLD can go")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 from flask import Blueprint, Response, jsonify, request
@@ -105,7 +106,12 @@ def export(pipeline_id: str) -> Response:
     record = _visible_pipeline(pipeline_id)
     text = yaml.safe_dump(to_document(record.pipeline), sort_keys=False, allow_unicode=True)
     response = Response(text, mimetype="application/yaml")
-    response.headers["Content-Disposition"] = f'attachment; filename="{record.name}.yaml"'
+    # RFC 6266 and 5987: a quoted ASCII fallback without quotes, backslashes or control characters (so a name
+    # cannot end the header or add one), and the exact name percent-encoded as UTF-8 for clients that read it.
+    filename = f"{record.name}.yaml"
+    fallback = "".join(char if " " <= char <= "~" and char not in '"\\' else "_" for char in filename)
+    encoded = quote(filename.encode("utf-8", "backslashreplace"), safe="")
+    response.headers["Content-Disposition"] = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
     return response
 
 

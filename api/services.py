@@ -9,8 +9,9 @@ from typing import Any, cast
 from celery import Celery
 from flask import current_app, request
 
+from orchestrator.decoding import LONE_SURROGATE, lone_surrogate_path
 from orchestrator.engine import Engine
-from orchestrator.errors import BadRequest
+from orchestrator.errors import BadRequest, Problem
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.tokens import Tokens
@@ -51,6 +52,9 @@ def json_object(allowed: frozenset[str] | None = None) -> dict[str, Any]:
         raise BadRequest("the body is nested too deeply") from error
     if not isinstance(body, dict):
         raise BadRequest(f"the body must be a JSON object, not {type(body).__name__}")
+    # A lone surrogate would pass every check as a str, then fail as it is encoded for the database or a header.
+    if (path := lone_surrogate_path(body)) is not None:
+        raise BadRequest(f"'{path}' {LONE_SURROGATE}", [Problem(path, LONE_SURROGATE)])
     if allowed is not None and (unknown := sorted(set(body) - allowed)):
         raise BadRequest(f"unknown field(s) {', '.join(unknown)}; expected: {', '.join(sorted(allowed))}")
     return body

@@ -69,18 +69,66 @@ def size_problem(document: object, max_values: int = MAX_VALUES) -> str | None:
     return None
 
 
+LONE_SURROGATE = "holds half of a UTF-16 surrogate pair (such as \\ud800), which is not text"
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether `text` holds a surrogate code point: JSON's "\\ud800" decodes to one, and no UTF-8 text can hold it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def printable(text: str) -> str:
+    """`text` with any lone surrogate written as its escape, so a message naming it can be encoded."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def lone_surrogate_path(value: object, path: str = "") -> str | None:
+    """The path of a string or key holding a lone surrogate, or None (walked without recursion)."""
+    pending: list[tuple[object, str]] = [(value, path)]
+    while pending:
+        item, where = pending.pop()
+        if isinstance(item, str) and has_lone_surrogate(item):
+            return where
+        if isinstance(item, Mapping):
+            for key, child in item.items():
+                child_path = _join(where, printable(str(key)))
+                if isinstance(key, str) and has_lone_surrogate(key):
+                    return child_path
+                pending.append((child, child_path))
+        elif isinstance(item, list | tuple):
+            pending.extend((child, f"{where}[{index}]") for index, child in enumerate(item))
+    return None
+
+
 def foreign_values(value: object, path: str) -> list[Problem]:
-    """Values JSON cannot hold, at their paths (call after `size_problem`: this one recurses)."""
+    """Values JSON cannot hold (lone surrogates among them), at their paths (call after `size_problem`: this one
+    recurses)."""
     if isinstance(value, Mapping):
-        return [problem for key, item in value.items() for problem in foreign_values(item, _join(path, str(key)))]
+        problems: list[Problem] = []
+        for key, item in value.items():
+            where = _join(path, printable(str(key)))
+            if _lone(key):
+                problems.append(Problem(where, f"its name {LONE_SURROGATE}"))
+            problems += foreign_values(item, where)
+        return problems
     if isinstance(value, list | tuple):
         return [problem for index, item in enumerate(value) for problem in foreign_values(item, f"{path}[{index}]")]
     if isinstance(value, float) and not math.isfinite(value):
         return [Problem(path, f"must be a finite number, not {value}")]
-    if value is None or isinstance(value, str | int | float):
+    if isinstance(value, str):
+        return [Problem(path, LONE_SURROGATE)] if has_lone_surrogate(value) else []
+    if value is None or isinstance(value, int | float):
         return []
     what = f"a {type(value).__name__} (quote dates and times in YAML to keep them as text)"
     return [Problem(path, f"must be a string, number, boolean, null, list or object, not {what}")]
+
+
+def _lone(key: object) -> bool:
+    return isinstance(key, str) and has_lone_surrogate(key)
 
 
 def _join(path: str, key: str) -> str:

@@ -56,3 +56,6 @@ HTTP_MAX_REDIRECTS = 10
 # endpoint, Alibaba's 100.100.100.200). Loopback and private ranges stay reachable: tasks call services beside
 # Rollway (the demo and the tests call local servers); deny them by listing them.
 EGRESS_DENY = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
+# The largest request body the API takes (Flask's MAX_CONTENT_LENGTH), and so the most the HTTP server
+# (waitress) buffers before the app sees a request: a larger one is answered 413 before it is read, token or not.
+MAX_REQUEST_BYTES = 2_000_000

@@ -48,7 +48,8 @@ class Settings:
     which only works with a worker inside the same process (the embedded demo). `redis_prefix` starts
     every Redis key Rollway uses, so deployments sharing one Redis never see each other's queues.
     `lease_seconds` and `sweep_seconds`: see `orchestrator/defaults.py`. `egress_deny` lists the networks REST
-    and POLL tasks may not reach (`ROLLWAY_EGRESS_DENY`, see `egress_deny_from`).
+    and POLL tasks may not reach (`ROLLWAY_EGRESS_DENY`, see `egress_deny_from`). `secret_key_old` holds keys
+    that sealed credentials before `secret_key` replaced them: they still open, until `rollway db rotate-key`.
     """
 
     database_url: str
@@ -59,6 +60,8 @@ class Settings:
     lease_seconds: float = defaults.LEASE_SECONDS
     sweep_seconds: float = defaults.SWEEP_SECONDS
     egress_deny: tuple[Network, ...] = DEFAULT_EGRESS_DENY
+    # Last, so positional construction keeps its meaning.
+    secret_key_old: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +72,7 @@ class Settings:
             database_url=database_url,
             redis_url=env.get("ROLLWAY_REDIS_URL") or DEFAULT_REDIS_URL,
             secret_key=env.get("ROLLWAY_SECRET_KEY") or None,
+            secret_key_old=_key_list(env.get("ROLLWAY_SECRET_KEY_OLD", "")),
             api_token=env.get("ROLLWAY_API_TOKEN") or None,
             redis_prefix=env.get("ROLLWAY_REDIS_PREFIX", ""),
             lease_seconds=_seconds(env, "ROLLWAY_LEASE_SECONDS", defaults.LEASE_SECONDS),
@@ -87,6 +91,10 @@ class Settings:
             )
         if self.redis_url is not None and urlsplit(self.redis_url).scheme not in ("redis", "rediss", "sentinel"):
             raise ConfigurationError(f"ROLLWAY_REDIS_URL must be a redis:// URL, not {self.redis_url!r}")
+        if self.secret_key_old and not self.secret_key:
+            raise ConfigurationError(
+                "ROLLWAY_SECRET_KEY_OLD is set but ROLLWAY_SECRET_KEY is not: old keys open, only the current one seals"
+            )
 
     @property
     def broker_url(self) -> str:
@@ -99,6 +107,11 @@ class Settings:
     def with_changes(self, **changes: object) -> Settings:
         """A copy with some fields replaced (tests and the demo build their own settings this way)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _key_list(text: str) -> tuple[str, ...]:
+    """The keys of a comma-separated list, blanks dropped."""
+    return tuple(key for key in (part.strip() for part in text.split(",")) if key)
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

@@ -38,7 +38,10 @@ class Context:
 
     @cached_property
     def store(self) -> Store:
-        return Store.connect(self.settings.database_url, self.settings.secret_key, migrate=False)
+        settings = self.settings
+        return Store.connect(
+            settings.database_url, settings.secret_key, old_secret_keys=settings.secret_key_old, migrate=False
+        )
 
     @cached_property
     def dispatcher(self) -> CeleryDispatcher:
