@@ -7,7 +7,7 @@ import logging
 from celery import Celery
 from flask import Blueprint, Flask
 
-from api import auth, endpoints, executions, pipelines, templates
+from api import auth, endpoints, executions, pipelines, templates, variables
 from api.errors import register_error_handlers
 from api.services import EXTENSION, Services
 from orchestrator.engine import Engine
@@ -38,6 +38,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     api.register_blueprint(executions.blueprint)
     api.register_blueprint(endpoints.blueprint)
     api.register_blueprint(templates.blueprint)
+    api.register_blueprint(variables.blueprint)
     app.register_blueprint(api)
     register_error_handlers(app)
     return app

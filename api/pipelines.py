@@ -8,8 +8,9 @@ import yaml
 from flask import Blueprint, Response, jsonify, request
 
 from api.auth import allow, requester
-from api.serialize import pipeline_view
+from api.serialize import pipeline_document, pipeline_view
 from api.services import json_object, services
+from api.variables import variable_exists
 from orchestrator.decoding import parse_text
 from orchestrator.document import load_pipeline, to_document
 from orchestrator.errors import BadRequest
@@ -27,7 +28,7 @@ def _read_pipeline(default_project: str = "default") -> Pipeline:
         raise BadRequest("the body is empty: send a pipeline document (YAML or JSON)")
     document = parse_text(body, request.content_type)
     store = services().store
-    return load_pipeline(document, store.rollback_target, default_project, store.endpoint_exists)
+    return load_pipeline(document, store.rollback_target, default_project, store.endpoint_exists, variable_exists())
 
 
 @blueprint.post("/pipelines")
@@ -68,7 +69,8 @@ def patch(pipeline_id: str) -> Response:
     store = services().store
     document: dict[str, Any] = to_document(store.get_pipeline(pipeline_id).pipeline) | changes
     record = store.replace_pipeline(
-        pipeline_id, load_pipeline(document, store.rollback_target, endpoints=store.endpoint_exists)
+        pipeline_id,
+        load_pipeline(document, store.rollback_target, endpoints=store.endpoint_exists, variables=variable_exists()),
     )
     return jsonify(pipeline_view(record))
 
@@ -84,7 +86,7 @@ def delete(pipeline_id: str) -> tuple[str, int]:
 @allow(Action.READ)
 def export(pipeline_id: str) -> Response:
     record = services().store.get_pipeline(pipeline_id)
-    text = yaml.safe_dump(to_document(record.pipeline), sort_keys=False, allow_unicode=True)
+    text = yaml.safe_dump(pipeline_document(record), sort_keys=False, allow_unicode=True)
     response = Response(text, mimetype="application/yaml")
     response.headers["Content-Disposition"] = f'attachment; filename="{record.name}.yaml"'
     return response
