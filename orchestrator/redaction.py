@@ -43,6 +43,7 @@ SECRET_FIELDS = ("data", "stringData")
 YAML_FIELD = "yaml"
 _SCHEME = re.compile(r"^(\s*(?:bearer|basic|token|digest|negotiate|apikey)\s+)(\S.*)$", re.IGNORECASE | re.DOTALL)
 _ONLY_SCHEME = re.compile(r"^\s*(?:bearer|basic|token|digest|negotiate|apikey)\s+$", re.IGNORECASE)
+_SPACED = re.compile(r"^(\s*)(.*?)(\s*)$", re.DOTALL)
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/?#@:]*:)(?P<password>[^\s/?#@]+)(?=@)")
 # A credential header written into text, as in an error message or a log line: `Authorization: Bearer abc`.
 _HEADER_IN_TEXT = re.compile(
@@ -204,7 +205,9 @@ def credential(value: str) -> str:
         return scheme.group(1) + MASK if scheme else MASK
     pieces = re.split(r"(\$\{[^}]*\})", value)
     kept = [
-        piece if BINDING.fullmatch(piece) or not piece.strip() or (index == 0 and _ONLY_SCHEME.match(piece)) else MASK
+        piece
+        if BINDING.fullmatch(piece) or not piece.strip() or (index == 0 and _ONLY_SCHEME.match(piece))
+        else _SPACED.sub(lambda match: match.group(1) + MASK + match.group(3), piece)
         for index, piece in enumerate(pieces)
     ]
     return "".join(kept)
