@@ -89,8 +89,8 @@ def patch(variable_id: str) -> Response:
     """Change a variable's type, value or description; a secret's value left out stays as it was."""
     changes = json_object()
     current = _visible(variable_id)
-    changed = changed_variable(current, changes)
     _require_admin_for(current.type, "change")
+    changed = changed_variable(current, changes)
     _require_admin_for(changed.type, "change")
     return jsonify(variable_view(variables().change(current, changed, value_given="value" in changes)))
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import yaml
 
@@ -67,7 +67,7 @@ def is_credential_header(name: str) -> bool:
 
 def _forms(value: str) -> set[str]:
     """The ways a secret value can appear in recorded text."""
-    forms = {value, quote(value, safe=""), json.dumps(value)[1:-1]}
+    forms = {value, quote(value, safe=""), quote(value), quote_plus(value), json.dumps(value)[1:-1]}
     forms.add(base64.b64encode(value.encode("utf-8", "surrogatepass")).decode("ascii"))
     return {form for form in forms if form}
 
@@ -237,6 +237,8 @@ def redact_yaml(text: str, secrets: Secrets = NO_SECRETS) -> str:
     Text that is not YAML (it may hold bindings that only make YAML once bound) is masked as text.
     """
     text = redact_text(text, secrets)
+    if "Secret" not in text:  # no `kind: Secret`: not worth parsing (this runs for every K8S task queued)
+        return text
     try:
         documents = load_yaml_documents(text, YAML_FIELD)
     except BadRequest:

@@ -111,7 +111,7 @@ def _value_problem(kind: VariableType, value: str | None) -> str | None:
 def variable_from_body(body: Mapping[str, Any], variable_id: str, project: str) -> Variable:
     """Read a new variable from a request body (its project already decided); BadRequest lists every problem."""
     problems = [Problem(name, "is not a known field") for name in sorted(set(body) - FIELDS)]
-    name = _text(body, "name", problems, MAX_NAME_LENGTH * 2)
+    name = _text(body, "name", problems, MAX_NAME_LENGTH)
     kind = _type(body, problems, VariableType.REGULAR)
     value = _text(body, "value", problems, MAX_VALUE_LENGTH)
     description = _text(body, "description", problems, MAX_DESCRIPTION_LENGTH) or ""
