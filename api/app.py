@@ -7,7 +7,7 @@ import logging
 from celery import Celery
 from flask import Blueprint, Flask
 
-from api import auth, endpoints, executions, pipelines, templates, tokens, triggers
+from api import auth, endpoints, executions, pipelines, templates, tokens, triggers, variables
 from api.errors import register_error_handlers
 from api.services import EXTENSION, Services
 from orchestrator import defaults
@@ -47,6 +47,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     api.register_blueprint(templates.blueprint)
     api.register_blueprint(tokens.blueprint)
     api.register_blueprint(triggers.blueprint)
+    api.register_blueprint(variables.blueprint)
     app.register_blueprint(api)
     register_error_handlers(app)
     return app

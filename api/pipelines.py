@@ -9,8 +9,9 @@ import yaml
 from flask import Blueprint, Response, jsonify, request
 
 from api.auth import allow, project_for_new, requester, require_visible, visible_project
-from api.serialize import pipeline_view
+from api.serialize import pipeline_document, pipeline_view
 from api.services import json_object, services
+from api.variables import variable_exists
 from orchestrator.decoding import parse_text
 from orchestrator.document import load_pipeline, to_document
 from orchestrator.errors import BadRequest
@@ -36,7 +37,7 @@ def _read_pipeline(default_project: str | None = None) -> Pipeline:
     named = document.get("project") if isinstance(document, dict) else None
     project = project_for_new(named if isinstance(named, str) and named else default_project)
     store = services().store
-    pipeline = load_pipeline(document, store.rollback_target, project, store.endpoint_exists)
+    pipeline = load_pipeline(document, store.rollback_target, project, store.endpoint_exists, variable_exists())
     project_for_new(pipeline.project)
     return pipeline
 
@@ -87,7 +88,8 @@ def patch(pipeline_id: str) -> Response:
     store = services().store
     document: dict[str, Any] = to_document(current.pipeline) | changes
     record = store.replace_pipeline(
-        pipeline_id, load_pipeline(document, store.rollback_target, endpoints=store.endpoint_exists)
+        pipeline_id,
+        load_pipeline(document, store.rollback_target, endpoints=store.endpoint_exists, variables=variable_exists()),
     )
     return jsonify(pipeline_view(record))
 
@@ -104,7 +106,7 @@ def delete(pipeline_id: str) -> tuple[str, int]:
 @allow(Action.READ)
 def export(pipeline_id: str) -> Response:
     record = _visible_pipeline(pipeline_id)
-    text = yaml.safe_dump(to_document(record.pipeline), sort_keys=False, allow_unicode=True)
+    text = yaml.safe_dump(pipeline_document(record), sort_keys=False, allow_unicode=True)
     response = Response(text, mimetype="application/yaml")
     # RFC 6266 and 5987: a quoted ASCII fallback without quotes, backslashes or control characters (so a name
     # cannot end the header or add one), and the exact name percent-encoded as UTF-8 for clients that read it.

@@ -1,14 +1,26 @@
-"""JSON views of pipelines and executions, in the API's camelCase names."""
+"""JSON views of pipelines and executions, in the API's camelCase names.
+
+Every view masks secrets (`redaction.py`): what the store holds is masked already when it is recorded, and the
+views mask again, so a value recorded before a variable became secret, or by an older Rollway, is not shown
+either. Inside a request the masked values include those of the project's SECRET and RESTRICTED variables.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+from flask import g, has_app_context
+
+from api.services import services
 from orchestrator.document import to_document
 from orchestrator.execution import Event, Execution, PipelineRecord, TaskRun
 from orchestrator.pipeline import Pipeline
 from orchestrator.planner import stage_status
+from orchestrator.redaction import NO_SECRETS, Secrets, redact, redact_message
+from orchestrator.variables import Variables
+
+SECRETS_CACHE = "rollway_project_secrets"
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -16,16 +28,34 @@ def timestamp(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
+def project_secrets(project: str) -> Secrets:
+    """The values of a project's SECRET and RESTRICTED variables, read once per request (none outside one)."""
+    if not has_app_context():
+        return NO_SECRETS
+    cache: dict[str, Secrets] = g.setdefault(SECRETS_CACHE, {})
+    if project not in cache:
+        store = services().store
+        cache[project] = Variables(store.engine, store.vault).values(project).secrets
+    return cache[project]
+
+
+def pipeline_document(record: PipelineRecord) -> dict[str, Any]:
+    """A saved pipeline's document as the API shows and exports it: secrets masked, bindings kept."""
+    document: dict[str, Any] = redact(to_document(record.pipeline), project_secrets(record.project))
+    return document
+
+
 def pipeline_view(record: PipelineRecord) -> dict[str, Any]:
     return {
         "id": record.id,
-        **to_document(record.pipeline),
+        **pipeline_document(record),
         "createdAt": timestamp(record.created_at),
         "updatedAt": timestamp(record.updated_at),
     }
 
 
 def execution_view(execution: Execution) -> dict[str, Any]:
+    secrets = project_secrets(execution.project)
     return {
         "id": execution.id,
         "pipeline": execution.pipeline_name,
@@ -33,13 +63,13 @@ def execution_view(execution: Execution) -> dict[str, Any]:
         "project": execution.project,
         "index": execution.index,
         "status": execution.status.value,
-        "statusMessage": execution.status_message,
-        "comments": execution.comments,
+        "statusMessage": redact_message(execution.status_message, secrets),
+        "comments": redact_message(execution.comments, secrets),
         "rollback": execution.rollback,
         "rollbackOf": execution.rollback_of,
         "rollbackExecutionId": execution.rollback_execution_id,
-        "input": dict(execution.input),
-        "output": dict(execution.output),
+        "input": redact(dict(execution.input), secrets),
+        "output": redact(dict(execution.output), secrets),
         "requestBy": execution.requested_by,
         "createdAt": timestamp(execution.created_at),
         "startedAt": timestamp(execution.started_at),
@@ -56,19 +86,19 @@ def event_view(event: Event) -> dict[str, Any]:
         "previous": event.previous,
         "stage": event.stage,
         "task": event.task,
-        "message": event.message,
+        "message": redact_message(event.message),
         "actor": event.actor,
     }
 
 
-def task_run_view(run: TaskRun) -> dict[str, Any]:
+def task_run_view(run: TaskRun, secrets: Secrets = NO_SECRETS) -> dict[str, Any]:
     return {
         "name": run.name,
         "type": run.type,
         "status": run.status.value,
-        "statusMessage": run.status_message,
-        "input": None if run.input is None else dict(run.input),
-        "output": None if run.output is None else dict(run.output),
+        "statusMessage": redact_message(run.status_message, secrets),
+        "input": None if run.input is None else redact(dict(run.input), secrets),
+        "output": None if run.output is None else redact(dict(run.output), secrets),
         "attempt": run.attempt,
         "startedAt": timestamp(run.started_at),
         "finishedAt": timestamp(run.finished_at),
@@ -77,6 +107,7 @@ def task_run_view(run: TaskRun) -> dict[str, Any]:
 
 def stages_view(pipeline: Pipeline, runs: list[TaskRun]) -> list[dict[str, Any]]:
     """Stages in run order with their tasks; a stage's status is derived from its tasks."""
+    secrets = project_secrets(pipeline.project)
     by_key = {run.key: run for run in runs}
     statuses = {key: run.status for key, run in by_key.items()}
     views = []
@@ -92,7 +123,7 @@ def stages_view(pipeline: Pipeline, runs: list[TaskRun]) -> list[dict[str, Any]]
                 "status": status.value,
                 "startedAt": timestamp(min(started)) if started else None,
                 "finishedAt": timestamp(max(finished)) if finished and status.is_terminal else None,
-                "tasks": [task_run_view(run) for run in stage_runs],
+                "tasks": [task_run_view(run, secrets) for run in stage_runs],
             }
         )
     return views

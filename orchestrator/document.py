@@ -58,22 +58,27 @@ TargetLookup = Callable[[str, str], RollbackTarget | None]
 EndpointLookup = Callable[[str, str], bool]
 """(project, endpoint name) -> whether that endpoint exists."""
 
+VariableLookup = Callable[[str, str], bool]
+"""(project, variable name) -> whether the project has that variable (what `${var.NAME}` binds)."""
+
 
 def load_pipeline(
     document: object,
     targets: TargetLookup | None,
     default_project: str = DEFAULT_PROJECT,
     endpoints: EndpointLookup | None = None,
+    variables: VariableLookup | None = None,
 ) -> Pipeline:
     """Build a Pipeline from a decoded document; raises PipelineInvalid listing every problem.
 
-    `targets` finds the pipelines that rollback links name and `endpoints` tells whether an endpoint
-    exists; None skips those checks (for documents the store saved after they passed them).
+    `targets` finds the pipelines that rollback links name, `endpoints` tells whether an endpoint exists and
+    `variables` whether a project variable does; None skips those checks (for documents the store saved after
+    they passed them).
     """
     too_big = size_problem(document)
     if too_big is not None:
         raise PipelineInvalid("the pipeline has 1 problem", [Problem("", too_big)])
-    reader = _Reader(targets, endpoints)
+    reader = _Reader(targets, endpoints, variables)
     reader.problems += foreign_values(document, "")
     pipeline = reader.pipeline(document, default_project)
     if reader.problems or pipeline is None:
@@ -89,9 +94,15 @@ def _join(*parts: str) -> str:
 class _Reader:
     """Reads a document into the model, collecting problems instead of raising."""
 
-    def __init__(self, targets: TargetLookup | None, endpoints: EndpointLookup | None = None) -> None:
+    def __init__(
+        self,
+        targets: TargetLookup | None,
+        endpoints: EndpointLookup | None = None,
+        variables: VariableLookup | None = None,
+    ) -> None:
         self.targets = targets
         self.endpoints = endpoints
+        self.variables = variables
         self.problems: list[Problem] = []
 
     def problem(self, path: str, message: str) -> None:
@@ -398,7 +409,10 @@ class _Checker:
         if ref.kind is RefKind.INPUT and ref.name not in self.pipeline.input:
             return f"the pipeline has no input named '{ref.name}'"
         if ref.kind is RefKind.VAR:
-            return f"there is no project variable named '{ref.name}'"
+            lookup, project = self.reader.variables, self.pipeline.project
+            if lookup is None or lookup(project, ref.name):
+                return None
+            return f"there is no project variable named '{ref.name}' in project '{project}'"
         if ref.kind is not RefKind.OUTPUT:
             return None
         stage = self.pipeline.stages.get(ref.stage)

@@ -25,10 +25,13 @@ from orchestrator.inputs import BoundTask, bind_task, input_problems
 from orchestrator.outbox import Dispatch, Schedule
 from orchestrator.outcome import Failed, Lost, Outcome, Succeeded, Waiting
 from orchestrator.pipeline import Pipeline, TaskKey
+from orchestrator.redaction import Secrets, mask_secrets, redact_message
 from orchestrator.schema import now
+from orchestrator.sealing import conceal
 from orchestrator.status import ExecutionStatus, RunStatus, check_execution
 from orchestrator.store import Store
 from orchestrator.transaction import Transaction
+from orchestrator.variables import ProjectVariables, project_values
 
 log = logging.getLogger(__name__)
 
@@ -220,11 +223,14 @@ class Engine:
         execution = state.execution
         if not execution.status.runs_tasks:
             return
-        scope = state.scope()
+        variables = self._variables(tx, execution.project)
+        scope = state.scope(variables)
         step = planner.plan(state.pipeline, state.statuses(), lambda text: expressions.check(text, scope.lookup))
         tx.settle_task_runs(execution.id, step.skip, RunStatus.SKIPPED)
         bound, unbound = _bind(tx, state, step.start, scope)
-        failed = [*step.fail, *unbound]
+        # Read after binding: the project's variables are loaded only if a binding asked for one.
+        secrets = variables.secrets
+        failed = [(key, redact_message(message, secrets)) for key, message in [*step.fail, *unbound]]
         if failed:
             tx.settle_task_runs(execution.id, failed, RunStatus.FAILED)
             # A failure that stops the run decides; ignored ones only let it go on.
@@ -232,13 +238,31 @@ class Engine:
             key, message = (stopping or failed)[0]
             self._on_failure(tx, tx.state(execution.id), key, message, effects)
             return
-        queued = tx.queue_task_runs(execution.id, bound, Schedule.plan(now(), 0.0, self.horizon))
+        recorded, sealed = self._conceal(bound, secrets)
+        queued = tx.queue_task_runs(execution.id, recorded, Schedule.plan(now(), 0.0, self.horizon), sealed=sealed)
         effects.dispatch += [Dispatch(run.id, run.attempt, run.type, execution.rollback) for run in queued]
         if step.done:
             # An output naming a skipped task reads as empty rather than failing a finished run.
             output = resolve(dict(state.pipeline.output), replace(scope, lenient=True).lookup)
+            output = mask_secrets(output, variables.secrets)
             if tx.transition(execution.id, ExecutionStatus.COMPLETED, "", output=output):
                 effects.ended.append(execution.id)
+
+    def _variables(self, tx: Transaction, project: str) -> ProjectVariables:
+        """The project's variables for a binding scope, read in this step's transaction when a binding asks."""
+        return ProjectVariables(lambda: project_values(tx.conn, self.store.vault, project))
+
+    def _conceal(
+        self, bound: list[tuple[TaskKey, BoundTask]], secrets: Secrets
+    ) -> tuple[list[tuple[TaskKey, BoundTask]], dict[TaskKey, str]]:
+        """What each task run records (secrets masked), and the full input of those that had any, sealed."""
+        recorded, sealed = [], {}
+        for key, task in bound:
+            masked, full = conceal(task, secrets, self.store.vault)
+            recorded.append((key, masked))
+            if full is not None:
+                sealed[key] = full
+        return recorded, sealed
 
     def _on_failure(self, tx: Transaction, state: ExecutionState, key: TaskKey, message: str, effects: Effects) -> None:
         execution = state.execution
@@ -251,8 +275,9 @@ class Engine:
         reason = f"task {_describe(key)} failed: {message}"
         # A rollback pipeline's own failures do not chain further rollbacks: that way lies a loop.
         plan = None
+        variables = self._variables(tx, execution.project)
         if not execution.rollback:
-            plan = rollback.plan_rollback(state.pipeline, key, message, state.scope())
+            plan = rollback.plan_rollback(state.pipeline, key, message, state.scope(variables))
         target = None if plan is None else tx.find_pipeline(execution.project, plan.pipeline)
         if plan is None or target is None:
             if plan is not None:
@@ -260,9 +285,10 @@ class Engine:
             if tx.transition(execution.id, ExecutionStatus.FAILED, reason):
                 effects.ended.append(execution.id)
             return
+        # A rollback input bound to a secret variable is recorded masked: the rollback pipeline reads the variable.
         child = tx.insert_execution(
             target,
-            {**target.pipeline.input, **plan.input},
+            {**target.pipeline.input, **mask_secrets(plan.input, variables.secrets)},
             plan.comments,
             requested_by=execution.requested_by,
             rollback_of=execution.id,

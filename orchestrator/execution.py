@@ -87,6 +87,8 @@ class TaskRun:
     lease_expires_at: datetime | None = None
     worker: str = ""
     """Who holds (or last held) the run's lease: the worker node, its process and the claim."""
+    sealed_input: str | None = None
+    """The full input and bindings, sealed, when `input` and `bindings` had secrets masked (see `sealing.py`)."""
 
     @property
     def key(self) -> TaskKey:
@@ -135,8 +137,9 @@ class ExecutionState:
     def statuses(self) -> dict[TaskKey, RunStatus]:
         return {key: run.status for key, run in self.runs.items()}
 
-    def scope(self) -> Scope:
-        """What bindings see: the input, and the output of every task run that recorded one."""
+    def scope(self, variables: Mapping[str, object] | None = None) -> Scope:
+        """What bindings see: the input, the output of every task run that recorded one, and the project's
+        `variables` (none when not given)."""
         execution = self.execution
         return Scope(
             input=execution.input,
@@ -144,4 +147,5 @@ class ExecutionState:
             execution_id=execution.id,
             execution_index=execution.index,
             requested_by=execution.requested_by,
+            variables={} if variables is None else variables,
         )

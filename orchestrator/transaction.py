@@ -111,6 +111,7 @@ _QUEUE = run_change(
     input=bindparam("given"),
     bindings=bindparam("bound"),
     endpoints=bindparam("at"),
+    sealed_input=bindparam("sealed"),
     dispatch_after=bindparam("due"),
     sent_at=bindparam("sent"),
 )
@@ -221,6 +222,7 @@ def task_run_from_row(row: Row[Any]) -> TaskRun:
         sent_at=row.sent_at,
         lease_expires_at=row.lease_expires_at,
         worker=row.worker,
+        sealed_input=row.sealed_input,
     )
 
 
@@ -493,10 +495,15 @@ class Transaction:
     # -- task runs
 
     def queue_task_runs(
-        self, execution_id: str, bound: Iterable[tuple[TaskKey, BoundTask]], schedule: Schedule, actor: str = ""
+        self,
+        execution_id: str,
+        bound: Iterable[tuple[TaskKey, BoundTask]],
+        schedule: Schedule,
+        actor: str = "",
+        sealed: Mapping[TaskKey, str] | None = None,
     ) -> list[TaskRun]:
         """Move NOT_STARTED task runs to QUEUED with their next attempt, what they are given and when they are
-        due; the runs moved."""
+        due; the runs moved. `sealed` holds the full input of runs whose recorded input had secrets masked."""
         stamp = now()
         moved: list[TaskRun] = []
         for (stage, name), task in bound:
@@ -507,6 +514,7 @@ class Transaction:
                 "given": dict(task.input),
                 "bound": dict(task.bindings),
                 "at": dict(task.endpoints),
+                "sealed": (sealed or {}).get((stage, name)),
                 "due": schedule.due,
                 "sent": schedule.sent,
                 "now": stamp,

@@ -157,7 +157,7 @@ def rename_task(old: str, new: str, order: list[str]) -> Mutation:
 def problems_of(doc: object, lookup: document.TargetLookup | None = targets) -> list[Problem]:
     """The problems load_pipeline reports for a document (failing the test if it loads)."""
     with pytest.raises(PipelineInvalid) as raised:
-        load_pipeline(doc, lookup)
+        load_pipeline(doc, lookup, variables=lambda _project, _name: False)
     return raised.value.details
 
 

@@ -4,6 +4,10 @@ This is the body of the Celery task `rollway.run_task`, kept free of Celery so t
 The run's input was bound when it was queued, so claiming it is all the worker reads. Every outcome, a failure
 included, goes to `Engine.task_finished`; database errors on the way are retried (`dbretry.py`), never
 acknowledged away.
+
+A run whose recorded input had secrets masked runs with its sealed full input (`sealing.py`); what it answers
+(output, status message) has those secrets, Kubernetes Secret data and credentials masked before it is
+recorded, and so does what the worker logs meanwhile (`logredaction.py`).
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ from collections.abc import Mapping
 from orchestrator.engine import Engine
 from orchestrator.errors import DatabaseUnavailable, RollwayError
 from orchestrator.execution import TaskRun
-from orchestrator.outcome import Failed, Outcome
+from orchestrator.outcome import Failed, Outcome, Succeeded, Waiting
+from orchestrator.redaction import NO_SECRETS, Secrets, redact, redact_message
+from orchestrator.sealing import RunInput, unseal
 from orchestrator.store import Store
+from workers import logredaction
 from workers.dbretry import with_retry
 from workers.executors.base import Executor, TaskCall
 from workers.heartbeat import Heartbeat
@@ -40,6 +47,7 @@ class TaskRunner:
         self.executors = executors
         self.heartbeat = heartbeat
         self.worker = worker
+        logredaction.install()
 
     def run(self, task_run_id: str, attempt: int, worker: str | None = None) -> None:
         """Run one attempt of a task run, if it is there to take for that attempt."""
@@ -52,15 +60,24 @@ class TaskRunner:
             reason = "its execution is no longer running" if canceled else "not queued for this attempt"
             log.info("task run %s attempt %s not run: %s", task_run_id, attempt, reason)
             return
-        with self.heartbeat.hold(run, holder):
-            outcome = self._execute(run)
-        with_retry(lambda: self.engine.task_finished(run, outcome, holder), "record the outcome")
+        given = self._given(run)
+        with logredaction.secrets_of_this_task(given.secrets if isinstance(given, RunInput) else NO_SECRETS):
+            with self.heartbeat.hold(run, holder):
+                outcome = given if isinstance(given, Failed) else conceal(self._execute(run, given), given.secrets)
+            with_retry(lambda: self.engine.task_finished(run, outcome, holder), "record the outcome")
 
-    def _execute(self, run: TaskRun) -> Outcome:
+    def _given(self, run: TaskRun) -> RunInput | Failed:
+        """What the run is run with (its sealed input opened), or why it cannot run."""
+        try:
+            return unseal(run.sealed_input, run.input, run.bindings, self.store.vault)
+        except RollwayError as error:
+            return Failed(f"its sealed input cannot be opened: {error.message}")
+
+    def _execute(self, run: TaskRun, given: RunInput) -> Outcome:
         executor = self.executors.get(run.type)
         if executor is None:
             return Failed(f"this worker has no executor for {run.type} tasks")
-        call = TaskCall(run.type, run.input or {}, run.bindings, run.attempt, run.state, run.endpoints, run.id)
+        call = TaskCall(run.type, given.input, given.bindings, run.attempt, run.state, run.endpoints, run.id)
         try:
             return executor.execute(call)
         except DatabaseUnavailable:
@@ -71,3 +88,16 @@ class TaskRunner:
         except Exception as error:  # a bug in an executor must fail the task, not leave it RUNNING forever
             log.exception("executor for %s tasks raised", run.type)
             return Failed(f"{type(error).__name__}: {error}")
+
+
+def conceal(outcome: Outcome, secrets: Secrets) -> Outcome:
+    """An outcome as it may be recorded: secrets, Kubernetes Secret data and credentials masked out of its output
+    and message (the state an executor keeps between attempts is never shown, and it may need what it kept)."""
+    if isinstance(outcome, Succeeded):
+        return Succeeded(redact(dict(outcome.output), secrets))
+    if isinstance(outcome, Waiting):
+        return Waiting(outcome.countdown, outcome.state, redact_message(outcome.message, secrets))
+    if isinstance(outcome, Failed):
+        output = None if outcome.output is None else redact(dict(outcome.output), secrets)
+        return Failed(redact_message(outcome.message, secrets), output)
+    return outcome

@@ -1,8 +1,9 @@
 """The smart CD template: from an application's Kubernetes YAML, a deployment pipeline and its rollback pipelines.
 
 `process(yaml)` says what a YAML holds; `read_request(body, endpoint_url)` checks a template request;
-`generate(request)` makes the pipeline documents; `load_generated(...)` validates them against each other, as
-they are saved together. All of it is pure: the caller looks endpoints up and saves the pipelines.
+`generate(request)` makes the pipeline documents, and the SECRET variables that hold the values of the YAML's
+Secrets (`secrets.py`); `load_generated(...)` validates them against each other, as they are saved together. All
+of it is pure: the caller looks endpoints up and saves the variables and the pipelines.
 
 The deployment models and the rollback pipelines they generate (with their inputs) are described in
 `rolling.py`, `bluegreen.py` and `canary.py`.
@@ -11,7 +12,7 @@ The deployment models and the rollback pipelines they generate (with their input
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.cdtemplate import bluegreen, canary, rolling
@@ -27,8 +28,9 @@ from orchestrator.cdtemplate.request import (
     read_request,
     request_body,
 )
+from orchestrator.cdtemplate.secrets import SecretValue, as_variables, extract
 from orchestrator.cdtemplate.tasks import ModelPlan, Release
-from orchestrator.document import EndpointLookup, RollbackTarget, load_pipeline
+from orchestrator.document import EndpointLookup, RollbackTarget, VariableLookup, load_pipeline
 from orchestrator.pipeline import Pipeline
 
 Doc = dict[str, Any]
@@ -37,7 +39,9 @@ __all__ = [
     "MODELS",
     "EndpointUrl",
     "GeneratedPipelines",
+    "SecretValue",
     "TemplateRequest",
+    "as_variables",
     "generate",
     "load_generated",
     "process",
@@ -54,11 +58,13 @@ PLANS: dict[str, Callable[[Release], ModelPlan]] = {
 
 @dataclass(frozen=True)
 class GeneratedPipelines:
-    """The documents of a template: the main pipeline and, unless rollback is off, one rollback per environment."""
+    """The documents of a template: the main pipeline and, unless rollback is off, one rollback per environment;
+    and the SECRET variables its `${var...}` bindings name (the values of the YAML's Secrets)."""
 
     main: Doc
     dev_rollback: Doc | None
     prod_rollback: Doc | None
+    secrets: tuple[SecretValue, ...] = field(default=())
 
     @property
     def rollbacks(self) -> list[Doc]:
@@ -74,29 +80,41 @@ def process(kubernetes_yaml: object) -> dict[str, Any]:
 
 
 def generate(request: TemplateRequest) -> GeneratedPipelines:
-    """The pipeline documents of a checked request."""
+    """The pipeline documents of a checked request, and the SECRET variables they refer to."""
+    app, secrets = extract(request.app, request.name)
+    request = replace(request, app=app)
     plans = [
         (release, PLANS[request.model](release))
         for release in (Release(request.app, environment, request.health) for environment in request.environments)
     ]
     main = main_document(request, plans)
     if not request.rollback:
-        return GeneratedPipelines(main, None, None)
+        return GeneratedPipelines(main, None, None, secrets)
     dev, prod = (rollback_document(request, release, plan) for release, plan in plans)
-    return GeneratedPipelines(main, dev, prod)
+    return GeneratedPipelines(main, dev, prod, secrets)
 
 
-def load_generated(generated: GeneratedPipelines, endpoints: EndpointLookup | None) -> list[Pipeline]:
+def load_generated(
+    generated: GeneratedPipelines, endpoints: EndpointLookup | None, variables: VariableLookup | None = None
+) -> list[Pipeline]:
     """Validate the documents, rollback pipelines first: the main one's links name them, and only them.
 
-    Returns the pipelines in the order they are saved; raises PipelineInvalid on a problem.
+    `${var...}` bindings may name the variables the template makes, and those `variables` finds (by default no
+    others). Returns the pipelines in the order they are saved; raises PipelineInvalid on a problem.
     """
-    rollbacks = [load_pipeline(document, _no_targets, endpoints=endpoints) for document in generated.rollbacks]
+    made = frozenset(item.variable for item in generated.secrets)
+
+    def known(project: str, name: str) -> bool:
+        return name in made or (variables is not None and variables(project, name))
+
+    rollbacks = [
+        load_pipeline(document, _no_targets, endpoints=endpoints, variables=known) for document in generated.rollbacks
+    ]
     targets = {
         pipeline.name: RollbackTarget(pipeline.name, frozenset(pipeline.input), frozenset(pipeline.mandatory_inputs()))
         for pipeline in rollbacks
     }
-    main = load_pipeline(generated.main, lambda _project, name: targets.get(name), endpoints=endpoints)
+    main = load_pipeline(generated.main, lambda _project, name: targets.get(name), endpoints=endpoints, variables=known)
     return [*rollbacks, main]
 
 
