@@ -80,6 +80,11 @@ EXPECTED_ACTIONS: dict[Route, Action] = {
     ("GET", "/api/triggers"): Action.READ,
     ("GET", "/api/triggers/<trigger_id>"): Action.READ,
     ("DELETE", "/api/triggers/<trigger_id>"): Action.EDIT,
+    ("POST", "/api/variables"): Action.EDIT,
+    ("GET", "/api/variables"): Action.READ,
+    ("GET", "/api/variables/<variable_id>"): Action.READ,
+    ("PATCH", "/api/variables/<variable_id>"): Action.EDIT,
+    ("DELETE", "/api/variables/<variable_id>"): Action.EDIT,
 }
 
 # Routes that take no bearer token (they authenticate their requests themselves), marked `@public`.
@@ -156,10 +161,8 @@ class World:
             endpoint=self.fresh_endpoint(project),
             token=str(self.fresh_token(project)["id"]),
         )
-        name = self.admin.get(f"/api/pipelines/{pipeline}").get_json()["name"]
-        self.made(
-            "/api/triggers", {"name": self.unique("hook"), "project": project, "pipeline": name, "secret": "s" * 20}
-        )
+        self.made("/api/triggers", self.trigger_body(project, pipeline))
+        self.fresh_variable(project)
         return objects
 
     def fresh_pipeline(self, project: str) -> str:
@@ -186,6 +189,12 @@ class World:
 
     def fresh_trigger(self, project: str) -> str:
         return str(self.made("/api/triggers", self.trigger_body(project))["id"])
+
+    def variable_body(self, project: str) -> Doc:
+        return {"name": self.unique("var"), "project": project, "type": "SECRET", "value": "hunter2"}
+
+    def fresh_variable(self, project: str) -> str:
+        return str(self.made("/api/variables", self.variable_body(project))["id"])
 
     def snapshot(self, path: str) -> object:
         """What the bootstrap token reads at `path`, without the tokens' use times (using a token changes it)."""
@@ -264,6 +273,11 @@ def _trigger_object(world: World, project: str) -> Call:
     return Call(f"/api/triggers/{trigger}", None, trigger, f"/api/triggers?project={project}")
 
 
+def _variable(world: World, project: str, body: Doc | None = None) -> Call:
+    variable = world.fresh_variable(project)
+    return Call(f"/api/variables/{variable}", body, variable, f"/api/variables?project={project}")
+
+
 def _template(world: World, project: str) -> Call:
     body = template_request(APP_YAML, project=project, pipelineName=world.unique("Release"))
     return Call("/api/templates/cd", body, probe=f"/api/pipelines?project={project}")
@@ -340,6 +354,17 @@ SAMPLES: dict[Route, Sample] = {
     ("GET", "/api/triggers"): Sample(Kind.LIST, 200, lambda w, p: Call("/api/triggers")),
     ("GET", "/api/triggers/<trigger_id>"): Sample(Kind.OBJECT, 200, _trigger_object),
     ("DELETE", "/api/triggers/<trigger_id>"): Sample(Kind.OBJECT, 204, _trigger_object),
+    ("POST", "/api/variables"): Sample(
+        Kind.CREATE,
+        201,
+        lambda w, p: Call("/api/variables", w.variable_body(p), probe=f"/api/variables?project={p}"),
+    ),
+    ("GET", "/api/variables"): Sample(Kind.LIST, 200, lambda w, p: Call("/api/variables")),
+    ("GET", "/api/variables/<variable_id>"): Sample(Kind.OBJECT, 200, _variable),
+    ("PATCH", "/api/variables/<variable_id>"): Sample(
+        Kind.OBJECT, 200, lambda w, p: _variable(w, p, {"description": "patched"})
+    ),
+    ("DELETE", "/api/variables/<variable_id>"): Sample(Kind.OBJECT, 204, _variable),
 }
 
 
@@ -442,7 +467,7 @@ def test_every_api_route_is_declared_with_the_action_it_takes(app: Flask) -> Non
 
     # Then they agree: every route has an entry, its @allow rule is that action, and no entry is stale
     assert problems == []
-    assert len(EXPECTED_ACTIONS) >= 26
+    assert len(EXPECTED_ACTIONS) >= 31
 
 
 def test_a_route_without_a_rule_fails_the_declaration_and_is_refused(tmp_path: Path, redis_url: str) -> None:
