@@ -149,7 +149,8 @@ def db_upgrade() -> None:
 
 @db.command("rotate-key")
 def db_rotate_key() -> None:
-    """Re-seal every stored credential under ROLLWAY_SECRET_KEY; what ROLLWAY_SECRET_KEY_OLD sealed still opens."""
+    """Re-seal every stored secret under ROLLWAY_SECRET_KEY; what ROLLWAY_SECRET_KEY_OLD sealed still opens."""
+    from orchestrator.rekey import reseal_all
     from orchestrator.store import Store
 
     settings = Settings.from_env()
@@ -159,10 +160,11 @@ def db_rotate_key() -> None:
         settings.database_url, settings.secret_key, old_secret_keys=settings.secret_key_old, migrate=False
     )
     try:
-        count = store.reseal_credentials()
+        counts = reseal_all(store)
     finally:
         store.dispose()
-    click.echo(f"re-sealed the credentials of {count} endpoint(s) under ROLLWAY_SECRET_KEY")
+    summary = ", ".join(f"{count} {what}(s)" for what, count in counts.items())
+    click.echo(f"re-sealed under ROLLWAY_SECRET_KEY: {summary}")
     if settings.secret_key_old:
         # A server still on the old key would seal new credentials under it: drop the old key only after all moved.
         click.echo("once every server and worker runs with this ROLLWAY_SECRET_KEY, ROLLWAY_SECRET_KEY_OLD can go")

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from orchestrator import defaults, migrations
 from orchestrator.document import RollbackTarget, to_document
 from orchestrator.endpoints import Endpoint
-from orchestrator.errors import ConfigurationError, Conflict, NotFound
+from orchestrator.errors import Conflict, NotFound
 from orchestrator.execution import Event, Execution, ExecutionState, PipelineRecord, TaskRun
 from orchestrator.pipeline import Pipeline
 from orchestrator.schema import endpoints, executions, now, pipelines
@@ -408,30 +408,6 @@ class Store:
         except IntegrityError as error:
             raise Conflict(f"project '{endpoint.project}' already has an endpoint named '{endpoint.name}'") from error
         return self.get_endpoint(endpoint.id)
-
-    def reseal_credentials(self) -> int:
-        """Re-seal every endpoint's credentials under the current key; how many were.
-
-        All are opened and re-sealed before one short transaction writes them (Scrypt takes a while per value,
-        and a connection must not be held that long); a row changed meanwhile keeps its newer value.
-        """
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(endpoints.c.id, endpoints.c.credentials).where(endpoints.c.credentials != ""))
-            sealed = {row.id: row.credentials for row in rows}
-        resealed: dict[str, str] = {}
-        for endpoint_id, value in sealed.items():
-            try:
-                resealed[endpoint_id] = self.vault.rotate(value)
-            except ConfigurationError as error:
-                raise ConfigurationError(f"endpoint {endpoint_id}: {error.message}; nothing was re-sealed") from error
-        with self.engine.begin() as conn:
-            for endpoint_id, value in resealed.items():
-                conn.execute(
-                    endpoints.update()
-                    .where(endpoints.c.id == endpoint_id, endpoints.c.credentials == sealed[endpoint_id])
-                    .values(credentials=value)
-                )
-        return len(resealed)
 
     def get_endpoint(self, endpoint_id: str) -> Endpoint:
         """An endpoint with its credentials opened."""

@@ -12,11 +12,15 @@ import pytest
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import create_engine, select
 
+from orchestrator import schema
+from orchestrator.document import load_pipeline
 from orchestrator.endpoints import Endpoint
 from orchestrator.errors import BadRequest, ConfigurationError
 from orchestrator.schema import endpoints
 from orchestrator.settings import Settings
 from orchestrator.store import Store
+from orchestrator.triggers import Draft, Triggers
+from orchestrator.variables import Variable, Variables, VariableType
 from orchestrator.vault import Vault
 
 from rollway_testing import rollway_command
@@ -164,6 +168,47 @@ def test_rotate_key_command_reseals_every_stored_credential_under_the_new_key(pg
     assert stored["ep-1"].startswith("v2:") and stored["ep-2"].startswith("v2:") and stored["ep-3"] == ""
     with pytest.raises(ConfigurationError, match="has changed"):
         Vault("the-old-key").open(stored["ep-1"])
+
+
+RELEASE = {
+    "name": "Release",
+    "project": "shop",
+    "stageOrder": ["Check"],
+    "stages": {
+        "Check": {"taskOrder": ["First"], "tasks": {"First": {"type": "Condition", "input": {"condition": "1 == 1"}}}}
+    },
+}
+
+
+def test_rotate_key_command_reseals_secret_variables_and_trigger_secrets_too(pg_url: str) -> None:
+    # Given a SECRET and a REGULAR variable and a webhook trigger, sealed under the old key
+    old = Store.connect(pg_url, "the-old-key")
+    Variables(old.engine, old.vault).add(Variable("var-1", "shop", "token", VariableType.SECRET, "s3cret"))
+    Variables(old.engine, old.vault).add(Variable("var-2", "shop", "region", VariableType.REGULAR, "eu"))
+    old.add_pipeline(load_pipeline(RELEASE, None))
+    Triggers(old.engine, old.vault).add("tr-1", Draft("push", "shop", "Release", "s" * 20, {}), "shop", "admin")
+    old.dispose()
+
+    # When `rollway db rotate-key` runs with the new key
+    done = rotate_key(
+        ROLLWAY_DATABASE_URL=pg_url, ROLLWAY_SECRET_KEY="the-new-key", ROLLWAY_SECRET_KEY_OLD="the-old-key"
+    )
+
+    # Then the secret variable and the trigger's secret open under the new key alone; the regular value is as it was
+    assert done.returncode == 0, done.stderr
+    assert "1 variable(s)" in done.stdout and "1 trigger(s)" in done.stdout
+    new = Store.connect(pg_url, "the-new-key", migrate=False)
+    try:
+        found = Triggers(new.engine, new.vault).find("push")
+        assert found is not None and found[1] == "s" * 20
+        with new.engine.connect() as conn:
+            stored = {
+                row.id: row.value for row in conn.execute(select(schema.variables.c.id, schema.variables.c.value))
+            }
+        assert new.vault.open(stored["var-1"]) == {"value": "s3cret"}
+        assert stored["var-2"] == "eu"
+    finally:
+        new.dispose()
 
 
 def test_rotate_key_command_changes_nothing_when_a_credential_opens_under_no_key(pg_url: str) -> None:
