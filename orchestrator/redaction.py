@@ -234,16 +234,18 @@ def _masked_value(value: Any) -> Any:
 def redact_yaml(text: str, secrets: Secrets = NO_SECRETS) -> str:
     """Kubernetes YAML text with secret values masked and its Secrets' data masked (the text dumped again then).
 
-    Text that is not YAML (it may hold bindings that only make YAML once bound) is masked as text.
+    Masks go into the parsed documents, never into the text: a mask written over a plain scalar would read as a
+    YAML alias (`*****`) and the text would no longer parse. Text that is not YAML (it may hold bindings that only
+    make YAML once bound) is masked as text.
     """
-    text = redact_text(text, secrets)
-    if "Secret" not in text:  # no `kind: Secret`: not worth parsing (this runs for every K8S task queued)
+    masked_text = redact_text(text, secrets)
+    if masked_text == text and "Secret" not in text:  # nothing to mask (this runs for every K8S task queued)
         return text
     try:
         documents = load_yaml_documents(text, YAML_FIELD)
     except BadRequest:
-        return text
-    masked = [_yaml_document(document) for document in documents]
+        return masked_text
+    masked = [redact(_yaml_document(document), secrets) for document in documents]
     if masked == documents:
         return text
     return yaml.safe_dump_all(masked, sort_keys=False, allow_unicode=True)

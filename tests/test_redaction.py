@@ -137,6 +137,18 @@ def test_secret_data_is_masked_in_parsed_objects_in_k8s_output_and_in_yaml_text(
     assert "cHctREFUQU1BUktFUg==" not in masked_input["yaml"] and "plain-text-token" not in masked_input["yaml"]
 
 
+def test_a_secret_written_as_a_plain_scalar_is_masked_and_the_yaml_still_reads() -> None:
+    # Given YAML as the binding of a K8S task writes it: a secret value as a plain (unquoted) scalar
+    text = "kind: ConfigMap\nmetadata: {name: app}\ndata:\n  dsn: pg-PLAINMARK-77\n"
+
+    # When it is masked
+    masked = redact_yaml(text, Secrets.of(["pg-PLAINMARK-77"]))
+
+    # Then the value is gone and the text is still YAML with the same structure (`*****` unquoted is an alias)
+    assert "PLAINMARK" not in masked
+    assert yaml.safe_load(masked) == {"kind": "ConfigMap", "metadata": {"name": "app"}, "data": {"dsn": MASK}}
+
+
 def test_yaml_without_secrets_is_left_as_written() -> None:
     # Given Kubernetes YAML with no Secret, and text that is not YAML until it is bound
     plain = "apiVersion: v1\nkind: ConfigMap  # the app's settings\nmetadata: {name: c}\n"
