@@ -7,10 +7,11 @@ import logging
 from celery import Celery
 from flask import Blueprint, Flask
 
-from api import auth, endpoints, executions, pipelines, templates, tokens, triggers, variables
+from api import audit, auth, endpoints, executions, pipelines, templates, tokens, triggers, variables
 from api.errors import register_error_handlers
 from api.services import EXTENSION, Services
 from orchestrator import defaults
+from orchestrator.audit import AuditTrail
 from orchestrator.engine import Engine
 from orchestrator.settings import Settings
 from orchestrator.store import Store
@@ -35,11 +36,14 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     )
     celery = celery or make_celery(settings)
     engine = Engine(store, CeleryDispatcher(celery), settings.sweep_seconds)
-    app.extensions[EXTENSION] = Services(settings, store, engine, celery, Tokens(store.engine))
+    app.extensions[EXTENSION] = Services(
+        settings, store, engine, celery, Tokens(store.engine), AuditTrail(store.engine)
+    )
     if settings.api_token is None:
         log.warning("ROLLWAY_API_TOKEN is not set: the API accepts every request without a token")
 
     app.before_request(auth.check_token)
+    app.after_request(audit.record)
     api = Blueprint("api", __name__, url_prefix="/api")
     api.register_blueprint(pipelines.blueprint)
     api.register_blueprint(executions.blueprint)
@@ -48,6 +52,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     api.register_blueprint(tokens.blueprint)
     api.register_blueprint(triggers.blueprint)
     api.register_blueprint(variables.blueprint)
+    api.register_blueprint(audit.blueprint)
     app.register_blueprint(api)
     register_error_handlers(app)
     return app

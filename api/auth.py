@@ -103,8 +103,29 @@ def requester() -> str:
     return found.name if isinstance(found, Principal) else ANONYMOUS
 
 
+def acting_in(project: str, actor: str | None = None) -> None:
+    """Note the project (and, for a request no token names, who) the current request acts for: the audit trail
+    records them."""
+    g.audit_project = project
+    if actor is not None:
+        g.audit_actor = actor
+
+
+def audited() -> tuple[str, str | None]:
+    """(actor, project) of the current request, as far as it got before it was answered.
+
+    A request refused before its handler learnt the project (by the role check) is put in the caller's own
+    project when it has one: the only project it could have acted in.
+    """
+    project = g.get("audit_project")
+    if project is None and isinstance(found := g.get("principal"), Principal):
+        project = found.project
+    return str(g.get("audit_actor") or requester()), project
+
+
 def require_visible(project: str, what: str) -> None:
     """404, worded like a missing object, unless the caller may see objects of `project`."""
+    acting_in(project)
     if not principal().sees(project):
         raise NotFound(f"there is no {what}")
 
@@ -126,6 +147,7 @@ def project_for_new(given: str | None) -> str:
     """The project a new object goes in: as given, or the caller's own; 403 for a project it cannot act in."""
     caller = principal()
     project = given if given else (caller.project or DEFAULT_PROJECT)
+    acting_in(project)
     if not caller.sees(project):
         raise Forbidden(f"this token acts in project '{caller.project}' only, not '{project}'")
     return project

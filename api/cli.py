@@ -189,10 +189,12 @@ def apply(ctx: click.Context, path: Path) -> None:
         documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
     except yaml.YAMLError as error:
         raise click.ClickException(f"{path} is not valid YAML: {error}") from error
+    # A document without a project goes to the token's own project, or the default one for a token of every
+    # project: look there, not in every project.
+    own = client.call("GET", "/api/whoami").get("project") or DEFAULT_PROJECT
     for document in documents:
         name = document.get("name") if isinstance(document, dict) else None
-        # A document without a project goes to the default one: look there, not in every project.
-        project = (document.get("project") if isinstance(document, dict) else None) or DEFAULT_PROJECT
+        project = (document.get("project") if isinstance(document, dict) else None) or own
         existing = client.find_pipeline(str(name), str(project)) if name else None
         if existing is None:
             saved = client.call("POST", "/api/pipelines", json=document)

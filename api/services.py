@@ -9,6 +9,7 @@ from typing import Any, cast
 from celery import Celery
 from flask import current_app, request
 
+from orchestrator.audit import AuditTrail
 from orchestrator.decoding import LONE_SURROGATE, lone_surrogate_path
 from orchestrator.engine import Engine
 from orchestrator.errors import BadRequest, Problem
@@ -28,6 +29,7 @@ class Services:
     engine: Engine
     celery: Celery
     tokens: Tokens
+    audit: AuditTrail
 
 
 def services() -> Services:

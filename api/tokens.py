@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.auth import allow, project_in, requester, require_visible, visible_project
+from api.auth import allow, principal, project_in, requester, require_visible, visible_project
 from api.serialize import timestamp
 from api.services import json_object, services
 from orchestrator.document import MAX_NAME_LENGTH
@@ -98,3 +98,12 @@ def revoke(token_id: str) -> tuple[str, int]:
     require_visible(tokens.get(token_id).project, f"token with id '{token_id}'")
     tokens.revoke(token_id)
     return "", 204
+
+
+@blueprint.get("/whoami")
+@allow(Action.READ)
+def whoami() -> Response:
+    """Who the presented token is: its name, role and project (null: every project). The CLI asks this to know
+    where a document without a project goes."""
+    caller = principal()
+    return jsonify({"name": caller.name, "role": caller.role.value, "project": caller.project})

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.auth import allow, project_for_new, public, requester, require_visible, visible_project
+from api.auth import acting_in, allow, project_for_new, public, requester, require_visible, visible_project
 from api.serialize import timestamp
 from api.services import json_object, services
 from orchestrator.errors import BadRequest, Unauthorized
@@ -133,6 +133,7 @@ def hook(name: str) -> tuple[Response, int]:
     """
     raw = request.get_data(cache=True)
     trigger = _signed(name, raw)
+    acting_in(trigger.project, f"trigger:{trigger.name}")
     payload = _payload(raw)
     if request.headers.get(EVENT_HEADER) == PING_EVENT:
         # GitHub's check that a new hook is reachable and signed right: nothing to run.

@@ -220,6 +220,22 @@ trigger_deliveries = Table(
 )
 
 
+# The audit trail: every request that asked to change something, who asked, in which project, and the answer.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("project", String(200), nullable=True),
+    Column("method", String(10), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("route", String(100), nullable=False),
+    Column("status", Integer, nullable=False),
+    Index("ix_audit_project", "project", "id"),
+)
+
+
 def now() -> datetime:
     """The current time as the store records it."""
     return datetime.now(UTC)

@@ -85,6 +85,8 @@ EXPECTED_ACTIONS: dict[Route, Action] = {
     ("GET", "/api/variables/<variable_id>"): Action.READ,
     ("PATCH", "/api/variables/<variable_id>"): Action.EDIT,
     ("DELETE", "/api/variables/<variable_id>"): Action.EDIT,
+    ("GET", "/api/audit"): Action.ADMINISTER,
+    ("GET", "/api/whoami"): Action.READ,
 }
 
 # Routes that take no bearer token (they authenticate their requests themselves), marked `@public`.
@@ -365,6 +367,8 @@ SAMPLES: dict[Route, Sample] = {
         Kind.OBJECT, 200, lambda w, p: _variable(w, p, {"description": "patched"})
     ),
     ("DELETE", "/api/variables/<variable_id>"): Sample(Kind.OBJECT, 204, _variable),
+    ("GET", "/api/audit"): Sample(Kind.LIST, 200, lambda w, p: Call("/api/audit")),
+    ("GET", "/api/whoami"): Sample(Kind.GLOBAL, 200, lambda w, p: Call("/api/whoami")),
 }
 
 
@@ -467,7 +471,7 @@ def test_every_api_route_is_declared_with_the_action_it_takes(app: Flask) -> Non
 
     # Then they agree: every route has an entry, its @allow rule is that action, and no entry is stale
     assert problems == []
-    assert len(EXPECTED_ACTIONS) >= 31
+    assert len(EXPECTED_ACTIONS) >= 33
 
 
 def test_a_route_without_a_rule_fails_the_declaration_and_is_refused(tmp_path: Path, redis_url: str) -> None:

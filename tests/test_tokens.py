@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, select
 
@@ -332,3 +334,35 @@ def test_rollway_token_with_a_token_that_may_not_says_why_in_one_line(api: Serve
     # Then it fails with the API's reason, no traceback
     assert result.exit_code == 1
     assert "developer role may not administer" in result.output and "Traceback" not in result.output
+
+
+def test_whoami_tells_a_token_its_name_role_and_project(api: ServedApp) -> None:
+    # Given a viewer of project shop, and the bootstrap token
+    viewer = made_token(api, "board", "viewer")
+
+    # When each asks who it is
+    with client_with(api, viewer["token"]) as client:
+        scoped = client.get("/api/whoami").json()
+    bootstrap = api.http.get("/api/whoami").json()
+
+    # Then the viewer is named with its project, the bootstrap token is admin of every project
+    assert scoped == {"name": "board", "role": "viewer", "project": "shop"}
+    assert bootstrap == {"name": "admin", "role": "admin", "project": None}
+
+
+def test_rollway_apply_with_a_project_token_updates_the_pipeline_it_made(api: ServedApp, tmp_path: Path) -> None:
+    # Given a developer of project shop and a pipeline file that names no project
+    developer = made_token(api, "ci", "developer")
+    path = tmp_path / "release.yaml"
+    path.write_text(yaml.safe_dump(pipeline_doc("Release", project=None)))
+
+    # When it is applied twice, the second time with a description
+    first = rollway(api, "apply", "-f", str(path), token=developer["token"])
+    path.write_text(yaml.safe_dump(pipeline_doc("Release", project=None, description="second")))
+    second = rollway(api, "apply", "-f", str(path), token=developer["token"])
+
+    # Then the first creates it in shop and the second updates that one, instead of failing on a duplicate
+    assert first.exit_code == 0 and "pipeline shop/Release created" in first.output, first.output
+    assert second.exit_code == 0 and "pipeline shop/Release updated" in second.output, second.output
+    listed = api.http.get("/api/pipelines", params={"name": "Release"}).json()
+    assert [(item["project"], item.get("description")) for item in listed] == [("shop", "second")]

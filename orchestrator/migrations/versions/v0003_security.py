@@ -1,4 +1,4 @@
-"""Security: API tokens, project variables, webhook triggers and their deliveries, and sealed task input.
+"""Security: API tokens, project variables, webhook triggers and their deliveries, sealed task input, the audit trail.
 
 Revision ID: 0003
 Revises: 0002
@@ -62,6 +62,19 @@ def upgrade() -> None:
         sa.Column("execution_id", sa.String(36), nullable=True),
         sa.Column("at", UTC_DATETIME, nullable=False),
     )
+
+    op.create_table(
+        "audit",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("at", UTC_DATETIME, nullable=False),
+        sa.Column("actor", sa.String(200), nullable=False),
+        sa.Column("project", sa.String(200), nullable=True),
+        sa.Column("method", sa.String(10), nullable=False),
+        sa.Column("path", sa.Text(), nullable=False),
+        sa.Column("route", sa.String(100), nullable=False),
+        sa.Column("status", sa.Integer(), nullable=False),
+    )
+    op.create_index("ix_audit_project", "audit", ["project", "id"])
 
 
 def downgrade() -> None:
