@@ -12,11 +12,8 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import create_engine, text
 from werkzeug.serving import make_server
 
-from orchestrator import migrations
-from orchestrator.schema import metadata
 from orchestrator.settings import Settings, sqlite_url
 from orchestrator.store import Store
 
@@ -28,6 +25,7 @@ from rollway_testing import (
     ServedApp,
     WorkerProcess,
     create_database,
+    fresh_schema,
     truncate,
     unavailable,
     wait_until,
@@ -38,13 +36,7 @@ from rollway_testing import (
 def postgres_url() -> str:
     """A test database on the local PostgreSQL, created once per session."""
     url = create_database(POSTGRES_DB)
-    engine = create_engine(url)
-    # Made anew by the revisions themselves, so every session runs the migrations on PostgreSQL.
-    metadata.drop_all(engine)
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    migrations.upgrade(engine)
-    engine.dispose()
+    fresh_schema(url)
     return url
 
 

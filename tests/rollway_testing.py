@@ -53,6 +53,22 @@ def create_database(name: str) -> str:
     return f"{POSTGRES_SERVER}/{name}"
 
 
+def fresh_schema(url: str) -> None:
+    """Make Rollway's schema anew in the PostgreSQL database at `url`, by its revisions: every session runs the
+    migrations on PostgreSQL, and a database left behind by other code (an older revision 3, say) never
+    lingers."""
+    from sqlalchemy import create_engine, text
+
+    from orchestrator import migrations
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    migrations.upgrade(engine)
+    engine.dispose()
+
+
 def truncate(url: str) -> None:
     """Empty every table of Rollway's schema in the database at `url`."""
     from sqlalchemy import create_engine, text

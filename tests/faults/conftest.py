@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from kubesim import KubeSim
 from orchestrator.store import Store
 
-from rollway_testing import SECRET_KEY, TOKEN, create_database, truncate, unavailable
+from rollway_testing import SECRET_KEY, TOKEN, create_database, fresh_schema, truncate, unavailable
 
 FAULTS_DB = os.environ.get("ROLLWAY_TEST_FAULTS_DATABASE", "rollway_faults")
 SUMMARIES: list[str] = []
@@ -49,7 +49,7 @@ def report() -> Callable[[str, str], None]:
 def faults_database() -> str:
     """The suite's own PostgreSQL database (direct URL), created if missing, with Rollway's schema."""
     direct = create_database(FAULTS_DB)
-    Store.connect(direct).dispose()  # creates or upgrades the schema
+    fresh_schema(direct)
     return direct
 
 
