@@ -21,11 +21,11 @@ import pytest
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as fuzzing
 from hypothesis import strategies as st
-from serve_process import ServeProcess, rollway_env
 
 from orchestrator.settings import Settings
 
 from rollway_testing import TOKEN, template_request
+from serve_process import ServeProcess, rollway_env
 
 METHODS = ("GET", "POST", "PUT", "PATCH")
 KUBERNETES_YAML = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n"

@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from serve_process import ServeProcess, free_port, rollway_env
 
 from api.cli import is_loopback
 from orchestrator import defaults
 from orchestrator.settings import Settings
 
 from rollway_testing import TOKEN, rollway_command
+from serve_process import ServeProcess, free_port, rollway_env
 
 ROOT = Path(__file__).resolve().parent.parent
 # `${NAME:?message}`: compose refuses to start while NAME is unset or empty.
