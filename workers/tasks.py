@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
@@ -14,15 +16,41 @@ from workers.constants import TASK_PING, TASK_RUN, TASK_SWEEP
 if TYPE_CHECKING:
     from workers.celery_app import Context
 
+log = logging.getLogger(__name__)
+
+# What Rollway itself sends: a task run's id (a UUID) and an attempt number. Anyone who can write to the broker
+# can send anything; a message of another shape is dropped with one line in the log, never run or retried.
+_RUN_ID = re.compile(r"^[0-9a-f-]{1,36}$")
+MAX_ATTEMPT = 2**31 - 1
+
+
+def well_formed(task_run_id: object, attempt: object) -> tuple[str, int] | None:
+    """A `run_task` message's (task run id, attempt) if they are of the shape Rollway sends, else None."""
+    if not isinstance(task_run_id, str) or _RUN_ID.match(task_run_id) is None:
+        return None
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or not 0 <= attempt <= MAX_ATTEMPT:
+        return None
+    return task_run_id, attempt
+
 
 def register_tasks(app: Celery, context: Context) -> None:
     """Register the tasks on `app`, each working through `context`."""
 
     @app.task(name=TASK_RUN, bind=True)
-    def run_task(self: Any, task_run_id: str, attempt: int) -> None:
-        """Run one attempt of a task run; through a database outage its message goes back to the queue."""
+    def run_task(
+        self: Any, /, task_run_id: object = None, attempt: object = None, *extra: object, **named: object
+    ) -> None:
+        """Run one attempt of a task run; through a database outage its message goes back to the queue.
+
+        A message that claims an attempt it has no right to is harmless: the claim takes only the attempt that is
+        queued, once. Malformed ones are dropped here.
+        """
+        checked = None if extra or named else well_formed(task_run_id, attempt)
+        if checked is None:
+            log.warning("ignored a malformed %s message: %.120r", TASK_RUN, (task_run_id, attempt, *extra, named))
+            return
         try:
-            context.runner.run(task_run_id, attempt, f"{self.request.hostname} pid {os.getpid()}")
+            context.runner.run(*checked, f"{self.request.hostname} pid {os.getpid()}")
         except DatabaseUnavailable as error:
             raise Reject(error.message, requeue=True) from error
 
