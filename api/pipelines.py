@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import yaml
 from flask import Blueprint, Response, jsonify, request
 
 from api.auth import allow, project_for_new, requester, require_visible, visible_project
 from api.serialize import pipeline_document, pipeline_view
 from api.services import json_object, services
 from api.variables import variable_exists
-from orchestrator.decoding import parse_text
+from orchestrator.decoding import dump_yaml_documents, parse_text
 from orchestrator.document import load_pipeline, to_document
 from orchestrator.errors import BadRequest
 from orchestrator.execution import PipelineRecord
@@ -106,7 +105,7 @@ def delete(pipeline_id: str) -> tuple[str, int]:
 @allow(Action.READ)
 def export(pipeline_id: str) -> Response:
     record = _visible_pipeline(pipeline_id)
-    text = yaml.safe_dump(pipeline_document(record), sort_keys=False, allow_unicode=True)
+    text = dump_yaml_documents([pipeline_document(record)])
     response = Response(text, mimetype="application/yaml")
     # RFC 6266 and 5987: a quoted ASCII fallback without quotes, backslashes or control characters (so a name
     # cannot end the header or add one), and the exact name percent-encoded as UTF-8 for clients that read it.

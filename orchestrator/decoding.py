@@ -20,6 +20,22 @@ MAX_VALUES = MAX_DOCUMENT_BYTES
 MAX_NESTING = 100
 
 
+def dump_yaml_documents(documents: list[object], dumper: type[yaml.SafeDumper] = yaml.SafeDumper) -> str:
+    """YAML text of documents that reads back as exactly them.
+
+    Written with Unicode as it is, for people to read, unless that does not read back: PyYAML writes a few
+    characters (NEL, U+0085, say) into plain scalars where its own reader takes them for line breaks. Then every
+    character that is not ASCII is written as an escape instead.
+    """
+    text = yaml.dump_all(documents, Dumper=dumper, sort_keys=False, allow_unicode=True)
+    try:
+        if list(yaml.safe_load_all(text)) == documents:
+            return text
+    except yaml.YAMLError:
+        pass
+    return yaml.dump_all(documents, Dumper=dumper, sort_keys=False, allow_unicode=False)
+
+
 def parse_text(body: bytes | str, content_type: str | None) -> object:
     """Decode a request body: as JSON when the content type says JSON, else as YAML (which reads JSON too)."""
     if len(body) > MAX_DOCUMENT_BYTES:

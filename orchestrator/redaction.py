@@ -26,10 +26,8 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-import yaml
-
 from orchestrator.bindings import BINDING
-from orchestrator.decoding import load_yaml_documents
+from orchestrator.decoding import dump_yaml_documents, load_yaml_documents
 from orchestrator.errors import BadRequest
 
 MASK = "*****"
@@ -248,7 +246,7 @@ def redact_yaml(text: str, secrets: Secrets = NO_SECRETS) -> str:
     masked = [redact(_yaml_document(document), secrets) for document in documents]
     if masked == documents:
         return text
-    return yaml.safe_dump_all(masked, sort_keys=False, allow_unicode=True)
+    return dump_yaml_documents(masked)
 
 
 def _yaml_document(document: object) -> object:

@@ -22,7 +22,7 @@ from urllib.parse import quote
 import yaml
 
 from orchestrator.bindings import BINDING, as_text, resolve, whole_binding
-from orchestrator.decoding import MAX_DOCUMENT_BYTES, load_yaml_documents, size_problem
+from orchestrator.decoding import MAX_DOCUMENT_BYTES, dump_yaml_documents, load_yaml_documents, size_problem
 from orchestrator.errors import BadRequest, BindingError
 from orchestrator.tasktypes import header_problem
 
@@ -59,7 +59,7 @@ def bind_documents(text: str, lookup: Lookup, field: str) -> object:
     too_big = size_problem(bound)
     if too_big is not None:
         raise BindingError(f"{field} once bound: {too_big}")
-    return yaml.dump_all(bound, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+    return dump_yaml_documents(bound, _Dumper)
 
 
 @dataclass(frozen=True)

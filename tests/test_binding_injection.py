@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from k8s_support import READY_DELAY, endpoint, lookup
 from kubernetes import client as k8s
@@ -201,6 +201,8 @@ YAML_TEXT = st.text(st.characters(blacklist_categories=["Cs"]), max_size=40) | s
 
 @settings(max_examples=200, deadline=None)
 @given(tag=YAML_TEXT)
+@example(tag="\x85")  # NEL: PyYAML writes it into a plain scalar, then reads it back as a line break
+@example(tag="1.25\u2028---\u2029")
 def test_any_bound_text_gives_exactly_the_one_deployment_with_that_image(tag: str) -> None:
     # Given any text as the tag of nginx:${input.tag}
     # When the Deployment is bound

@@ -11,8 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
+from orchestrator.decoding import dump_yaml_documents
 from orchestrator.errors import BadRequest, Problem
 from orchestrator.manifests import read_objects
 
@@ -327,7 +326,7 @@ def reference(obj: Mapping[str, Any]) -> Obj:
 
 def dump(objects: Iterable[Mapping[str, Any]]) -> str:
     """Objects as one multi-document YAML text, in their own key order."""
-    return yaml.safe_dump_all([dict(obj) for obj in objects], sort_keys=False, allow_unicode=True)
+    return dump_yaml_documents([dict(obj) for obj in objects])
 
 
 # -- what a YAML holds, as `POST /templates/cd/process` answers
