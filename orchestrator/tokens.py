@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select, update
@@ -20,6 +20,7 @@ from orchestrator.policy import Principal, Role
 from orchestrator.schema import now, tokens
 
 PREFIX = "rw_"
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -82,11 +83,15 @@ class Tokens:
     def find(self, secret: str) -> Token | None:
         """The token a request presented, or None; records when it was last used."""
         hashed = digest(secret)
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             row = conn.execute(select(tokens).where(tokens.c.token_hash == hashed)).first()
             if row is None:
                 return None
-            conn.execute(update(tokens).where(tokens.c.id == row.id).values(last_used_at=now()))
+            stamp = now()
+            # At most one write a minute per token: reading with a token should not cost a write each time.
+            if row.last_used_at is None or stamp - row.last_used_at > LAST_USED_RESOLUTION:
+                conn.execute(update(tokens).where(tokens.c.id == row.id).values(last_used_at=stamp))
+                conn.commit()
         return _token(row)
 
     def list(self, project: str | None = None) -> list[Token]:
