@@ -47,6 +47,14 @@ ENDPOINT = {
     "token": "t",
     "insecure": True,
 }
+VARIABLE = {"name": "db", "project": "fuzz", "type": "SECRET", "value": "hunter2", "description": "d"}
+TRIGGER = {
+    "name": "fuzzed",
+    "project": "fuzz",
+    "pipeline": "fuzzed",
+    "secret": "a-secret-long-enough",
+    "input": {"tag": "${body.after}"},
+}
 # Bodies the routes accept (by method and rule), which the fuzzer mutates to reach deeper than the first check.
 SAMPLES: list[tuple[str, str, Any]] = [
     ("POST PUT", r"/api/pipelines(/<pipeline_id>)?", PIPELINE),
@@ -56,6 +64,9 @@ SAMPLES: list[tuple[str, str, Any]] = [
     ("POST", r"/api/user-operations/.*", {"action": "approve", "comments": "ok"}),
     ("POST", r"/api/templates/cd/process", {"kubernetesYaml": KUBERNETES_YAML}),
     ("POST", r"/api/templates/cd", template_request(KUBERNETES_YAML, project="fuzz")),
+    ("POST PATCH", r"/api/variables(/<variable_id>)?", VARIABLE),
+    ("POST", r"/api/tokens", {"name": "bot", "project": "fuzz", "role": "viewer"}),
+    ("POST", r"/api/triggers", TRIGGER),
 ]
 FIELDS = sorted(
     {key for *_, sample in SAMPLES for key in sample} | {"type", "url", "kubeconfig", "caData", "role", "secret"}
@@ -227,17 +238,24 @@ def discover_routes(settings: Settings) -> list[Route]:
 
 
 def seed(http: httpx.Client) -> dict[str, str]:
-    """A pipeline, an execution of it and an endpoint, so id arguments can name things that exist (by argument)."""
+    """A pipeline, an execution of it, an endpoint, a variable, a trigger and a token, so id arguments can name
+    things that exist (by argument)."""
     pipeline = http.post("/api/pipelines", json=PIPELINE)
     assert pipeline.status_code == 201, pipeline.text
     execution = http.post(f"/api/pipelines/{pipeline.json()['id']}/executions", json={"input": {"tag": "v1"}})
     assert execution.status_code == 202, execution.text
-    endpoint = http.post("/api/endpoints", json=ENDPOINT)
-    assert endpoint.status_code == 201, endpoint.text
-    return {
+    made = {"endpoint": ENDPOINT, "variable": VARIABLE, "trigger": TRIGGER}
+    made_ids = {}
+    for kind, body in made.items():
+        answer = http.post(f"/api/{kind}s", json=body)
+        assert answer.status_code == 201, answer.text
+        made_ids[f"{kind}_id"] = answer.json()["id"]
+    token = http.post("/api/tokens", json={"name": "bot", "project": "fuzz", "role": "viewer"})
+    assert token.status_code == 201, token.text
+    return made_ids | {
         "pipeline_id": pipeline.json()["id"],
         "execution_id": execution.json()["executionId"],
-        "endpoint_id": endpoint.json()["id"],
+        "token_id": token.json()["id"],
         "name": "fuzzed",
     }
 
@@ -291,7 +309,7 @@ def test_no_generated_request_to_any_route_gets_a_500(target: Target) -> None:
     # A route that reads a body gets three times the requests of one that does not.
     weighted = [route for route in target.routes for _ in range(1 if route.method == "GET" else 3)]
 
-    @fuzzing(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @fuzzing(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(st.sampled_from(weighted), st.data())
     def send(route: Route, data: st.DataObject) -> None:
         # When a generated request reaches it
