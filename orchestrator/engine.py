@@ -264,7 +264,7 @@ class Engine:
         held: list[tuple[TaskKey, BoundTask, str]],
         sealed: Mapping[TaskKey, str],
     ) -> None:
-        """Hold task runs that need an admin's approval, each with an ACTIVE user operation; the execution WAITS."""
+        """Hold runs that need an admin's approval, each with an ACTIVE user operation; the execution goes WAITING."""
         execution = state.execution
         for run in tx.hold_task_runs(execution.id, held, sealed=sealed):
             summary = run.status_message
