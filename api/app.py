@@ -7,7 +7,18 @@ import logging
 from celery import Celery
 from flask import Blueprint, Flask
 
-from api import audit, auth, endpoints, executions, pipelines, templates, tokens, triggers, variables
+from api import (
+    audit,
+    auth,
+    endpoints,
+    executions,
+    pipelines,
+    templates,
+    tokens,
+    triggers,
+    useroperations,
+    variables,
+)
 from api.errors import register_error_handlers
 from api.services import EXTENSION, Services
 from orchestrator import defaults
@@ -52,6 +63,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     api.register_blueprint(tokens.blueprint)
     api.register_blueprint(triggers.blueprint)
     api.register_blueprint(variables.blueprint)
+    api.register_blueprint(useroperations.blueprint)
     api.register_blueprint(audit.blueprint)
     app.register_blueprint(api)
     register_error_handlers(app)

@@ -6,10 +6,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.auth import allow, project_for_new, require_visible, visible_project
+from api.auth import allow, principal, project_for_new, require_visible, visible_project
 from api.serialize import timestamp
 from api.services import json_object, services
 from orchestrator.endpoints import Endpoint, changed_body, endpoint_from_body
+from orchestrator.errors import Forbidden
 from orchestrator.policy import Action
 from orchestrator.transaction import new_id
 
@@ -25,6 +26,7 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
         "type": endpoint.type,
         "url": endpoint.url,
         "insecure": endpoint.insecure,
+        "restricted": endpoint.restricted,
         "hasToken": bool(endpoint.token),
         "hasCaData": bool(endpoint.ca_data),
         "hasKubeconfig": bool(endpoint.kubeconfig),
@@ -38,6 +40,7 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
 def create() -> tuple[Response, int]:
     endpoint = endpoint_from_body(json_object(), new_id(), project_for_new(None))
     project_for_new(endpoint.project)
+    _require_admin_for(endpoint, "create")
     endpoint = services().store.add_endpoint(endpoint)
     return jsonify(endpoint_view(endpoint)), 201
 
@@ -62,15 +65,24 @@ def patch(endpoint_id: str) -> Response:
     current = _visible_endpoint(endpoint_id)
     changed = endpoint_from_body(changed_body(current, json_object()), endpoint_id)
     project_for_new(changed.project)
+    _require_admin_for(current, "change")
+    _require_admin_for(changed, "change")
     return jsonify(endpoint_view(services().store.replace_endpoint(changed)))
 
 
 @blueprint.delete("/endpoints/<endpoint_id>")
 @allow(Action.EDIT)
 def delete(endpoint_id: str) -> tuple[str, int]:
-    _visible_endpoint(endpoint_id)
+    _require_admin_for(_visible_endpoint(endpoint_id), "delete")
     services().store.delete_endpoint(endpoint_id)
     return "", 204
+
+
+def _require_admin_for(endpoint: Endpoint, change: str) -> None:
+    """403 unless the caller is an admin, for an endpoint that is (or is to be) restricted: marking one, or changing
+    one that is, would otherwise let anyone who may edit undo what an admin restricted."""
+    if endpoint.restricted and not principal().is_admin:
+        raise Forbidden(f"only an admin may {change} a restricted endpoint")
 
 
 def _visible_endpoint(endpoint_id: str) -> Endpoint:

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.auth import allow, project_for_new, requester, require_visible, visible_project
+from api.auth import allow, principal, project_for_new, requester, require_visible, visible_project
 from api.serialize import pipeline_document, pipeline_view
 from api.services import json_object, services
 from api.variables import variable_exists
@@ -127,7 +127,7 @@ def trigger(pipeline_id: str) -> tuple[Response, int]:
         raise BadRequest("'input' must be an object of input names and values")
     if not isinstance(comments, str):
         raise BadRequest("'comments' must be a string")
-    execution = services().engine.trigger(record, given, comments, requester())
+    execution = services().engine.trigger(record, given, comments, requester(), requested_by_admin=principal().is_admin)
     link = f"/api/executions/{execution.id}"
     answer = {"executionId": execution.id, "executionIndex": execution.index, "executionLink": link}
     response = jsonify(answer | {"status": execution.status.value})

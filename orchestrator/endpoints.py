@@ -34,6 +34,8 @@ class Endpoint:
     token: str | None = None
     ca_data: str | None = None
     kubeconfig: str | None = None
+    restricted: bool = False
+    """Only an admin may mark it, change it or delete it; a non-admin's task that uses it waits for an admin."""
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -42,7 +44,7 @@ class Endpoint:
         return bool(self.token or self.ca_data or self.kubeconfig)
 
 
-FIELDS = frozenset({"name", "project", "type", "url", "token", "caData", "insecure", "kubeconfig"})
+FIELDS = frozenset({"name", "project", "type", "url", "token", "caData", "insecure", "kubeconfig", "restricted"})
 CREDENTIALS = {"token": "token", "caData": "ca_data", "kubeconfig": "kubeconfig"}
 
 
@@ -91,12 +93,15 @@ def endpoint_from_body(body: Mapping[str, Any], endpoint_id: str, default_projec
     ca_data = _text(body, "caData", problems)
     token = _text(body, "token", problems)  # read before the check: a wrongly typed token is refused, never dropped
     insecure = body.get("insecure", False)
+    restricted = body.get("restricted", False)
     if not name or not name.strip() or len(name) > MAX_NAME_LENGTH:
         problems.append(Problem("name", f"is required, at most {MAX_NAME_LENGTH} characters"))
     if kind not in ENDPOINT_TYPES:
         problems.append(Problem("type", f"must be one of {', '.join(ENDPOINT_TYPES)}, not {kind!r}"))
     if not isinstance(insecure, bool):
         problems.append(Problem("insecure", "must be true or false"))
+    if not isinstance(restricted, bool):
+        problems.append(Problem("restricted", "must be true or false"))
     _check_url(url, kubeconfig, problems)
     _check_ca(ca_data, problems)
     if token is not None and unsendable(token):
@@ -114,6 +119,7 @@ def endpoint_from_body(body: Mapping[str, Any], endpoint_id: str, default_projec
         token=token,
         ca_data=ca_data,
         kubeconfig=kubeconfig,
+        restricted=bool(restricted),
     )
 
 
@@ -136,6 +142,7 @@ def changed_body(endpoint: Endpoint, changes: Mapping[str, Any]) -> dict[str, An
         "token": endpoint.token,
         "caData": endpoint.ca_data,
         "kubeconfig": endpoint.kubeconfig,
+        "restricted": endpoint.restricted,
     }
     if "url" in changes and changes["url"] != body["url"]:
         body |= dict.fromkeys(URL_CREDENTIALS)

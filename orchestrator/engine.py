@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator import defaults, expressions, planner, rollback, tasktypes
+from orchestrator import defaults, expressions, planner, rollback, tasktypes, useroperations
 from orchestrator.bindings import Scope, resolve
 from orchestrator.errors import InputInvalid, PipelineDisabled, Problem, RollwayError
 from orchestrator.execution import Execution, ExecutionState, PipelineRecord, TaskRun
@@ -31,6 +31,7 @@ from orchestrator.sealing import conceal
 from orchestrator.status import ExecutionStatus, RunStatus, check_execution
 from orchestrator.store import Store
 from orchestrator.transaction import Transaction
+from orchestrator.useroperations import OperationKind, OperationStatus, UserOperation, VariableReads
 from orchestrator.variables import ProjectVariables, project_values
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class Engine:
         comments: str = "",
         requested_by: str = "",
         *,
+        requested_by_admin: bool = False,
         alongside: Callable[[Transaction, Execution], None] | None = None,
     ) -> Execution:
         """Start an execution of a saved pipeline (or queue it behind the running ones).
@@ -112,13 +114,16 @@ class Engine:
         Once the execution is committed the trigger has succeeded: if the broker cannot take its first tasks
         now, the sweep sends them when it can. `alongside` writes something with the new execution in the same
         transaction (the webhook delivery that started it): if it raises, the execution is not saved either.
+        `requested_by_admin` says the requester is an admin of the project: its tasks never wait for one.
         """
         if not record.pipeline.enabled:
             raise PipelineDisabled(f"pipeline '{record.name}' is disabled; enable it before running it")
         values = bind_input(record.pipeline, given)
         effects = Effects()
         with self.store.transaction() as tx:
-            execution = tx.insert_execution(record, values, comments, requested_by=requested_by)
+            execution = tx.insert_execution(
+                record, values, comments, requested_by=requested_by, requested_by_admin=requested_by_admin
+            )
             if alongside is not None:
                 alongside(tx, execution)
             if execution.status is ExecutionStatus.RUNNING:
@@ -227,7 +232,7 @@ class Engine:
         scope = state.scope(variables)
         step = planner.plan(state.pipeline, state.statuses(), lambda text: expressions.check(text, scope.lookup))
         tx.settle_task_runs(execution.id, step.skip, RunStatus.SKIPPED)
-        bound, unbound = _bind(tx, state, step.start, scope)
+        bound, unbound, reads = _bind(tx, state, step.start, scope)
         # Read after binding: the project's variables are loaded only if a binding asked for one.
         secrets = variables.secrets
         failed = [(key, redact_message(message, secrets)) for key, message in [*step.fail, *unbound]]
@@ -239,6 +244,10 @@ class Engine:
             self._on_failure(tx, tx.state(execution.id), key, message, effects)
             return
         recorded, sealed = self._conceal(bound, secrets)
+        held = {} if execution.requested_by_admin else _restrictions(tx, execution.project, recorded, reads)
+        if held:
+            self._hold(tx, state, [(key, task, held[key]) for key, task in recorded if key in held], sealed)
+            recorded = [(key, task) for key, task in recorded if key not in held]
         queued = tx.queue_task_runs(execution.id, recorded, Schedule.plan(now(), 0.0, self.horizon), sealed=sealed)
         effects.dispatch += [Dispatch(run.id, run.attempt, run.type, execution.rollback) for run in queued]
         if step.done:
@@ -247,6 +256,47 @@ class Engine:
             output = mask_secrets(output, variables.secrets)
             if tx.transition(execution.id, ExecutionStatus.COMPLETED, "", output=output):
                 effects.ended.append(execution.id)
+
+    def _hold(
+        self,
+        tx: Transaction,
+        state: ExecutionState,
+        held: list[tuple[TaskKey, BoundTask, str]],
+        sealed: Mapping[TaskKey, str],
+    ) -> None:
+        """Hold runs that need an admin's approval, each with an ACTIVE user operation; the execution goes WAITING."""
+        execution = state.execution
+        for run in tx.hold_task_runs(execution.id, held, sealed=sealed):
+            summary = run.status_message
+            useroperations.open_operation(
+                tx.conn, run, OperationKind.RESTRICTED, summary=summary, requested_by=execution.requested_by
+            )
+        key, _, summary = held[0]
+        more = f" (and {len(held) - 1} more task(s))" if len(held) > 1 else ""
+        if execution.status is ExecutionStatus.RUNNING:
+            tx.transition(execution.id, ExecutionStatus.WAITING, f"task {_describe(key)} is {summary}{more}")
+
+    def respond(self, operation: UserOperation, approve: bool, actor: str, comments: str = "") -> UserOperation:
+        """Answer an ACTIVE user operation: approved, its run is queued and sent; rejected, it fails (and its
+        stage's rollback runs as for any failure). Conflict (409) when it was answered or canceled already."""
+        effects = Effects()
+        new = OperationStatus.APPROVED if approve else OperationStatus.REJECTED
+        verdict = f"{new.value.lower()} by {actor}" + (f": {comments}" if comments else "")
+        with self.store.locked(operation.execution_id) as (tx, state):
+            answered = useroperations.settle(tx.conn, operation, new, actor=actor, comments=comments)
+            execution = state.execution
+            key = (answered.stage, answered.task)
+            # The execution waits while any of its runs waits for an answer (Code Stream's WAITING).
+            if execution.status is ExecutionStatus.WAITING and not useroperations.active_count(tx.conn, execution.id):
+                tx.transition(execution.id, ExecutionStatus.RUNNING, f"task {_describe(key)} {verdict}", actor)
+            if approve:
+                schedule = Schedule.plan(now(), 0.0, self.horizon)
+                if (run := tx.release_task_run(answered.task_run_id, verdict, schedule, actor)) is not None:
+                    effects.dispatch.append(Dispatch(run.id, run.attempt, run.type, execution.rollback))
+            elif tx.refuse_task_run(answered.task_run_id, verdict, actor):
+                self._on_failure(tx, tx.state(execution.id), key, verdict, effects)
+        self._follow_up(effects)
+        return answered
 
     def _variables(self, tx: Transaction, project: str) -> ProjectVariables:
         """The project's variables for a binding scope, read in this step's transaction when a binding asks."""
@@ -291,6 +341,7 @@ class Engine:
             {**target.pipeline.input, **mask_secrets(plan.input, variables.secrets)},
             plan.comments,
             requested_by=execution.requested_by,
+            requested_by_admin=execution.requested_by_admin,
             rollback_of=execution.id,
         )
         tx.transition(execution.id, ExecutionStatus.ROLLING_BACK, ROLLING_BACK + reason, rollback_execution_id=child.id)
@@ -362,13 +413,15 @@ class Engine:
 
 def _bind(
     tx: Transaction, state: ExecutionState, keys: Iterable[TaskKey], scope: Scope
-) -> tuple[list[tuple[TaskKey, BoundTask]], list[tuple[TaskKey, str]]]:
-    """What each task about to be queued is given, and the tasks whose bindings or endpoints cannot be resolved."""
-    bound, unbound = [], []
+) -> tuple[list[tuple[TaskKey, BoundTask]], list[tuple[TaskKey, str]], dict[TaskKey, frozenset[str]]]:
+    """What each task about to be queued is given, the tasks whose bindings or endpoints cannot be resolved, and
+    the variables each task's bindings read."""
+    bound, unbound, read = [], [], {}
     for key in keys:
         task = state.pipeline.task(key)
+        reads = VariableReads(scope.variables)
         try:
-            given = bind_task(task, scope)
+            given = bind_task(task, replace(scope, variables=reads))
         except RollwayError as error:
             unbound.append((key, f"its input could not be bound: {error.message}"))
             continue
@@ -380,4 +433,22 @@ def _bind(
             )
             continue
         bound.append((key, replace(given, endpoints={role: str(found) for role, found in ids.items()})))
-    return bound, unbound
+        read[key] = frozenset(reads.names)
+    return bound, unbound, read
+
+
+def _restrictions(
+    tx: Transaction, project: str, bound: list[tuple[TaskKey, BoundTask]], reads: Mapping[TaskKey, frozenset[str]]
+) -> dict[TaskKey, str]:
+    """The tasks of a non-admin's run that must wait for an admin, with why: they use a RESTRICTED variable or a
+    restricted endpoint. Nothing is read when no task reads a variable or has an endpoint."""
+    variables = useroperations.restricted_variables(tx.conn, project) if any(reads.values()) else frozenset()
+    endpoints = useroperations.restricted_endpoints(tx.conn, [i for _, task in bound for i in task.endpoints.values()])
+    held = {}
+    for key, task in bound:
+        why = useroperations.restriction(
+            reads.get(key, frozenset()) & variables, [endpoints[i] for i in task.endpoints.values() if i in endpoints]
+        )
+        if why is not None:
+            held[key] = why
+    return held

@@ -55,6 +55,9 @@ class Execution:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    requested_by_admin: bool = False
+    """Whether whoever started it was an admin of its project (a rollback inherits it from the execution it rolls
+    back): a non-admin's task that uses a RESTRICTED variable or a restricted endpoint waits for an admin."""
 
 
 @dataclass(frozen=True)

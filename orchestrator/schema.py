@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -86,6 +87,9 @@ executions = Table(
     Column("rollback_of", String(36), ForeignKey("executions.id", ondelete="SET NULL"), nullable=True),
     Column("rollback_execution_id", String(36), nullable=True),
     Column("requested_by", String(200), nullable=False, default=""),
+    # Whether whoever started it was an admin of its project: a non-admin's run waits for an admin's approval
+    # before a task uses a RESTRICTED variable or a restricted endpoint (`useroperations.py`).
+    Column("requested_by_admin", Boolean, nullable=False, default=False, server_default=false()),
     Column("created_at", UTCDateTime, nullable=False),
     Column("started_at", UTCDateTime, nullable=True),
     Column("finished_at", UTCDateTime, nullable=True),
@@ -158,6 +162,8 @@ endpoints = Table(
     Column("type", String(32), nullable=False),
     Column("url", Text, nullable=False),
     Column("insecure", Boolean, nullable=False),
+    # Only an admin may mark it; a task of a non-admin's run that uses it waits for an admin's approval.
+    Column("restricted", Boolean, nullable=False, default=False, server_default=false()),
     # Token, CA data and kubeconfig, sealed by the vault; never returned by the API.
     Column("credentials", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
@@ -233,6 +239,27 @@ audit = Table(
     Column("route", String(100), nullable=False),
     Column("status", Integer, nullable=False),
     Index("ix_audit_project", "project", "id"),
+)
+
+# What a run waits for a person to answer: an admin's approval of a restricted variable or endpoint (RESTRICTED),
+# later the approvers of a UserOperation task (APPROVAL). `task_run_id` is the run that waits.
+user_operations = Table(
+    "user_operations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("execution_id", String(36), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
+    Column("task_run_id", String(36), nullable=False),
+    Column("project", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("requested_by", String(200), nullable=False),
+    Column("responded_by", String(200), nullable=True),
+    Column("comments", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("responded_at", UTCDateTime, nullable=True),
+    Index("ix_user_operations_status", "status", "project"),
+    Index("ix_user_operations_execution", "execution_id"),
 )
 
 

@@ -95,11 +95,13 @@ EXECUTION_ALLOWED: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
 
 _R = RunStatus
 RUN_ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
-    _R.NOT_STARTED: frozenset({_R.QUEUED, _R.RUNNING, _R.SKIPPED, _R.CANCELED, _R.FAILED}),
+    # A run that needs a person's answer first (see `useroperations.py`) is held in WAITING instead of QUEUED.
+    _R.NOT_STARTED: frozenset({_R.QUEUED, _R.WAITING, _R.RUNNING, _R.SKIPPED, _R.CANCELED, _R.FAILED}),
     _R.QUEUED: frozenset({_R.RUNNING, _R.CANCELED, _R.FAILED}),
     # A waiting POLL or K8S VERIFY, or a run lost with its worker, is put back in QUEUED with its next attempt.
     _R.RUNNING: frozenset({_R.QUEUED, _R.WAITING, _R.COMPLETED, _R.FAILED, _R.CANCELED}),
-    _R.WAITING: frozenset({_R.RUNNING, _R.COMPLETED, _R.FAILED, _R.CANCELED}),
+    # Approved, a held run is queued for a worker; rejected, it fails.
+    _R.WAITING: frozenset({_R.QUEUED, _R.RUNNING, _R.COMPLETED, _R.FAILED, _R.CANCELED}),
     _R.COMPLETED: frozenset(),
     _R.FAILED: frozenset(),
     _R.SKIPPED: frozenset(),

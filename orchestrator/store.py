@@ -359,6 +359,7 @@ class Store:
             token=credentials.get("token"),
             ca_data=credentials.get("ca_data"),
             kubeconfig=credentials.get("kubeconfig"),
+            restricted=row.restricted,
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
@@ -379,6 +380,7 @@ class Store:
             "type": endpoint.type,
             "url": endpoint.url,
             "insecure": endpoint.insecure,
+            "restricted": endpoint.restricted,
             "credentials": self.vault.seal(secrets),
             "updated_at": now(),
         }

@@ -9,6 +9,8 @@
 5. advances executions that run tasks but have none open (a step's follow-up was lost).
 
 Every step is safe to repeat, and only one sweep runs at a time (`Store.sweep_lock`): two beats do no harm.
+A run held for a person's answer (WAITING, see `useroperations.py`) has no due time and no lease: no step sends
+or reclaims it, and its execution has an open run, so it is not taken for stalled either.
 """
 
 from __future__ import annotations

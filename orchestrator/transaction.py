@@ -26,6 +26,7 @@ from orchestrator.pipeline import TaskKey
 from orchestrator.schema import UTCDateTime, endpoints, events, executions, now, pipelines, task_runs
 from orchestrator.snapshots import DocumentCache, digest
 from orchestrator.status import EXECUTION_ALLOWED, ExecutionStatus, RunStatus, check_run, predecessors
+from orchestrator.useroperations import cancel_active
 
 EXECUTION_COLUMNS = [column for column in executions.c if column.name != "document"]
 SUMMARY_COLUMNS = [task_runs.c[name] for name in ("id", "stage", "name", "status", "status_message", "output")]
@@ -115,6 +116,30 @@ _QUEUE = run_change(
     dispatch_after=bindparam("due"),
     sent_at=bindparam("sent"),
 )
+# A run held for a person's answer: bound like a queued one, but with nothing to send (no due time, never sent),
+# so neither the relay nor the sweep ever hands it to a worker.
+_HOLD = run_change(
+    _R.NOT_STARTED,
+    _R.WAITING,
+    *_BY_KEY,
+    attempt=task_runs.c.attempt + 1,
+    input=bindparam("given"),
+    bindings=bindparam("bound"),
+    endpoints=bindparam("at"),
+    sealed_input=bindparam("sealed"),
+    status_message=bindparam("message"),
+    dispatch_after=None,
+    sent_at=None,
+)
+_RELEASE = run_change(
+    _R.WAITING,
+    _R.QUEUED,
+    task_runs.c.id == bindparam("run_id"),
+    status_message=bindparam("message"),
+    dispatch_after=bindparam("due"),
+    sent_at=bindparam("sent"),
+)
+_REFUSE = run_change(_R.WAITING, _R.FAILED, task_runs.c.id == bindparam("run_id"), status_message=bindparam("message"))
 _CLAIM = run_change(
     _R.QUEUED,
     _R.RUNNING,
@@ -161,6 +186,9 @@ _SETTLE = {
 _CANCEL_QUEUED = run_change(
     _R.QUEUED, _R.CANCELED, task_runs.c.execution_id == bindparam("in_execution"), status_message=bindparam("message")
 )
+_CANCEL_WAITING = run_change(
+    _R.WAITING, _R.CANCELED, task_runs.c.execution_id == bindparam("in_execution"), status_message=bindparam("message")
+)
 _CANCEL_ABANDONED = run_change(
     _R.QUEUED,
     _R.CANCELED,
@@ -198,6 +226,7 @@ def execution_from_row(row: Row[Any]) -> Execution:
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        requested_by_admin=bool(row.requested_by_admin),
     )
 
 
@@ -337,6 +366,7 @@ class Transaction:
         comments: str,
         *,
         requested_by: str,
+        requested_by_admin: bool = False,
         rollback_of: str | None = None,
     ) -> Execution:
         """Record a new execution with a task run per task; RUNNING, or QUEUED at the concurrency limit.
@@ -379,6 +409,7 @@ class Transaction:
                 rollback=rollback_of is not None,
                 rollback_of=rollback_of,
                 requested_by=requested_by,
+                requested_by_admin=requested_by_admin,
                 created_at=stamp,
                 started_at=stamp if running else None,
                 updated_at=stamp,
@@ -449,8 +480,9 @@ class Transaction:
     ) -> bool:
         """Move an execution to `new` if the transition table allows it from where it stands now.
 
-        An execution that stops running tasks (it ended, or is rolling back) cancels its task runs still queued:
-        a worker that gets one later finds nothing to run, and the sweep does not send it again.
+        An execution that stops running tasks (it ended, or is rolling back) cancels its task runs still queued
+        (a worker that gets one later finds nothing to run, and the sweep does not send it again), and those
+        waiting for a person's answer with the user operations that asked.
         """
         stamp = now()
         if new.is_terminal:
@@ -471,7 +503,10 @@ class Transaction:
             execution_id, previous=ExecutionStatus(str(previous)), status=new, message=message, actor=actor, stamp=stamp
         )
         if new.is_terminal or new is ExecutionStatus.ROLLING_BACK:
-            self.cancel_queued_task_runs(execution_id, f"not run: the execution is {new}", actor)
+            stopped = f"not run: the execution is {new}"
+            self.cancel_queued_task_runs(execution_id, stopped, actor)
+            self._move_runs(_CANCEL_WAITING, {"in_execution": execution_id, "message": stopped, "now": stamp}, actor)
+            cancel_active(self.conn, execution_id, actor)
         return True
 
     def promote_queued(self, pipeline_id: str) -> list[str]:
@@ -521,6 +556,43 @@ class Transaction:
             }
             moved += self._move_runs(_QUEUE, values, actor)
         return moved
+
+    def hold_task_runs(
+        self,
+        execution_id: str,
+        held: Iterable[tuple[TaskKey, BoundTask, str]],
+        actor: str = "",
+        sealed: Mapping[TaskKey, str] | None = None,
+    ) -> list[TaskRun]:
+        """Move NOT_STARTED task runs to WAITING, bound as `queue_task_runs` would, each with why it waits; the runs
+        moved. Nothing sends them until `release_task_run`."""
+        stamp = now()
+        moved: list[TaskRun] = []
+        for (stage, name), task, message in held:
+            values = {
+                "in_execution": execution_id,
+                "in_stage": stage,
+                "named": name,
+                "given": dict(task.input),
+                "bound": dict(task.bindings),
+                "at": dict(task.endpoints),
+                "sealed": (sealed or {}).get((stage, name)),
+                "message": message,
+                "now": stamp,
+            }
+            moved += self._move_runs(_HOLD, values, actor)
+        return moved
+
+    def release_task_run(self, task_run_id: str, message: str, schedule: Schedule, actor: str = "") -> TaskRun | None:
+        """Queue a held run (WAITING -> QUEUED) for the attempt it was bound with; None if it no longer waits."""
+        values = {"run_id": task_run_id, "message": message, "due": schedule.due, "sent": schedule.sent, "now": now()}
+        moved = self._move_runs(_RELEASE, values, actor)
+        return moved[0] if moved else None
+
+    def refuse_task_run(self, task_run_id: str, message: str, actor: str = "") -> bool:
+        """Fail a held run (WAITING -> FAILED); False if it no longer waits."""
+        values = {"run_id": task_run_id, "message": message, "now": now()}
+        return bool(self._move_runs(_REFUSE, values, actor))
 
     def settle_task_runs(
         self, execution_id: str, settled: Iterable[tuple[TaskKey, str]], new: RunStatus, actor: str = ""

@@ -87,6 +87,9 @@ EXPECTED_ACTIONS: dict[Route, Action] = {
     ("DELETE", "/api/variables/<variable_id>"): Action.EDIT,
     ("GET", "/api/audit"): Action.ADMINISTER,
     ("GET", "/api/whoami"): Action.READ,
+    ("GET", "/api/user-operations"): Action.READ,
+    ("GET", "/api/user-operations/<operation_id>"): Action.READ,
+    ("POST", "/api/user-operations/<operation_id>"): Action.RUN,
 }
 
 # Routes that take no bearer token (they authenticate their requests themselves), marked `@public`.
@@ -115,6 +118,14 @@ spec:
 # -- the objects the requests act on
 
 
+def restricted_pipeline_doc(name: str, project: str, variable: str) -> Doc:
+    """A pipeline whose one REST task reads a RESTRICTED variable: a non-admin's run of it waits for an admin."""
+    call = {"type": "REST", "input": {"action": "get", "url": "https://127.0.0.1:1/", "headers": {"X-V": variable}}}
+    stages = {"Call": {"taskOrder": ["Get"], "tasks": {"Get": call}}}
+    document = {"kind": "PIPELINE", "name": name, "project": project, "enabled": True, "concurrency": 1000}
+    return document | {"stageOrder": ["Call"], "stages": stages}
+
+
 def pipeline_doc(name: str, project: str, **fields: Any) -> Doc:
     """A small valid pipeline: one stage of one Condition task."""
     task = {"type": "Condition", "input": {"condition": "1 == 1"}}
@@ -130,11 +141,14 @@ class Objects:
     execution: str
     endpoint: str
     token: str
+    restricted_pipeline: str
+    developer: FlaskClient
 
 
 class World:
     """Projects alpha and beta, each with a pipeline, an execution, endpoints and a token, all made by the
-    bootstrap token; and a token of each role in alpha."""
+    bootstrap token, and a user operation of a developer's run of a pipeline that reads a RESTRICTED variable; and a
+    token of each role in alpha."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -157,14 +171,22 @@ class World:
         for name in ("dev-cluster", "prod-cluster"):
             self.fresh_endpoint(project, name)
         pipeline = self.fresh_pipeline(project)
+        variable = self.unique("restricted")
+        self.made("/api/variables", {"name": variable, "project": project, "type": "RESTRICTED", "value": "pw"})
+        guarded = restricted_pipeline_doc(self.unique("Guarded"), project, f"${{var.{variable}}}")
+        developer = self.app.test_client()
+        developer.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {self.fresh_token(project, 'developer')['token']}"
         objects = Objects(
             pipeline=pipeline,
             execution=self.fresh_execution(project, pipeline),
             endpoint=self.fresh_endpoint(project),
             token=str(self.fresh_token(project)["id"]),
+            restricted_pipeline=str(self.made("/api/pipelines", guarded)["id"]),
+            developer=developer,
         )
         self.made("/api/triggers", self.trigger_body(project, pipeline))
         self.fresh_variable(project)
+        self.fresh_user_operation(objects)
         return objects
 
     def fresh_pipeline(self, project: str) -> str:
@@ -174,6 +196,15 @@ class World:
     def fresh_execution(self, project: str, pipeline: str | None = None) -> str:
         pipeline = pipeline or self.fresh_pipeline(project)
         return str(self.made(f"/api/pipelines/{pipeline}/executions", {"input": {}}, 202)["executionId"])
+
+    def fresh_user_operation(self, objects: Objects) -> str:
+        """The ACTIVE user operation of a new run, by the project's developer, of its restricted pipeline."""
+        started = objects.developer.post(f"/api/pipelines/{objects.restricted_pipeline}/executions", json={})
+        assert started.status_code == 202, started.get_data(as_text=True)
+        execution = started.get_json()["executionId"]
+        waiting = self.admin.get("/api/user-operations", query_string={"status": "ACTIVE"}).get_json()
+        [operation] = [item["id"] for item in waiting if item["executionId"] == execution]
+        return str(operation)
 
     def fresh_endpoint(self, project: str, name: str | None = None) -> str:
         body = {"name": name or self.unique("cluster"), "project": project, "url": "https://127.0.0.1:1"}
@@ -229,11 +260,16 @@ class Call:
 
 @dataclass(frozen=True)
 class Sample:
-    """How to call a route on a project's objects, and what it answers when allowed."""
+    """How to call a route on a project's objects, and what it answers when allowed.
+
+    `admin_only`: the sample object needs an admin even where the route's action does not (answering a RESTRICTED
+    user operation needs only RUN, except for that kind).
+    """
 
     kind: Kind
     status: int
     build: Callable[[World, str], Call]
+    admin_only: bool = False
 
 
 def _pipeline(world: World, project: str, path: str, body: Doc | None = None, fresh: bool = False) -> Call:
@@ -278,6 +314,11 @@ def _trigger_object(world: World, project: str) -> Call:
 def _variable(world: World, project: str, body: Doc | None = None) -> Call:
     variable = world.fresh_variable(project)
     return Call(f"/api/variables/{variable}", body, variable, f"/api/variables?project={project}")
+
+
+def _user_operation(world: World, project: str, body: Doc | None = None) -> Call:
+    operation = world.fresh_user_operation(world.projects[project])
+    return Call(f"/api/user-operations/{operation}", body, operation, f"/api/user-operations/{operation}")
 
 
 def _template(world: World, project: str) -> Call:
@@ -369,6 +410,11 @@ SAMPLES: dict[Route, Sample] = {
     ("DELETE", "/api/variables/<variable_id>"): Sample(Kind.OBJECT, 204, _variable),
     ("GET", "/api/audit"): Sample(Kind.LIST, 200, lambda w, p: Call("/api/audit")),
     ("GET", "/api/whoami"): Sample(Kind.GLOBAL, 200, lambda w, p: Call("/api/whoami")),
+    ("GET", "/api/user-operations"): Sample(Kind.LIST, 200, lambda w, p: Call("/api/user-operations")),
+    ("GET", "/api/user-operations/<operation_id>"): Sample(Kind.OBJECT, 200, _user_operation),
+    ("POST", "/api/user-operations/<operation_id>"): Sample(
+        Kind.OBJECT, 200, lambda w, p: _user_operation(w, p, {"action": "reject", "comments": "no"}), admin_only=True
+    ),
 }
 
 
@@ -429,6 +475,8 @@ def expected_answer(role: Role, reach: str, route: Route, sample: Sample) -> tup
     if reach == OTHER and sample.kind is Kind.OBJECT:
         return 404, "not_found"
     if reach == OTHER and sample.kind is Kind.CREATE:
+        return 403, "forbidden"
+    if sample.admin_only and role is not Role.ADMIN:
         return 403, "forbidden"
     return sample.status, None
 

@@ -1,4 +1,5 @@
-"""Security: API tokens, project variables, webhook triggers and their deliveries, sealed task input, the audit trail.
+"""Security: API tokens, project variables, webhook triggers and their deliveries, sealed task input, the audit trail,
+restricted endpoints and the user operations that approve their use.
 
 Revision ID: 0003
 Revises: 0002
@@ -75,6 +76,27 @@ def upgrade() -> None:
         sa.Column("status", sa.Integer(), nullable=False),
     )
     op.create_index("ix_audit_project", "audit", ["project", "id"])
+
+    # A plain ALTER on SQLite too (batch mode would copy executions, and dropping the old copy cascades to task_runs).
+    for table, name in (("executions", "requested_by_admin"), ("endpoints", "restricted")):
+        op.add_column(table, sa.Column(name, sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.create_table(
+        "user_operations",
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("execution_id", sa.String(36), sa.ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("task_run_id", sa.String(36), nullable=False),
+        sa.Column("project", sa.String(200), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("summary", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("requested_by", sa.String(200), nullable=False),
+        sa.Column("responded_by", sa.String(200), nullable=True),
+        sa.Column("comments", sa.Text(), nullable=False),
+        sa.Column("created_at", UTC_DATETIME, nullable=False),
+        sa.Column("responded_at", UTC_DATETIME, nullable=True),
+    )
+    op.create_index("ix_user_operations_status", "user_operations", ["status", "project"])
+    op.create_index("ix_user_operations_execution", "user_operations", ["execution_id"])
 
 
 def downgrade() -> None:
