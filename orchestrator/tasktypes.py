@@ -31,19 +31,26 @@ _LINE_BREAK = re.compile(r"[\r\n\x00]")
 
 @dataclass(frozen=True)
 class Limit:
-    """The numbers a field may hold: above 0 and at most `maximum`; whole numbers only when `whole`."""
+    """The numbers a field may hold: above 0 (or 0 too, when `zero`) and at most `maximum`; whole numbers only
+    when `whole`."""
 
     what: str
     whole: bool
     maximum: int
+    zero: bool = False
+
+    @property
+    def lowest(self) -> str:
+        """The bound below, as messages say it."""
+        return "0 or more" if self.zero else "above 0"
 
     def problem(self, number: float) -> str | None:
         """What is wrong with a number for this field, or None (the one range check: save time and run time)."""
         # Only a float can be infinite or NaN (and an int too large for a float would not convert).
         if isinstance(number, float) and not math.isfinite(number):
             return "must be a finite number"
-        if number <= 0:
-            return "must be greater than 0"
+        if number < 0 or (number == 0 and not self.zero):
+            return "must be 0 or more" if self.zero else "must be greater than 0"
         if number > self.maximum:
             return f"must be at most {self.maximum}"
         return None
@@ -60,6 +67,18 @@ POLL_LIMITS: Mapping[str, Limit] = {
     "pollCount": Limit("a whole number", True, MAX_POLL_COUNT),
     "pollIntervalSeconds": Limit("a number of seconds", False, MAX_POLL_INTERVAL_SECONDS),
 }
+# A METRIC task keeps every measurement in its state and output: a thousand is hours of a canary at any sane
+# interval, and keeps what travels between attempts small.
+MAX_METRIC_COUNT = 1_000
+METRIC_LIMITS: Mapping[str, Limit] = {
+    "interval": Limit("a number of seconds", False, MAX_POLL_INTERVAL_SECONDS),
+    "count": Limit("a whole number", True, MAX_METRIC_COUNT),
+    "failureLimit": Limit("a whole number", True, MAX_METRIC_COUNT, zero=True),
+    "inconclusiveLimit": Limit("a whole number", True, MAX_METRIC_COUNT, zero=True),
+}
+METRIC_CONDITIONS = ("successCondition", "failureCondition")
+# What a METRIC condition reads besides the pipeline's bindings: the measured value.
+METRIC_RESULT = "result"
 K8S_LIMITS: Mapping[str, Limit] = {
     "timeout": Limit("a number of seconds", False, MAX_K8S_TIMEOUT_SECONDS),
     "revision": Limit("a revision number", True, MAX_REVISION),
@@ -142,7 +161,7 @@ def bound_number(limit: Limit, name: str, value: object) -> int | float | None:
         return None
     number = _number(value, limit.whole)
     if number is None:
-        raise ValueError(f"{name} must be {limit.what} above 0, not {value!r}")
+        raise ValueError(f"{name} must be {limit.what} {limit.lowest}, not {value!r}")
     problem = limit.problem(number)
     if problem is not None:
         raise ValueError(f"{name} {problem}, not {value!r}")
@@ -244,6 +263,22 @@ def _check_condition(task_input: Mapping[str, object]) -> list[Problem]:
     return []
 
 
+def _check_metric(task_input: Mapping[str, object]) -> list[Problem]:
+    """A METRIC task's URL, numbers and conditions (their syntax is checked with every expression's)."""
+    problems = _check_http(task_input)
+    problems += [problem for name, limit in METRIC_LIMITS.items() for problem in _limited(task_input, name, limit)]
+    query = task_input.get("query")
+    if query is not None and (not isinstance(query, str) or not query.strip()):
+        problems.append(Problem("query", "must be a PromQL query"))
+    for name in METRIC_CONDITIONS:
+        value = task_input.get(name)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            problems.append(Problem(name, "must be a non-empty expression over 'result'"))
+    if all(task_input.get(name) is None for name in METRIC_CONDITIONS):
+        problems.append(Problem("successCondition", "a METRIC task needs a successCondition or a failureCondition"))
+    return problems
+
+
 K8S_ACTIONS = ("GET", "CREATE", "APPLY", "DELETE", "ROLLBACK", "VERIFY")
 K8S_OBJECT_ACTIONS = ("GET", "CREATE", "APPLY", "DELETE")
 KUBERNETES_SERVER = "kubernetesServer"
@@ -299,6 +334,15 @@ TASK_TYPES: Mapping[str, TaskType] = {
             check=_check_poll,
             url_fields=frozenset({"url"}),
             header_fields=frozenset({"headers"}),
+        ),
+        TaskType(
+            "METRIC",
+            frozenset({"url", "query"}),
+            frozenset({*METRIC_CONDITIONS, *METRIC_LIMITS}),
+            expression_fields=frozenset(METRIC_CONDITIONS),
+            local_names=frozenset({METRIC_RESULT}),
+            check=_check_metric,
+            url_fields=frozenset({"url"}),
         ),
         TaskType(
             "K8S",

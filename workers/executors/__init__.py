@@ -8,6 +8,7 @@ from orchestrator.endpoints import Endpoint
 from workers.executors.base import Executor
 from workers.executors.condition import ConditionExecutor
 from workers.executors.k8s import K8sExecutor
+from workers.executors.metric import MetricExecutor
 from workers.executors.poll import PollExecutor
 from workers.executors.rest import RestExecutor
 from workers.http import HttpClient
@@ -18,6 +19,7 @@ def build_executors(http: HttpClient, endpoints: Callable[[str], Endpoint]) -> d
     return {
         "REST": RestExecutor(http),
         "POLL": PollExecutor(http),
+        "METRIC": MetricExecutor(http),
         "Condition": ConditionExecutor(),
         "K8S": K8sExecutor(endpoints),
     }
