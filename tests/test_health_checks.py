@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+from k8s_support import self_signed, tls_front
 from kubernetes import client as k8s
 from pytest_httpserver import HTTPServer
 
@@ -104,6 +107,24 @@ def test_a_poll_of_a_path_goes_through_its_endpoint_with_the_endpoints_token(htt
     assert outcome.output["responseCode"] == 200
     # And the token is in neither what the task was given nor what it recorded
     assert TOKEN not in json.dumps(dict(call.input)) + json.dumps(outcome.output)
+
+
+def test_a_poll_of_a_path_trusts_the_endpoints_ca(http: HttpClient, web: HTTPServer, tmp_path: Path) -> None:
+    # Given a cluster behind HTTPS with a self-signed certificate, and its endpoint holding that CA
+    web.expect_request(PROXY_PATH, headers={"Authorization": f"Bearer {TOKEN}"}).respond_with_json({"ok": True})
+    cert, key, ca_data = self_signed(tmp_path)
+    with tls_front(web.url_for("/"), cert, key) as url:
+        trusting = replace(endpoint_at(url), ca_data=ca_data)
+        untrusting = replace(trusting, id="ep-2", ca_data=None)
+        executor = PollExecutor(http, lookup_of(trusting, untrusting))
+
+        # When the POLL runs through each
+        trusted = executor.execute(poll_call(PROXY_PATH, {"kubernetesServer": "ep-1"}))
+        refused = executor.execute(poll_call(PROXY_PATH, {"kubernetesServer": "ep-2"}))
+
+    # Then the endpoint with the CA got its answer; without the CA the certificate is not trusted
+    assert isinstance(trusted, Succeeded), trusted
+    assert isinstance(refused, Failed) and "CERTIFICATE_VERIFY_FAILED" in refused.message
 
 
 def test_a_poll_of_an_absolute_url_sends_no_endpoint_credentials(http: HttpClient, web: HTTPServer) -> None:
