@@ -16,7 +16,7 @@ from orchestrator.decoding import foreign_values, size_problem
 from orchestrator.errors import BindingError, ExpressionError, PipelineInvalid, Problem
 from orchestrator.inputs import reference_head
 from orchestrator.pipeline import InputMeta, Pipeline, RollbackLink, Stage, Task, TaskKey
-from orchestrator.tasktypes import RESPONSE_NAMES, TASK_TYPES, check_task_input
+from orchestrator.tasktypes import RESPONSE_NAMES, TASK_TYPES, check_task_input, endpoint_problems
 
 MAX_NAME_LENGTH = 200  # the width of the name columns
 DEFAULT_PROJECT = "default"
@@ -302,6 +302,8 @@ class _Reader:
         if type_name is not None:
             for role in sorted(TASK_TYPES[str(type_name)].endpoint_roles - set(endpoints)):
                 self.problem(_join(path, "endpoints", role), f"a {type_name} task needs its {role} endpoint")
+            for problem in endpoint_problems(str(type_name), task_input, endpoints):
+                self.problem(_join(path, problem.path), problem.message)
         return Task(
             name=name,
             type=str(type_name),

@@ -197,8 +197,12 @@ def header_problem(name: object, value: object) -> str | None:
 def _check_http(task_input: Mapping[str, object]) -> list[Problem]:
     problems = _expect(task_input, "url", (str,), "a URL")
     url = task_input.get("url")
-    if isinstance(url, str) and not is_bound(url) and not url.lower().startswith(("http://", "https://")):
-        problems.append(Problem("url", f"must be an http:// or https:// URL, not {url!r}"))
+    # A path (`/...`, not `//host`) is a URL on the task's kubernetesServer endpoint, sent with its credentials.
+    relative = isinstance(url, str) and url.startswith("/") and not url.startswith("//")
+    absolute = isinstance(url, str) and url.lower().startswith(("http://", "https://"))
+    if isinstance(url, str) and not is_bound(url) and not relative and not absolute:
+        where = f"(or a path on the task's {KUBERNETES_SERVER} endpoint)"
+        problems.append(Problem("url", f"must be an http:// or https:// URL, not {url!r} {where}"))
     headers = task_input.get("headers")
     if headers is not None and not is_bound(headers):
         if not isinstance(headers, Mapping):
@@ -361,6 +365,20 @@ TASK_TYPES: Mapping[str, TaskType] = {
         ),
     )
 }
+
+
+def endpoint_problems(
+    type_name: str, task_input: Mapping[str, object], endpoints: Mapping[str, object]
+) -> list[Problem]:
+    """A REST or POLL `url` that is a path has no host of its own: the task must name the endpoint it is on."""
+    url = task_input.get("url")
+    if "url" not in TASK_TYPES[type_name].url_fields or KUBERNETES_SERVER in endpoints or not isinstance(url, str):
+        return []
+    if url.startswith("/") and not url.startswith("//"):
+        return [
+            Problem("input.url", f"is a path: name the endpoint it is on (endpoints: {{{KUBERNETES_SERVER}: NAME}})")
+        ]
+    return []
 
 
 def check_task_input(type_name: str, task_input: Mapping[str, object]) -> list[Problem]:

@@ -264,14 +264,16 @@ def test_the_health_check_polls_the_health_path_through_each_clusters_service_pr
     # When a model is generated
     main = generated(deploymentModel=model, healthCheckPollCount=5, healthCheckIntervalSeconds=0.5).main
 
-    # Then every health check of a stage polls its own cluster's API, through the Service's named port
-    for stage, base in (("Development", "https://dev.example:6443"), ("Production", "https://prod.example:6443")):
-        polls = [task["input"] for task in main["stages"][stage]["tasks"].values() if task["type"] == "POLL"]
-        assert polls
-        for poll in polls:
+    # Then every health check of a stage polls its own cluster's API (the path is resolved against the endpoint
+    # it names, whose credentials go with it), through the Service's named port
+    for stage, endpoint in (("Development", "dev-cluster"), ("Production", "prod-cluster")):
+        tasks = [task for task in main["stages"][stage]["tasks"].values() if task["type"] == "POLL"]
+        assert tasks
+        assert all(task["endpoints"] == {"kubernetesServer": endpoint} for task in tasks)
+        for poll in (task["input"] for task in tasks):
             assert poll["url"] in (
-                f"{base}/api/v1/namespaces/shop/services/web:http/proxy/healthz",
-                f"{base}/api/v1/namespaces/shop/services/web-preview:http/proxy/healthz",
+                "/api/v1/namespaces/shop/services/web:http/proxy/healthz",
+                "/api/v1/namespaces/shop/services/web-preview:http/proxy/healthz",
             )
             assert poll["exitCriteria"] == {"success": "${responseCode} == 200"}
             assert (poll["pollCount"], poll["pollIntervalSeconds"]) == (5, 0.5)
@@ -666,7 +668,9 @@ def test_the_runtime_image_and_release_resolve_into_valid_kubernetes_yaml() -> N
         ({"environments": {"dev": {}, "prod": {"endpoint": "prod-cluster"}}}, "environments.dev.endpoint", "required"),
         ({"deploymentModel": "big-bang"}, "deploymentModel", "must be one of rolling-upgrade, blue-green, canary"),
         ({"imageSource": "docker-hub"}, "imageSource", "must be one of runtime-input"),
-        ({"healthCheckUrl": "https://web/healthz"}, "healthCheckUrl", "must be the application's health path"),
+        ({"healthCheckUrl": "web/healthz"}, "healthCheckUrl", "must be the application's health path"),
+        ({"healthCheckUrl": "ftp://web/healthz"}, "healthCheckUrl", "or an absolute http:// or https:// URL"),
+        ({"healthCheckUrl": "//web/healthz"}, "healthCheckUrl", "must be the application's health path"),
         ({"pipelineName": "Web.Release"}, "pipelineName", "must not contain '.'"),
         ({"rollback": "yes"}, "rollback", "must be true or false"),
         ({"healthCheckPollCount": 0}, "healthCheckPollCount", "must be a whole number from 1 to 1000"),

@@ -65,7 +65,9 @@ def test_a_rest_call_reports_its_action_url_headers_and_unknown_fields_together(
     # Then each is reported at its field, saying what was expected
     assert found == {
         "action": "must be one of get, post, put, patch, delete, not 'fetch'",
-        "url": "must be an http:// or https:// URL, not 'ftp://files'",
+        "url": (
+            "must be an http:// or https:// URL, not 'ftp://files' (or a path on the task's kubernetesServer endpoint)"
+        ),
         "headers.X-Debug": "must be a string or a number",
         "body": "is not an input of a REST task (expected: action, headers, idempotent, payload, url)",
     }

@@ -133,8 +133,9 @@ def test_generating_creates_the_pipeline_disabled_and_its_rollbacks_enabled(
     # And each stage is linked to its environment's rollback, and checks health through its own cluster
     assert main["stages"]["Development"]["rollback"]["pipeline"] == ROLLBACKS[0]
     assert main["stages"]["Production"]["rollback"]["pipeline"] == ROLLBACKS[1]
-    polls = [task["input"]["url"] for task in main["stages"]["Production"]["tasks"].values() if task["type"] == "POLL"]
-    assert polls and all(url.startswith(f"{PROD_URL}/api/v1/namespaces/shop/services/web") for url in polls)
+    polls = [task for task in main["stages"]["Production"]["tasks"].values() if task["type"] == "POLL"]
+    assert polls and all(task["endpoints"] == {"kubernetesServer": "prod-cluster"} for task in polls)
+    assert all(task["input"]["url"].startswith("/api/v1/namespaces/shop/services/web") for task in polls)
     assert sorted(pipeline_names(api)) == sorted([NAME, *ROLLBACKS])
 
 

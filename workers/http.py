@@ -165,14 +165,20 @@ class HttpClient:
         quiet_transport_logs()
 
     def request(
-        self, method: str, url: str, headers: Mapping[str, object] | None = None, payload: object = None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, object] | None = None,
+        payload: object = None,
+        tls: ssl.SSLContext | None = None,
     ) -> HttpResponse:
+        """Send one request; `tls` replaces the default trust (an endpoint's own CA, or its `insecure`)."""
         sent = {str(name).lower(): str(value) for name, value in (headers or {}).items()}
         sent.setdefault("accept-encoding", "identity")
         content = _body(payload, sent)
         line = f"{method.upper()} {shown(url)}"
         try:
-            with self._client() as client:
+            with self._client(tls or self._ssl) as client:
                 first = client.build_request(method.upper(), url, headers=sent, content=content)
                 return self._exchange(client, first, line, time.monotonic() + self.deadline)
         except EgressDenied as error:
@@ -185,9 +191,9 @@ class HttpClient:
     def close(self) -> None:
         """Nothing to release: every request's client is closed when its answer has been read."""
 
-    def _client(self) -> httpx.Client:
+    def _client(self, tls: ssl.SSLContext) -> httpx.Client:
         """A client for one request: its own cookie jar and connections, closed once the answer is read."""
-        transport = GuardedTransport(self.deny, self._ssl)
+        transport = GuardedTransport(self.deny, tls)
         return httpx.Client(transport=transport, timeout=self.timeout, follow_redirects=False, trust_env=False)
 
     def _exchange(self, client: httpx.Client, request: httpx.Request, line: str, deadline: float) -> HttpResponse:

@@ -39,6 +39,7 @@ FIELDS = frozenset(
         "healthCheckIntervalSeconds",
     }
 )
+ENVIRONMENT_FIELDS = frozenset({"endpoint", "healthCheckUrl"})
 # (key in the request, stage name, word in the rollback pipeline's name), in release order.
 ENVIRONMENTS = (("dev", "Development", "Dev"), ("prod", "Production", "Prod"))
 _LONGEST_SUFFIX = max(len(f"_{word}_Rollback") for _, _, word in ENVIRONMENTS)
@@ -47,22 +48,30 @@ EndpointUrl = Callable[[str, str], str | None]
 """(project, endpoint name) -> the endpoint's Kubernetes API URL, or None when the project has no such endpoint."""
 
 
+def is_path(url: str) -> bool:
+    """Whether a health-check URL is the application's path (`/healthz`), polled through the service proxy."""
+    return url.startswith("/") and not url.startswith("//")
+
+
 @dataclass(frozen=True)
 class Environment:
-    """One environment a release goes through: its stage, and the cluster endpoint (with its API URL)."""
+    """One environment a release goes through: its stage, the cluster endpoint (with its API URL), and the
+    health-check URL it polls instead of the request's (None: the request's)."""
 
     key: str
     stage: str
     word: str
     endpoint: str
     url: str
+    health_url: str | None = None
 
 
 @dataclass(frozen=True)
 class HealthCheck:
-    """The application's health path, polled through the Kubernetes API's service proxy until it answers 200."""
+    """What is polled until it answers 200: a path (`/healthz`) through each cluster's service proxy, with the
+    environment's endpoint credentials, or an absolute URL polled as given."""
 
-    path: str
+    url: str
     poll_count: int = DEFAULT_POLL_COUNT
     interval: float = DEFAULT_POLL_INTERVAL
 
@@ -94,12 +103,17 @@ def read_request(body: Mapping[str, Any], endpoint_url: EndpointUrl) -> Template
     model = reader.choice("deploymentModel", MODELS, None)
     reader.choice("imageSource", IMAGE_SOURCES, RUNTIME_INPUT)
     rollback = reader.flag("rollback", True)
+    environments = reader.environments(project, endpoint_url)
+    # Every environment may name its own; the request's is needed only when one does not.
+    overridden = len(environments) == len(ENVIRONMENTS) and all(env.health_url for env in environments)
     health = HealthCheck(
-        reader.health_path(),
+        reader.health_url(reader.body.get("healthCheckUrl"), "healthCheckUrl", required=not overridden),
         reader.integer("healthCheckPollCount", DEFAULT_POLL_COUNT, 1, 1000),
         reader.number("healthCheckIntervalSeconds", DEFAULT_POLL_INTERVAL, 3600),
     )
-    environments = reader.environments(project, endpoint_url)
+    paths = [env for env in environments if is_path(env.health_url or health.url)]
+    for env in paths:
+        reader.needs_api_url(env)
     app = reader.application()
     if problems or app is None or model is None:
         count = len(problems)
@@ -181,15 +195,29 @@ class _Reader:
             return float(value)
         return default
 
-    def health_path(self) -> str:
-        path = self.text("healthCheckUrl", None)
-        if path and (not path.startswith("/") or any(char.isspace() for char in path) or "${" in path):
+    def health_url(self, value: object, path: str, required: bool) -> str:
+        """A health-check URL: a path such as /healthz, or an absolute http(s) URL; "" when absent or wrong."""
+        if value is None and not required:
+            return ""
+        url = self.check_text(value, path, None)
+        absolute = url.lower().startswith(("http://", "https://")) and len(url.split("//", 1)[1]) > 0
+        if url and (not (is_path(url) or absolute) or any(char.isspace() for char in url) or "${" in url):
             self.problem(
-                "healthCheckUrl",
+                path,
                 f"must be the application's health path, such as /healthz (polled through each cluster's "
-                f"service proxy), not {path!r}",
+                f"service proxy with its endpoint's credentials), or an absolute http:// or https:// URL "
+                f"(polled as given), not {url!r}",
             )
-        return path
+            return ""
+        return url
+
+    def needs_api_url(self, environment: Environment) -> None:
+        """A health path goes through the cluster's API: its endpoint must have an API URL."""
+        if not environment.url.lower().startswith(("http://", "https://")):
+            self.problem(
+                f"environments.{environment.key}.endpoint",
+                f"endpoint '{environment.endpoint}' has no API URL (a kubeconfig only): the health check needs one",
+            )
 
     def environments(self, project: str, endpoint_url: EndpointUrl) -> tuple[Environment, ...]:
         raw = self.body.get("environments")
@@ -206,14 +234,17 @@ class _Reader:
                 found.append(Environment(key, stage, word, *environment))
         return tuple(found)
 
-    def environment(self, raw: object, key: str, project: str, endpoint_url: EndpointUrl) -> tuple[str, str] | None:
-        """(endpoint name, its URL) of one environment."""
+    def environment(
+        self, raw: object, key: str, project: str, endpoint_url: EndpointUrl
+    ) -> tuple[str, str, str | None] | None:
+        """(endpoint name, its URL, its own health-check URL) of one environment."""
         path = f"environments.{key}"
         if not isinstance(raw, Mapping):
             self.problem(path, "is required: {endpoint: NAME}, the Kubernetes endpoint of the environment")
             return None
-        for extra in sorted(set(raw) - {"endpoint"}, key=str):
-            self.problem(f"{path}.{extra}", "is not a field of an environment (expected: endpoint)")
+        for extra in sorted(set(raw) - ENVIRONMENT_FIELDS, key=str):
+            self.problem(f"{path}.{extra}", "is not a field of an environment (expected: endpoint, healthCheckUrl)")
+        health_url = self.health_url(raw.get("healthCheckUrl"), f"{path}.healthCheckUrl", required=False) or None
         endpoint = self.check_text(raw.get("endpoint"), f"{path}.endpoint", None)
         if not endpoint:
             return None
@@ -221,13 +252,7 @@ class _Reader:
         if url is None:
             self.problem(f"{path}.endpoint", f"endpoint '{endpoint}' does not exist in project '{project}'")
             return None
-        if not url.lower().startswith(("http://", "https://")):
-            self.problem(
-                f"{path}.endpoint",
-                f"endpoint '{endpoint}' has no API URL (a kubeconfig only): the health check needs one",
-            )
-            return None
-        return endpoint, url
+        return endpoint, url, health_url
 
     def application(self) -> Application | None:
         manifest, problems = parse_manifest(self.body.get("kubernetesYaml"))

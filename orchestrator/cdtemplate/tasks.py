@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.cdtemplate.manifest import Application, dump, reference, released_deployment
-from orchestrator.cdtemplate.request import Environment, HealthCheck
+from orchestrator.cdtemplate.request import Environment, HealthCheck, is_path
 
 Doc = dict[str, Any]
 Named = tuple[str, Doc]
@@ -92,15 +92,25 @@ class Release:
         """The application's Deployment on the released image, optionally renamed, rescaled and relabelled."""
         return released_deployment(self.app.deployment, IMAGE, name, replicas, labels)
 
+    @property
+    def health_target(self) -> str:
+        """The environment's own health-check URL, or the request's."""
+        return self.environment.health_url or self.health.url
+
     def health_url(self, service: str) -> str:
-        """The health path of a Service, through the Kubernetes API's service proxy."""
-        base = self.environment.url.rstrip("/")
-        where = f"/api/v1/namespaces/{self.app.namespace}/services/{service}:{self.app.port}/proxy"
-        return f"{base}{where}{self.health.path}"
+        """What the health check polls: an absolute URL as given, a health path through the service proxy.
+
+        The proxy path is relative to the cluster's API: the POLL names the environment's endpoint, and the worker
+        resolves the path against its URL and sends its credentials, so they never enter the pipeline.
+        """
+        url = self.health_target
+        if not is_path(url):
+            return url
+        return f"/api/v1/namespaces/{self.app.namespace}/services/{service}:{self.app.port}/proxy{url}"
 
     def health_check(self, service: str | None = None) -> Doc:
-        """A POLL of the health path through `service` (default: the application's Service) until it answers 200."""
-        return {
+        """A POLL of the health URL (a path: through `service`, default the application's) until it answers 200."""
+        task: Doc = {
             "type": "POLL",
             "input": {
                 "url": self.health_url(service or self.app.service_name),
@@ -110,6 +120,9 @@ class Release:
                 "exitCriteria": {"success": HEALTHY},
             },
         }
+        if is_path(self.health_target):
+            task["endpoints"] = {"kubernetesServer": self.environment.endpoint}
+        return task
 
     def setup(self, *services: Named) -> TaskList:
         """The tasks that prepare the environment: namespaces first, then Services, Secrets and the rest together."""

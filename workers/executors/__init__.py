@@ -17,8 +17,8 @@ from workers.http import HttpClient
 def build_executors(http: HttpClient, endpoints: Callable[[str], Endpoint]) -> dict[str, Executor]:
     """The executor of every task type this worker can run; `endpoints` finds an endpoint by id."""
     return {
-        "REST": RestExecutor(http),
-        "POLL": PollExecutor(http),
+        "REST": RestExecutor(http, endpoints),
+        "POLL": PollExecutor(http, endpoints),
         "METRIC": MetricExecutor(http),
         "Condition": ConditionExecutor(),
         "K8S": K8sExecutor(endpoints),

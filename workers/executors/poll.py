@@ -12,10 +12,11 @@ from typing import Any
 
 from orchestrator import expressions
 from orchestrator.bindings import split_path, walk
-from orchestrator.errors import BindingError, EndpointError, ExpressionError
+from orchestrator.errors import BindingError, ClusterError, EndpointError, ExpressionError
 from orchestrator.tasktypes import POLL_LIMITS, RESPONSE_NAMES, bound_number
 from workers.egress import EgressDenied
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall, Waiting
+from workers.executors.endpoint import EndpointLookup, target
 from workers.executors.rest import request_problem
 from workers.http import HttpClient, HttpResponse, shown
 
@@ -49,10 +50,11 @@ class PollSettings:
 
 
 class PollExecutor:
-    """Runs POLL tasks."""
+    """Runs POLL tasks; a `url` that is a path goes through the task's endpoint, with its credentials."""
 
-    def __init__(self, http: HttpClient) -> None:
+    def __init__(self, http: HttpClient, endpoints: EndpointLookup | None = None) -> None:
         self.http = http
+        self.endpoints = endpoints
 
     def execute(self, call: TaskCall) -> Outcome:
         try:
@@ -66,7 +68,12 @@ class PollExecutor:
         assert isinstance(url, str)
         iteration = int(call.state.get("iteration", 0)) + 1
         try:
-            response = self.http.request("get", url, headers)
+            where = target(url, call.endpoints, self.endpoints)
+        except ClusterError as error:
+            # The endpoint is not named, gone, or its credentials unusable: polling again would not change that.
+            return Failed(error.message, {"iterationCount": iteration, "status": "FAILED"})
+        try:
+            response = self.http.request("get", where.url, {**(headers or {}), **where.headers}, tls=where.tls)
         except EgressDenied as error:
             # Not a passing failure of the server: polling again would be refused again.
             return Failed(error.message, {"iterationCount": iteration, "status": "FAILED"})
@@ -78,7 +85,7 @@ class PollExecutor:
             return decided
         if response.ok:
             return self._not_decided(settings, iteration, True, "exit criteria not met yet", output)
-        note = f"GET {shown(url)} answered {response.status_code}"
+        note = f"GET {shown(where.url)} answered {response.status_code}"
         return self._not_decided(settings, iteration, settings.ignore_failures, note, output)
 
     @staticmethod
