@@ -300,7 +300,11 @@ def template() -> None:
 @click.option("--dev-endpoint", required=True, help="the Kubernetes endpoint of Development")
 @click.option("--prod-endpoint", required=True, help="the Kubernetes endpoint of Production")
 @click.option("--model", type=click.Choice(MODELS), default=MODELS[0], show_default=True)
-@click.option("--health-check-url", required=True, help="the application's health path, such as /healthz")
+@click.option(
+    "--health-check-url",
+    required=True,
+    help="the application's health path (such as /healthz, polled through each cluster) or an absolute URL",
+)
 @click.option("--rollback/--no-rollback", default=True, show_default=True, help="generate rollback pipelines")
 @click.pass_context
 def template_cd(
