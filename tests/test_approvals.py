@@ -10,6 +10,7 @@ worker; tokens are made through the API, and the CLI runs through click's CliRun
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from orchestrator.engine import Engine
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.sweep import Sweeper
+from orchestrator.useroperations import OperationStatus, approval_of, parse_status
 from workers.celery_app import make_celery
 from workers.dispatcher import CeleryDispatcher
 
@@ -68,7 +70,9 @@ def release_manager(api: ServedApp) -> Iterator[httpx.Client]:
 def sweeper(settings: Settings) -> Iterator[Sweeper]:
     """The sweep over the API's database, run by the test when it wants a pass."""
     store = Store.connect(settings.database_url, settings.secret_key, migrate=False)
-    yield Sweeper(Engine(store, CeleryDispatcher(make_celery(settings)), settings.sweep_seconds), settings.lease_seconds)
+    yield Sweeper(
+        Engine(store, CeleryDispatcher(make_celery(settings)), settings.sweep_seconds), settings.lease_seconds
+    )
     store.dispose()
 
 
@@ -392,3 +396,38 @@ def test_a_user_operation_task_with_bad_input_is_refused_when_saved_naming_each_
     assert "at least one approver" in found["approvers"]
     assert "MINUTES, HOURS, DAYS" in found["expirationUnit"]
     assert api.http.get("/api/pipelines").json() == []
+
+
+# -- the pure decisions
+
+
+def test_an_approval_reads_its_expiration_in_code_streams_forms_and_lists_who_may_answer() -> None:
+    # Given bound UserOperation inputs: minutes, the older expirationInDays, nothing, and a unit in lower case
+    minutes = approval_of({"approvers": ["rel-rita", "rel-rita"], "expiration": "0.5", "expirationUnit": "minutes"})
+    days = approval_of({"approvers": "ops-olga", "expirationInDays": 2})
+    default = approval_of({"approverGroups": ["release-board"]})
+
+    # Then each lasts as long as it says (three days when it says nothing), approvers once each
+    assert (minutes.lasts, minutes.expired_message, minutes.approvers) == (
+        timedelta(seconds=30),
+        "expired after 0.5 MINUTES",
+        ("rel-rita",),
+    )
+    assert (days.lasts, days.expired_message, days.approvers) == (
+        timedelta(days=2),
+        "expired after 2 DAYS",
+        ("ops-olga",),
+    )
+    assert (default.lasts, default.waiting) == (timedelta(days=3), "waiting for approval by release-board")
+
+    # And a binding that leaves nobody to approve, or a bad unit, is refused naming the field
+    with pytest.raises(ValueError, match="approvers is empty"):
+        approval_of({"approvers": ["", " "]})
+    with pytest.raises(ValueError, match="expirationUnit"):
+        approval_of({"approvers": ["a"], "expirationUnit": "WEEKS"})
+
+
+def test_inactive_lists_every_answered_expired_or_canceled_operation() -> None:
+    assert parse_status("inactive") == frozenset(OperationStatus) - {OperationStatus.ACTIVE}
+    assert parse_status("ACTIVE") == {OperationStatus.ACTIVE}
+    assert parse_status("") is None
