@@ -1,4 +1,5 @@
-"""The `rollway` command line: servers (serve, worker) and the API from a terminal (apply, run, executions)."""
+"""The `rollway` command line: servers (serve, worker) and the API from a terminal (apply, run, executions,
+approve, reject)."""
 
 from __future__ import annotations
 
@@ -377,6 +378,32 @@ def token_revoke(ctx: click.Context, token_id: str) -> None:
     """Revoke a token by id: every later request with it is refused."""
     _client(ctx).call("DELETE", f"/api/tokens/{token_id}")
     click.echo(f"token {token_id} revoked")
+
+
+def _answer(ctx: click.Context, operation_id: str, action: str, comments: str) -> None:
+    client = _client(ctx)
+    full = client.resolve_user_operation(operation_id)
+    answered = client.call("POST", f"/api/user-operations/{full}", json={"action": action, "comments": comments})
+    where = f"{answered['pipeline']} #{answered['executionIndex']} {answered['stage']}.{answered['task']}"
+    click.echo(f"user operation {answered['id']} ({where}) {answered['status']} by {answered['respondedBy']}")
+
+
+@cli.command()
+@click.argument("operation_id")
+@click.option("--comments", default="", help="why: recorded with the answer and in the task's output")
+@click.pass_context
+def approve(ctx: click.Context, operation_id: str, comments: str) -> None:
+    """Approve a waiting user operation by id (or a unique start of one): its run goes on."""
+    _answer(ctx, operation_id, "approve", comments)
+
+
+@cli.command()
+@click.argument("operation_id")
+@click.option("--comments", default="", help="why: the task fails naming you and this, and its stage rolls back")
+@click.pass_context
+def reject(ctx: click.Context, operation_id: str, comments: str) -> None:
+    """Reject a waiting user operation by id (or a unique start of one): its task fails and its stage rolls back."""
+    _answer(ctx, operation_id, "reject", comments)
 
 
 def main() -> None:

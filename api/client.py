@@ -43,6 +43,22 @@ class Client:
             raise ApiError(f"pipeline '{name}' exists in several projects ({projects}); name one with --project")
         return found[0] if found else None
 
+    def resolve_user_operation(self, prefix: str) -> str:
+        """The full id of the user operation whose id starts with `prefix` (ACTIVE ones first); ApiError when
+        none or several match."""
+        wanted = prefix.strip().lower()
+        if not wanted:
+            raise ApiError("give a user operation id (or the start of one)")
+        for status in ("ACTIVE", None):
+            params = {"status": status} if status else {}
+            found = [item["id"] for item in self.call("GET", "/api/user-operations", params=params)]
+            matches = [item for item in found if str(item).lower().startswith(wanted)]
+            if len(matches) == 1:
+                return str(matches[0])
+            if len(matches) > 1:
+                raise ApiError(f"'{prefix}' is the start of {len(matches)} user operation ids; give more of it")
+        raise ApiError(f"there is no user operation whose id starts with '{prefix}'")
+
 
 def _describe(response: httpx.Response) -> str:
     try:

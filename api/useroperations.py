@@ -1,7 +1,8 @@
 """The user operations API: what runs wait for a person to answer, and the answers.
 
-Listing and reading need the read role; answering needs the run role (executors answer approvals), and a
-RESTRICTED operation (a non-admin's run about to use a restricted variable or endpoint) an admin of its project.
+Listing and reading need the read role; answering needs the run role, and a RESTRICTED operation (a non-admin's
+run about to use a restricted variable or endpoint) an admin of its project, an APPROVAL (a UserOperation task)
+one of its listed approvers or an admin.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ def operation_view(operation: UserOperation) -> dict[str, Any]:
         "comments": operation.comments,
         "createdAt": timestamp(operation.created_at),
         "respondedAt": timestamp(operation.responded_at),
+        "approvers": list(operation.approvers),
+        "approverGroups": list(operation.approver_groups),
+        "description": operation.description,
+        "expiresAt": timestamp(operation.expires_at),
     }
 
 
@@ -56,7 +61,7 @@ def _visible(operation_id: str) -> UserOperation:
 @blueprint.get("/user-operations")
 @allow(Action.READ)
 def list_() -> Response:
-    """Newest first; `?status=ACTIVE` for those still waiting, `?project=` for one project."""
+    """Newest first; `?status=ACTIVE` for those still waiting (INACTIVE for the others), `?project=` for one project."""
     status = parse_status(request.args.get("status"))
     found = operations().list(visible_project(request.args.get("project") or None), status)
     return jsonify([operation_view(operation) for operation in found])
@@ -74,7 +79,7 @@ def answer(operation_id: str) -> Response:
     """`{"action": "approve"|"reject", "comments": "..."}`; 409 when it was answered or canceled already."""
     operation = _visible(operation_id)
     approve, comments = answer_from_body(json_object())
-    if (refusal := answer_refusal(operation, principal().is_admin)) is not None:
+    if (refusal := answer_refusal(operation, principal().is_admin, requester())) is not None:
         raise Forbidden(refusal)
     answered = services().engine.respond(operation, approve, requester(), comments)
     return jsonify(operation_view(answered))

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator import defaults, expressions, planner, rollback, tasktypes, useroperations
 from orchestrator.bindings import Scope, resolve
-from orchestrator.errors import InputInvalid, PipelineDisabled, Problem, RollwayError
+from orchestrator.errors import Conflict, InputInvalid, PipelineDisabled, Problem, RollwayError
 from orchestrator.execution import Execution, ExecutionState, PipelineRecord, TaskRun
 from orchestrator.inputs import BoundTask, bind_task, input_problems
 from orchestrator.outbox import Dispatch, Schedule
@@ -30,8 +30,9 @@ from orchestrator.schema import now
 from orchestrator.sealing import conceal
 from orchestrator.status import ExecutionStatus, RunStatus, check_execution
 from orchestrator.store import Store
+from orchestrator.tasktypes import USER_OPERATION
 from orchestrator.transaction import Transaction
-from orchestrator.useroperations import OperationKind, OperationStatus, UserOperation, VariableReads
+from orchestrator.useroperations import Approval, OperationKind, OperationStatus, UserOperation, VariableReads
 from orchestrator.variables import ProjectVariables, project_values
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,12 @@ class Dispatcher(Protocol):
 
 @dataclass
 class Effects:
-    """What a committed step leaves to do: messages to send, and executions that just ended."""
+    """What a committed step leaves to do: messages to send, executions that just ended, and other executions'
+    approvals a newer one superseded (`cancelPreviousPendingUserOp`), with why."""
 
     dispatch: list[Dispatch] = field(default_factory=list)
     ended: list[str] = field(default_factory=list)
+    superseded: list[tuple[UserOperation, str]] = field(default_factory=list)
 
 
 def bind_input(pipeline: Pipeline, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -233,6 +236,9 @@ class Engine:
         step = planner.plan(state.pipeline, state.statuses(), lambda text: expressions.check(text, scope.lookup))
         tx.settle_task_runs(execution.id, step.skip, RunStatus.SKIPPED)
         bound, unbound, reads = _bind(tx, state, step.start, scope)
+        asked, unasked = _approvals(state.pipeline, bound)
+        unbound += unasked
+        bound = [(key, task) for key, task in bound if key not in dict(unasked)]
         # Read after binding: the project's variables are loaded only if a binding asked for one.
         secrets = variables.secrets
         failed = [(key, redact_message(message, secrets)) for key, message in [*step.fail, *unbound]]
@@ -244,10 +250,7 @@ class Engine:
             self._on_failure(tx, tx.state(execution.id), key, message, effects)
             return
         recorded, sealed = self._conceal(bound, secrets)
-        held = {} if execution.requested_by_admin else _restrictions(tx, execution.project, recorded, reads)
-        if held:
-            self._hold(tx, state, [(key, task, held[key]) for key, task in recorded if key in held], sealed)
-            recorded = [(key, task) for key, task in recorded if key not in held]
+        recorded = self._hold_asked(tx, state, recorded, sealed=sealed, asked=asked, reads=reads, effects=effects)
         queued = tx.queue_task_runs(execution.id, recorded, Schedule.plan(now(), 0.0, self.horizon), sealed=sealed)
         effects.dispatch += [Dispatch(run.id, run.attempt, run.type, execution.rollback) for run in queued]
         if step.done:
@@ -257,19 +260,54 @@ class Engine:
             if tx.transition(execution.id, ExecutionStatus.COMPLETED, "", output=output):
                 effects.ended.append(execution.id)
 
+    def _hold_asked(
+        self,
+        tx: Transaction,
+        state: ExecutionState,
+        recorded: list[tuple[TaskKey, BoundTask]],
+        *,
+        sealed: Mapping[TaskKey, str],
+        asked: Mapping[TaskKey, Approval],
+        reads: Mapping[TaskKey, frozenset[str]],
+        effects: Effects,
+    ) -> list[tuple[TaskKey, BoundTask]]:
+        """Hold the UserOperation tasks about to start, and a non-admin's tasks that use something restricted;
+        what is left to queue. A UserOperation task already waits for a person, so it is never held twice."""
+        execution = state.execution
+        others = [(key, task) for key, task in recorded if key not in asked]
+        held = {key: approval.waiting for key, approval in asked.items()}
+        if not execution.requested_by_admin:
+            held |= _restrictions(tx, execution.project, others, reads)
+        if held:
+            self._hold(tx, state, [(key, task, held[key]) for key, task in recorded if key in held], sealed, asked)
+            for key, approval in asked.items():
+                if approval.cancel_previous and execution.pipeline_id is not None:
+                    why = f"canceled: execution #{execution.index} of the pipeline asked for the same approval"
+                    previous = useroperations.pending_before(tx.conn, execution.pipeline_id, key, execution.id)
+                    effects.superseded += [(operation, why) for operation in previous]
+        return [(key, task) for key, task in recorded if key not in held]
+
     def _hold(
         self,
         tx: Transaction,
         state: ExecutionState,
         held: list[tuple[TaskKey, BoundTask, str]],
         sealed: Mapping[TaskKey, str],
+        asked: Mapping[TaskKey, Approval],
     ) -> None:
-        """Hold runs that need an admin's approval, each with an ACTIVE user operation; the execution goes WAITING."""
+        """Hold runs that need a person's answer, each with an ACTIVE user operation (an APPROVAL for the tasks
+        `asked`, else RESTRICTED, for an admin); the execution goes WAITING."""
         execution = state.execution
         for run in tx.hold_task_runs(execution.id, held, sealed=sealed):
-            summary = run.status_message
+            approval = asked.get(run.key)
+            kind = OperationKind.RESTRICTED if approval is None else OperationKind.APPROVAL
             useroperations.open_operation(
-                tx.conn, run, OperationKind.RESTRICTED, summary=summary, requested_by=execution.requested_by
+                tx.conn,
+                run,
+                kind,
+                summary=run.status_message if approval is None else approval.summary or approval.waiting,
+                requested_by=execution.requested_by,
+                approval=approval,
             )
         key, _, summary = held[0]
         more = f" (and {len(held) - 1} more task(s))" if len(held) > 1 else ""
@@ -277,26 +315,62 @@ class Engine:
             tx.transition(execution.id, ExecutionStatus.WAITING, f"task {_describe(key)} is {summary}{more}")
 
     def respond(self, operation: UserOperation, approve: bool, actor: str, comments: str = "") -> UserOperation:
-        """Answer an ACTIVE user operation: approved, its run is queued and sent; rejected, it fails (and its
-        stage's rollback runs as for any failure). Conflict (409) when it was answered or canceled already."""
-        effects = Effects()
+        """Answer an ACTIVE user operation: approved, a RESTRICTED one's run is queued and sent, an APPROVAL's
+        completes with the answer as its output and the execution goes on; rejected, it fails (and its stage's
+        rollback runs as for any failure). Conflict (409) when it was answered or canceled already."""
         new = OperationStatus.APPROVED if approve else OperationStatus.REJECTED
         verdict = f"{new.value.lower()} by {actor}" + (f": {comments}" if comments else "")
+        return self._close(operation, new, verdict, actor, comments=comments, responder=actor)
+
+    def expire(self, operation: UserOperation, actor: str) -> UserOperation | None:
+        """Expire an ACTIVE approval whose time ran out: its task fails, so its stage rolls back; None when it was
+        answered meanwhile."""
+        try:
+            return self._close(operation, OperationStatus.EXPIRED, "", actor)
+        except Conflict:
+            return None
+
+    def _close(
+        self,
+        operation: UserOperation,
+        new: OperationStatus,
+        verdict: str,
+        actor: str,
+        *,
+        comments: str = "",
+        responder: str = "",
+    ) -> UserOperation:
+        """Settle an ACTIVE user operation as `new` and move its run and execution on, in one step; `verdict` is
+        the run's message (an expiry's names how long it waited)."""
+        effects = Effects()
         with self.store.locked(operation.execution_id) as (tx, state):
-            answered = useroperations.settle(tx.conn, operation, new, actor=actor, comments=comments)
+            answered = useroperations.settle(tx.conn, operation, new, actor=responder, comments=comments)
+            if new is OperationStatus.EXPIRED:
+                verdict = useroperations.expired_message(tx.task_run(answered.task_run_id).input or {})
             execution = state.execution
             key = (answered.stage, answered.task)
             # The execution waits while any of its runs waits for an answer (Code Stream's WAITING).
             if execution.status is ExecutionStatus.WAITING and not useroperations.active_count(tx.conn, execution.id):
                 tx.transition(execution.id, ExecutionStatus.RUNNING, f"task {_describe(key)} {verdict}", actor)
-            if approve:
+            if new is not OperationStatus.APPROVED:
+                if tx.refuse_task_run(answered.task_run_id, verdict, actor):
+                    self._on_failure(tx, tx.state(execution.id), key, verdict, effects)
+            elif answered.kind is OperationKind.APPROVAL:
+                if tx.complete_held_task_run(answered.task_run_id, verdict, answered.output(), actor):
+                    self._advance(tx, tx.state(execution.id), effects)
+            else:
                 schedule = Schedule.plan(now(), 0.0, self.horizon)
                 if (run := tx.release_task_run(answered.task_run_id, verdict, schedule, actor)) is not None:
                     effects.dispatch.append(Dispatch(run.id, run.attempt, run.type, execution.rollback))
-            elif tx.refuse_task_run(answered.task_run_id, verdict, actor):
-                self._on_failure(tx, tx.state(execution.id), key, verdict, effects)
         self._follow_up(effects)
         return answered
+
+    def _supersede(self, operation: UserOperation, why: str) -> None:
+        """Cancel another execution's pending approval a newer one replaced: its task fails, as a rejection's."""
+        try:
+            self._close(operation, OperationStatus.CANCELED, why, "")
+        except Conflict:
+            log.info("user operation %s was answered before a newer execution superseded it", operation.id)
 
     def _variables(self, tx: Transaction, project: str) -> ProjectVariables:
         """The project's variables for a binding scope, read in this step's transaction when a binding asks."""
@@ -354,6 +428,8 @@ class Engine:
         self.relay(effects.dispatch)
         for execution_id in effects.ended:
             self.finished(execution_id)
+        for operation, why in effects.superseded:
+            self._supersede(operation, why)
 
     def relay(self, items: Sequence[Dispatch]) -> int:
         """Send messages a committed step recorded as sent; how many the broker took.
@@ -435,6 +511,21 @@ def _bind(
         bound.append((key, replace(given, endpoints={role: str(found) for role, found in ids.items()})))
         read[key] = frozenset(reads.names)
     return bound, unbound, read
+
+
+def _approvals(
+    pipeline: Pipeline, bound: list[tuple[TaskKey, BoundTask]]
+) -> tuple[dict[TaskKey, Approval], list[tuple[TaskKey, str]]]:
+    """What each UserOperation task about to start asks, and those whose bound input asks nothing sensible."""
+    asked, unasked = {}, []
+    for key, task in bound:
+        if pipeline.task(key).type != USER_OPERATION:
+            continue
+        try:
+            asked[key] = useroperations.approval_of(task.input)
+        except ValueError as error:
+            unasked.append((key, f"its input could not be bound: {error}"))
+    return asked, unasked
 
 
 def _restrictions(

@@ -258,6 +258,11 @@ user_operations = Table(
     Column("comments", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("responded_at", UTCDateTime, nullable=True),
+    # An APPROVAL's: who may answer it (token names), its groups (informational), and when it expires.
+    Column("approvers", Json, nullable=True),
+    Column("approver_groups", Json, nullable=True),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("expires_at", UTCDateTime, nullable=True),
     Index("ix_user_operations_status", "status", "project"),
     Index("ix_user_operations_execution", "execution_id"),
 )

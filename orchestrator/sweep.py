@@ -6,7 +6,9 @@
    sends again those sent more than a lease ago and still not claimed (their message was lost);
 3. settles executions whose rollback ended while they still show ROLLING_BACK;
 4. starts queued executions whose pipeline has a free slot;
-5. advances executions that run tasks but have none open (a step's follow-up was lost).
+5. advances executions that run tasks but have none open (a step's follow-up was lost);
+6. expires ACTIVE approvals (UserOperation tasks) nobody answered in time: their task fails, so its stage rolls
+   back (`Engine.expire`).
 
 Every step is safe to repeat, and only one sweep runs at a time (`Store.sweep_lock`): two beats do no harm.
 A run held for a person's answer (WAITING, see `useroperations.py`) has no due time and no lease: no step sends
@@ -19,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from orchestrator import defaults
+from orchestrator import defaults, useroperations
 from orchestrator.engine import Engine
 from orchestrator.outbox import Dispatch, countdown
 from orchestrator.outcome import Lost
@@ -39,6 +41,7 @@ class SweepReport:
     settled: int = 0
     started: int = 0
     advanced: int = 0
+    expired: int = 0
     skipped: bool = False
 
     def __str__(self) -> str:
@@ -46,7 +49,8 @@ class SweepReport:
             return "sweep skipped: another sweep is running"
         return (
             f"sweep: {self.reclaimed} lost run(s) reclaimed, {self.sent} message(s) sent, {self.settled} "
-            f"rollback(s) settled, {self.started} queued execution(s) started, {self.advanced} advanced"
+            f"rollback(s) settled, {self.started} queued execution(s) started, {self.advanced} advanced, "
+            f"{self.expired} approval(s) expired"
         )
 
 
@@ -70,8 +74,10 @@ class Sweeper:
                 settled=self._settle(),
                 started=self._start(),
                 advanced=self._advance(),
+                expired=self._expire(),
             )
-        if report.reclaimed or report.sent or report.settled or report.started or report.advanced:
+        counts = (report.reclaimed, report.sent, report.settled, report.started, report.advanced, report.expired)
+        if any(counts):
             log.info("%s", report)
         return report
 
@@ -117,3 +123,15 @@ class Sweeper:
             log.warning("execution %s runs tasks but has none open: advancing it", execution_id)
             self.engine.advance(execution_id)
         return len(stalled)
+
+    def _expire(self) -> int:
+        with self.store.transaction() as tx:
+            due = useroperations.expired(tx.conn, now(), self.batch)
+        expired = 0
+        for operation in due:
+            if self.engine.expire(operation, ACTOR) is not None:
+                log.info(
+                    "user operation %s expired: its task %s.%s fails", operation.id, operation.stage, operation.task
+                )
+                expired += 1
+        return expired

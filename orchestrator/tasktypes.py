@@ -317,6 +317,74 @@ def _check_k8s(task_input: Mapping[str, object]) -> list[Problem]:
     return problems
 
 
+USER_OPERATION = "UserOperation"
+EXPIRATION_UNITS: Mapping[str, float] = {"MINUTES": 60.0, "HOURS": 3_600.0, "DAYS": 86_400.0}
+# Code Stream's default: an approval nobody answers expires after three days.
+DEFAULT_EXPIRATION = (3.0, "DAYS")
+# A year is past any change window anyone waits on; fractions of a minute are allowed (and make tests quick).
+MAX_EXPIRATION_SECONDS = 366 * 86_400
+EXPIRATION_LIMITS: Mapping[str, Limit] = {
+    unit: Limit(f"a number of {unit.lower()}", False, int(MAX_EXPIRATION_SECONDS // seconds))
+    for unit, seconds in EXPIRATION_UNITS.items()
+}
+
+
+def _names(task_input: Mapping[str, object], name: str) -> list[Problem]:
+    """A list of names as written: text, none blank (a bound item or list is known when it runs)."""
+    value = task_input.get(name)
+    if value is None or is_bound(value):
+        return []
+    if not isinstance(value, list):
+        return [Problem(name, f"must be a list of names, not {value!r}")]
+    return [
+        Problem(f"{name}[{index}]", f"must be a non-empty name, not {item!r}")
+        for index, item in enumerate(value)
+        if not isinstance(item, str) or not item.strip()
+    ]
+
+
+def expiration_of(task_input: Mapping[str, object]) -> tuple[float, str]:
+    """A bound UserOperation input's expiration as (amount, unit); ValueError naming the field when it is not one.
+
+    `expiration` + `expirationUnit` (MINUTES, HOURS or DAYS, default DAYS), else Code Stream's older
+    `expirationInDays`, else three days.
+    """
+    unit = str(task_input.get("expirationUnit") or "DAYS").upper()
+    if unit not in EXPIRATION_UNITS:
+        raise ValueError(f"expirationUnit must be one of {', '.join(EXPIRATION_UNITS)}, not {unit!r}")
+    for name, in_unit in (("expiration", unit), ("expirationInDays", "DAYS")):
+        amount = bound_number(EXPIRATION_LIMITS[in_unit], name, task_input.get(name))
+        if amount is not None:
+            return float(amount), in_unit
+    return DEFAULT_EXPIRATION
+
+
+def _check_user_operation(task_input: Mapping[str, object]) -> list[Problem]:
+    problems = _names(task_input, "approvers") + _names(task_input, "approverGroups")
+    approvers, groups = task_input.get("approvers"), task_input.get("approverGroups")
+    if not problems and not approvers and not groups:
+        problems.append(Problem("approvers", "needs at least one approver (a token name, or ${requestBy})"))
+    problems += [
+        problem for name in ("summary", "description") for problem in _expect(task_input, name, (str,), "text")
+    ]
+    problems += [
+        problem
+        for name in ("sendemail", "cancelPreviousPendingUserOp")
+        for problem in _expect(task_input, name, (bool,), "true or false")
+    ]
+    unit = task_input.get("expirationUnit", "DAYS")
+    if not is_bound(unit) and (not isinstance(unit, str) or unit.upper() not in EXPIRATION_UNITS):
+        problems.append(Problem("expirationUnit", f"must be one of {', '.join(EXPIRATION_UNITS)}, not {unit!r}"))
+        unit = "DAYS"
+    limit = EXPIRATION_LIMITS["DAYS" if is_bound(unit) else str(unit).upper()]
+    problems += _limited(task_input, "expiration", limit) + _limited(
+        task_input, "expirationInDays", EXPIRATION_LIMITS["DAYS"]
+    )
+    if task_input.get("expiration") is not None and task_input.get("expirationInDays") is not None:
+        problems.append(Problem("expirationInDays", "cannot be given with expiration: give one of the two"))
+    return problems
+
+
 TASK_TYPES: Mapping[str, TaskType] = {
     spec.name: spec
     for spec in (
@@ -362,6 +430,25 @@ TASK_TYPES: Mapping[str, TaskType] = {
             frozenset(),
             expression_fields=frozenset({"condition"}),
             check=_check_condition,
+        ),
+        # Never sent to a worker: the engine holds it for its approvers (see `useroperations.py`).
+        TaskType(
+            USER_OPERATION,
+            frozenset(),
+            frozenset(
+                {
+                    "approvers",
+                    "approverGroups",
+                    "summary",
+                    "description",
+                    "expiration",
+                    "expirationUnit",
+                    "expirationInDays",
+                    "sendemail",
+                    "cancelPreviousPendingUserOp",
+                }
+            ),
+            check=_check_user_operation,
         ),
     )
 }

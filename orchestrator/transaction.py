@@ -140,6 +140,14 @@ _RELEASE = run_change(
     sent_at=bindparam("sent"),
 )
 _REFUSE = run_change(_R.WAITING, _R.FAILED, task_runs.c.id == bindparam("run_id"), status_message=bindparam("message"))
+# A held run with nothing to run (a UserOperation task): its answer is its output.
+_COMPLETE_HELD = run_change(
+    _R.WAITING,
+    _R.COMPLETED,
+    task_runs.c.id == bindparam("run_id"),
+    status_message=bindparam("message"),
+    output=bindparam("output"),
+)
 _CLAIM = run_change(
     _R.QUEUED,
     _R.RUNNING,
@@ -593,6 +601,13 @@ class Transaction:
         """Fail a held run (WAITING -> FAILED); False if it no longer waits."""
         values = {"run_id": task_run_id, "message": message, "now": now()}
         return bool(self._move_runs(_REFUSE, values, actor))
+
+    def complete_held_task_run(
+        self, task_run_id: str, message: str, output: Mapping[str, Any], actor: str = ""
+    ) -> bool:
+        """Complete a held run with `output` (WAITING -> COMPLETED); False if it no longer waits."""
+        values = {"run_id": task_run_id, "message": message, "output": dict(output), "now": now()}
+        return bool(self._move_runs(_COMPLETE_HELD, values, actor))
 
     def settle_task_runs(
         self, execution_id: str, settled: Iterable[tuple[TaskKey, str]], new: RunStatus, actor: str = ""

@@ -1,5 +1,5 @@
 """Security: API tokens, project variables, webhook triggers and their deliveries, sealed task input, the audit trail,
-restricted endpoints and the user operations that approve their use.
+restricted endpoints and the user operations that approve their use or answer a UserOperation task.
 
 Revision ID: 0003
 Revises: 0002
@@ -94,6 +94,10 @@ def upgrade() -> None:
         sa.Column("comments", sa.Text(), nullable=False),
         sa.Column("created_at", UTC_DATETIME, nullable=False),
         sa.Column("responded_at", UTC_DATETIME, nullable=True),
+        sa.Column("approvers", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True),
+        sa.Column("approver_groups", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True),
+        sa.Column("description", sa.Text(), nullable=False, server_default=""),
+        sa.Column("expires_at", UTC_DATETIME, nullable=True),
     )
     op.create_index("ix_user_operations_status", "user_operations", ["status", "project"])
     op.create_index("ix_user_operations_execution", "user_operations", ["execution_id"])
