@@ -160,7 +160,9 @@ class Registry:
             if subresource == "scale":
                 patched = apply_patch(content_type, self.scale_of(resource, found), patch, "Scale")
                 return self._write_scale(resource, found, patched, dry_run)
-            new = apply_patch(content_type, found, patch, resource.kind)
+            # The patch functions share unpatched subtrees with their input; a copy keeps `found` the stored state,
+            # which the generation count (and the no-op check) compare against.
+            new = apply_patch(content_type, deep_copy(found), patch, resource.kind)
             self._check_version(resource, found, new)
             return self._replace(resource, found, new, subresource, dry_run)
 

@@ -179,13 +179,26 @@ def _deadline_is_stale(deployment: Obj, condition: Obj, replica_sets: Sequence[O
     return named is not None and current is not None and named.group(1) != name_of(current)
 
 
-def rollout_status(deployment: Obj, replica_sets: Sequence[Obj] | None = None) -> RolloutStatus:
+def rollout_status(
+    deployment: Obj, replica_sets: Sequence[Obj] | None = None, revision: int | None = None
+) -> RolloutStatus:
     """Whether a Deployment's rollout is complete, in progress or failed, as `kubectl rollout status` says.
 
     Complete when the latest generation is observed and the updated, available and total replica counts all equal
     `spec.replicas`. Failed when the `Progressing` condition says ProgressDeadlineExceeded, unless `replica_sets`
     (the Deployment's) show that the condition is about a ReplicaSet the Deployment no longer runs.
+
+    With `replica_sets`, the Deployment's status is not taken on trust: the rollout is complete only once
+    `replica_set_status` finds the ReplicaSet of the current template (at `revision`, when given) fully available.
     """
+    status = _deployment_status(deployment, replica_sets)
+    if status.complete and replica_sets is not None:
+        return replica_set_status(deployment, replica_sets, revision) or status
+    return status
+
+
+def _deployment_status(deployment: Obj, replica_sets: Sequence[Obj] | None) -> RolloutStatus:
+    """What the Deployment's own status says, as kubectl reads it."""
     name = name_of(deployment)
     generation = _count(deployment, "metadata", "generation")
     if _count(deployment, "status", "observedGeneration") < generation:
@@ -211,6 +224,49 @@ def rollout_status(deployment: Obj, replica_sets: Sequence[Obj] | None = None) -
     if not total == updated == available == desired:
         return RolloutStatus(Phase.PROGRESSING, f"{waiting}{total} replicas are running where {desired} are wanted...")
     return RolloutStatus(Phase.COMPLETE, f'deployment "{name}" successfully rolled out')
+
+
+def replica_set_status(
+    deployment: Obj, replica_sets: Sequence[Obj], revision: int | None = None
+) -> RolloutStatus | None:
+    """Why the ReplicaSets do not yet back a complete rollout of the Deployment's current pod template, or None.
+
+    A Deployment's status can look complete while the new template has not run at all: a server that answers a
+    stale `metadata.generation` makes the previous rollout's counts look current. The ReplicaSets tell the truth:
+    one must run exactly the Deployment's template, carry the Deployment's revision (and `revision`, the one a task
+    deployed, when given), have every desired replica created and available, and the others none left.
+    """
+    name = name_of(deployment)
+    waiting = f'Waiting for deployment "{name}" rollout to finish: '
+    current = current_replica_set(deployment, replica_sets)
+    if current is None:
+        return RolloutStatus(Phase.PROGRESSING, f"{waiting}no ReplicaSet runs the current pod template yet...")
+    rs_name, rs_revision = name_of(current), revision_number(current)
+    if revision is not None and rs_revision is not None and rs_revision > revision:
+        return RolloutStatus(
+            Phase.FAILED,
+            f'deployment "{name}" has moved on to revision {rs_revision} (ReplicaSet {rs_name}) '
+            f"since revision {revision} was deployed",
+        )
+    wanted = str(revision) if revision is not None else revision_of(deployment)
+    if revision_of(current) != wanted or revision_of(deployment) != revision_of(current):
+        return RolloutStatus(
+            Phase.PROGRESSING,
+            f"{waiting}ReplicaSet {rs_name} is at revision {revision_of(current) or 'none'}, "
+            f"waiting for revision {wanted or 'none'}...",
+        )
+    replicas = _at(deployment, "spec", "replicas")
+    desired = replicas if isinstance(replicas, int) else 1
+    stale = _count(current, "status", "observedGeneration") < _count(current, "metadata", "generation")
+    created, available = _count(current, "status", "replicas"), _count(current, "status", "availableReplicas")
+    if stale or _count(current, "spec", "replicas") != desired or created != desired or available < desired:
+        return RolloutStatus(
+            Phase.PROGRESSING, f"{waiting}{available} of {desired} pods of ReplicaSet {rs_name} are available..."
+        )
+    old = sum(_count(rs, "status", "replicas") for rs in owned_by(deployment, replica_sets) if rs is not current)
+    if old:
+        return RolloutStatus(Phase.PROGRESSING, f"{waiting}{old} old replicas are pending termination...")
+    return None
 
 
 def pod_problems(pods: Iterable[Obj]) -> list[str]:

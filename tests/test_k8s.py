@@ -3,8 +3,14 @@ one returned, as the worker does, until the task is no longer Waiting."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from k8s_support import (
@@ -23,6 +29,8 @@ from k8s_support import (
 
 from kubesim import KubeSim
 from orchestrator.endpoints import Endpoint
+from orchestrator.rollout import rollout_status, same_template
+from workers.cluster import ClusterClients
 from workers.executors.base import Failed, Outcome, Succeeded, Waiting
 from workers.executors.k8s import K8sExecutor
 
@@ -216,6 +224,110 @@ def test_rollback_fails_clearly_when_there_is_nothing_to_go_back_to(
     # When a rollback has no previous revision, no such revision, or no such Deployment, Then it fails saying so
     outcome = failed(run(executor, {"action": "ROLLBACK", **ROLLOUT, **extra}))
     assert problem in outcome.message
+
+
+DEPLOYMENT_PATH = "/apis/apps/v1/namespaces/demo/deployments/web"
+
+
+@contextmanager
+def stale_front(target: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A plain-HTTP server in front of the API at `target` that misreports the Deployment `demo/web` like a server
+    whose generation went backwards: once `frozen["status"]` is set, its GETs answer that status and a generation
+    no newer than its `observedGeneration`, so an earlier rollout looks like the current one. Yields its URL and
+    the `frozen` map."""
+    upstream = urlsplit(target)
+    frozen: dict[str, Any] = {}
+
+    class Forward(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            connection = http.client.HTTPConnection(upstream.hostname or "", upstream.port, timeout=10)
+            headers = {key: value for key, value in self.headers.items() if key.lower() != "host"}
+            connection.request(self.command, self.path, body=body or None, headers=headers)
+            answer = connection.getresponse()
+            data = answer.read()
+            connection.close()
+            if self.command == "GET" and self.path.split("?")[0] == DEPLOYMENT_PATH and "status" in frozen:
+                deployment = json.loads(data)
+                deployment["status"] = frozen["status"]
+                deployment["metadata"]["generation"] = frozen["status"]["observedGeneration"]
+                data = json.dumps(deployment).encode()
+            self.send_response(answer.status)
+            self.send_header("Content-Type", answer.getheader("Content-Type") or "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _forward
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", frozen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def _web(url: str) -> dict[str, Any]:
+    """The Deployment `demo/web` as the API at `url` answers it."""
+    cluster = ClusterClients().client(endpoint(url))
+    return cluster.get(cluster.ref("apps/v1", "Deployment", "web", "demo"))
+
+
+def _new_template_available(url: str, image: str) -> bool:
+    """Whether, on the cluster at `url`, the ReplicaSet of `image` has both pods available and the others none."""
+    deployment = _web(url)
+    sets = ClusterClients().client(endpoint(url)).replica_sets(deployment)
+    new = [rs for rs in sets if same_template(rs["spec"]["template"], deployment["spec"]["template"])]
+    old = [rs for rs in sets if rs not in new]
+    return (
+        len(new) == 1
+        and image in json.dumps(new[0]["spec"]["template"])
+        and (new[0].get("status") or {}).get("availableReplicas") == 2
+        and not any((rs.get("status") or {}).get("replicas") for rs in old)
+    )
+
+
+@pytest.mark.parametrize("bound", [False, True], ids=["template", "template-and-revision"])
+def test_verify_waits_for_the_deployed_template_even_when_the_server_misreports_the_generation(
+    sim: KubeSim, executor: K8sExecutor, bound: bool
+) -> None:
+    # Given release nginx:1.25 rolled out, and a front to the cluster that from now on answers the Deployment with
+    # that rollout's complete status and a generation that does not exceed it
+    release(executor, "nginx:1.25")
+    with stale_front(sim.url) as (url, frozen):
+        frozen["status"] = _web(sim.url)["status"]
+
+        # When nginx:1.26 is applied, and verified through the misreporting front (bound to the APPLY's revision,
+        # as a pipeline binds it, or not)
+        applied = succeeded(run(executor, {"action": "APPLY", "yaml": release_yaml("nginx:1.26")}))
+        looks = _web(url)
+        task = {"action": "VERIFY", **ROLLOUT, **({"revision": applied["revision"]} if bound else {})}
+        available_while_waiting: list[bool] = []
+        outcomes = run(
+            K8sExecutor(lookup(endpoint(url))),
+            task,
+            between=lambda _: available_while_waiting.append(_new_template_available(sim.url, "nginx:1.26")),
+        )
+
+    # Then the Deployment looked rolled out from its status alone, yet VERIFY waited for the new ReplicaSet ...
+    assert applied["revision"] == "2"
+    assert rollout_status(looks).complete
+    assert available_while_waiting and available_while_waiting[0] is False
+    assert any("ReplicaSet" in outcome.message for outcome in waits(outcomes))
+    # ... and succeeded only once nginx:1.26's pods were really all available and the old ones gone
+    output = succeeded(outcomes)
+    assert _new_template_available(sim.url, "nginx:1.26")
+    assert (output["revision"], output["image"]) == ("2", "nginx:1.26")
 
 
 def test_verify_fails_when_the_rollout_does_not_complete_within_the_timeout(executor: K8sExecutor) -> None:

@@ -141,6 +141,92 @@ def test_complete_exactly_when_observed_and_every_count_is_the_desired_one(
     assert not status.failed
 
 
+# --- rollout status, checked against the ReplicaSets ---
+
+REVISION = "deployment.kubernetes.io/revision"
+
+
+def running(replica_set_: dict[str, Any], replicas: int, available: int | None = None) -> dict[str, Any]:
+    """A ReplicaSet as its controller reports it: `replicas` pods, `available` of them available."""
+    ready = replicas if available is None else available
+    replica_set_["metadata"]["generation"] = 1
+    replica_set_["spec"]["replicas"] = replicas
+    replica_set_["status"] = {"replicas": replicas, "availableReplicas": ready, "observedGeneration": 1}
+    return replica_set_
+
+
+def misreported(image: str, revision: int) -> dict[str, Any]:
+    """A Deployment whose status says complete, as a server with a stale generation makes it look."""
+    return deployment(image, generation=2, observed=5, annotations={REVISION: str(revision)})
+
+
+def test_a_complete_looking_status_is_not_trusted_until_a_replica_set_runs_the_new_template() -> None:
+    # Given a Deployment changed to nginx:1.26 whose status (with a misreported generation) looks complete,
+    # while its only ReplicaSet still runs the old template
+    changed = misreported("nginx:1.26", 1)
+    sets = [running(replica_set(1, "nginx:1.25"), 3)]
+
+    # When its rollout is judged with and without its ReplicaSets
+    checked, trusted = rollout_status(changed, sets), rollout_status(changed)
+
+    # Then the ReplicaSets show that nothing of the new template runs yet
+    assert checked.phase is Phase.PROGRESSING
+    assert checked.message == (
+        'Waiting for deployment "web" rollout to finish: no ReplicaSet runs the current pod template yet...'
+    )
+    assert trusted.complete  # what kubectl, reading the status alone, would have said
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        ([running(replica_set(1, "nginx:1.25"), 3), running(replica_set(2, "nginx:1.26"), 1, 0)], "0 of 3 pods"),
+        ([running(replica_set(1, "nginx:1.25"), 0), running(replica_set(2, "nginx:1.26"), 3, 2)], "2 of 3 pods"),
+    ],
+)
+def test_the_new_replica_set_must_have_every_pod_available(sets: list[dict[str, Any]], message: str) -> None:
+    # Given a misreported complete status while revision 2's ReplicaSet is still short of available pods
+    # When its rollout is judged
+    status = rollout_status(misreported("nginx:1.26", 2), sets)
+
+    # Then it waits for the new ReplicaSet's pods
+    assert status.phase is Phase.PROGRESSING
+    assert (
+        status.message
+        == f'Waiting for deployment "web" rollout to finish: {message} of ReplicaSet web-hash2 are available...'
+    )
+
+
+def test_old_replica_sets_must_be_scaled_down() -> None:
+    # Given the new ReplicaSet fully available while the old one still has a pod
+    sets = [running(replica_set(1, "nginx:1.25"), 1), running(replica_set(2, "nginx:1.26"), 3)]
+
+    # When its rollout is judged
+    status = rollout_status(misreported("nginx:1.26", 2), sets)
+
+    # Then it waits for the old pod to go
+    assert status.message == 'Waiting for deployment "web" rollout to finish: 1 old replicas are pending termination...'
+
+
+def test_the_deployed_revision_is_waited_for_and_a_newer_one_fails() -> None:
+    # Given revision 2 fully rolled out
+    sets = [running(replica_set(1, "nginx:1.25"), 0), running(replica_set(2, "nginx:1.26"), 3)]
+    done = misreported("nginx:1.26", 2)
+
+    # When the rollout is judged for the revision a task deployed: 2, 3 (not made yet) and 1 (since replaced)
+    exact, ahead, behind = (rollout_status(done, sets, revision) for revision in (2, 3, 1))
+
+    # Then 2 is complete, 3 is still to come and 1 is a failure naming the revision that replaced it
+    assert exact.complete and rollout_status(done, sets).complete
+    assert ahead.phase is Phase.PROGRESSING
+    assert ahead.message.endswith("ReplicaSet web-hash2 is at revision 2, waiting for revision 3...")
+    assert behind.failed
+    assert (
+        behind.message
+        == 'deployment "web" has moved on to revision 2 (ReplicaSet web-hash2) since revision 1 was deployed'
+    )
+
+
 # --- readings ---
 
 

@@ -185,3 +185,23 @@ def test_kubectl_rollout_status_fails_on_the_progress_deadline(kubectl: Kubectl,
     wait_until(lambda: image_of(kubectl) == "nginx:1.25", what="the rollback")
     recovered = kubectl.run("rollout", "status", "deployment/web", "--timeout=60s", check=False)
     assert 'deployment "web" successfully rolled out' in recovered.stdout
+
+
+def test_kubectl_set_image_counts_the_generation_up(kubectl: Kubectl, tmp_path: Path) -> None:
+    # Given the deployment applied with kubectl and scaled twice, at generation 3
+    manifest = tmp_path / "app.yaml"
+    manifest.write_text(MANIFEST)
+    kubectl.run("apply", "-f", str(manifest))
+    for replicas in ("4", "5"):
+        kubectl.run("scale", "deployment/web", f"--replicas={replicas}")
+    before = kubectl.json("get", "deployment", "web")["metadata"]["generation"]
+
+    # When kubectl changes the image (a strategic merge patch) and then a label (metadata only)
+    set_image = kubectl.json("set", "image", "deployment/web", "web=nginx:1.26")
+    kubectl.run("label", "deployment/web", "team=a")
+    after = kubectl.json("get", "deployment", "web")
+
+    # Then the image change counted one more generation, the label none, and none went back
+    assert before == 3
+    assert set_image["metadata"]["generation"] == 4
+    assert after["metadata"]["generation"] == 4

@@ -58,7 +58,8 @@ class K8sInput:
     continue_on_conflict: bool = False  # CREATE: an object that exists already is not a failure
     namespace: str = ""
     deployment: str = ""
-    revision: int | None = None  # ROLLBACK: the revision to go back to (default: the previous one)
+    # ROLLBACK: the revision to go back to (default: the previous one); VERIFY: the revision a task deployed
+    revision: int | None = None
 
     @classmethod
     def read(cls, task_input: Mapping[str, Any]) -> K8sInput:
@@ -347,15 +348,15 @@ class K8sExecutor:
         now = self.clock()
         started = float(memory.setdefault("startedAt", now))
         ref, deployment = self._deployment(task, cluster)
-        status = rollout_status(deployment)
+        # The ReplicaSets, not only the Deployment's status, say whether the deployed template runs: a server that
+        # misreports the generation would otherwise pass off the previous rollout as this one.
+        replica_sets = cluster.replica_sets(deployment)
+        status = rollout_status(deployment, replica_sets, task.revision)
         if status.failed:
-            replica_sets = cluster.replica_sets(deployment)
-            status = rollout_status(deployment, replica_sets)
-            if status.failed:
-                problems = self._pod_problems(cluster, deployment, replica_sets)
-                report = self._verified(ref, deployment, status.message)
-                pods = f"; pods: {'; '.join(problems)}" if problems else ""
-                return Failed(status.message.rstrip(".") + pods, report)
+            problems = self._pod_problems(cluster, deployment, replica_sets)
+            report = self._verified(ref, deployment, status.message)
+            pods = f"; pods: {'; '.join(problems)}" if problems else ""
+            return Failed(status.message.rstrip(".") + pods, report)
         output = self._verified(ref, deployment, status.message)
         if status.complete:
             return Succeeded(output)
