@@ -173,6 +173,44 @@ def wait_until(check: Any, timeout: float = 60.0, interval: float = 0.05, what: 
     raise AssertionError(f"{what} did not happen within {timeout}s; last answer: {last!r}")
 
 
+# -- executions as the API shows them
+
+
+def started(client: httpx.Client, pipeline: dict[str, Any]) -> str:
+    """The id of a new execution of `pipeline`, triggered through `client` with no input."""
+    answer = client.post(f"/api/pipelines/{pipeline['id']}/executions", json={"input": {}})
+    assert answer.status_code == 202, answer.text
+    return str(answer.json()["executionId"])
+
+
+def execution(api: ServedApp, execution_id: str) -> dict[str, Any]:
+    """An execution's detail, with its stages and tasks."""
+    found: dict[str, Any] = api.http.get(f"/api/executions/{execution_id}").json()
+    return found
+
+
+def waits(api: ServedApp, execution_id: str) -> dict[str, Any]:
+    """The execution once it is WAITING."""
+    return wait_until(
+        lambda: (found := execution(api, execution_id))["status"] == "WAITING" and found, what="the run to wait"
+    )
+
+
+def ended(api: ServedApp, execution_id: str) -> dict[str, Any]:
+    """The execution once it has ended."""
+    return wait_until(
+        lambda: (found := execution(api, execution_id))["status"] in TERMINAL and found,
+        timeout=90,
+        what="the run to end",
+    )
+
+
+def task_of(view: dict[str, Any], stage: str, task: str) -> dict[str, Any]:
+    """One task of an execution's detail."""
+    [found] = [item for item in next(s for s in view["stages"] if s["name"] == stage)["tasks"] if item["name"] == task]
+    return found
+
+
 def template_request(kubernetes_yaml: str, **changes: Any) -> dict[str, Any]:
     """A smart CD template request for the shop's web application on dev-cluster and prod-cluster."""
     request: dict[str, Any] = {

@@ -27,7 +27,7 @@ from orchestrator.sweep import Sweeper
 from workers.celery_app import make_celery
 from workers.dispatcher import CeleryDispatcher
 
-from rollway_testing import TERMINAL, ServedApp, WorkerProcess, wait_until
+from rollway_testing import ServedApp, WorkerProcess, ended, execution, started, task_of, waits
 
 Doc = dict[str, Any]
 PROJECT = "shop"
@@ -109,36 +109,6 @@ def database_pipeline(api: ServedApp, url: str) -> Doc:
         "stages": {"Prod": stage},
     }
     return api.create(document)
-
-
-def started(client: httpx.Client, pipeline: Doc) -> str:
-    answer = client.post(f"/api/pipelines/{pipeline['id']}/executions", json={"input": {}})
-    assert answer.status_code == 202, answer.text
-    return str(answer.json()["executionId"])
-
-
-def execution(api: ServedApp, execution_id: str) -> Doc:
-    found: Doc = api.http.get(f"/api/executions/{execution_id}").json()
-    return found
-
-
-def waits(api: ServedApp, execution_id: str) -> Doc:
-    return wait_until(
-        lambda: (found := execution(api, execution_id))["status"] == "WAITING" and found, what="the run to wait"
-    )
-
-
-def ended(api: ServedApp, execution_id: str) -> Doc:
-    return wait_until(
-        lambda: (found := execution(api, execution_id))["status"] in TERMINAL and found,
-        timeout=90,
-        what="the run to end",
-    )
-
-
-def task_of(view: Doc, stage: str, task: str) -> Doc:
-    [found] = [item for item in next(s for s in view["stages"] if s["name"] == stage)["tasks"] if item["name"] == task]
-    return found
 
 
 def active_operations(client: httpx.Client) -> list[Doc]:
