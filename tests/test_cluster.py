@@ -251,16 +251,19 @@ def test_delete_removes_an_object_and_reports_one_already_gone(cluster: ClusterC
 
 
 def test_replica_sets_of_a_deployment_carry_their_revisions(cluster: ClusterClient) -> None:
-    # Given a Deployment rolled out twice
+    # Given a Deployment rolled out twice, the second time once the first rollout has its ReplicaSet (as on a
+    # real cluster, two changes within one controller pass would make only the second template's)
     ref = cluster.ref("apps/v1", "Deployment", "web", "demo")
-    cluster.apply(ref, doc(deployment_yaml("nginx:1.25")))
-    cluster.apply(ref, doc(deployment_yaml("nginx:1.26")))
 
-    # When its ReplicaSets are listed (the controller makes them on its next pass)
     def revisions() -> set[str]:
         found = cluster.replica_sets(cluster.get(ref))
         return {rs["metadata"]["annotations"].get("deployment.kubernetes.io/revision", "") for rs in found}
 
+    cluster.apply(ref, doc(deployment_yaml("nginx:1.25")))
+    wait_until(lambda: revisions() == {"1"})
+    cluster.apply(ref, doc(deployment_yaml("nginx:1.26")))
+
+    # When its ReplicaSets are listed (the controller makes them on its next pass)
     wait_until(lambda: revisions() == {"1", "2"})
 
     # Then there is one per template, each with its revision
