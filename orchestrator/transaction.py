@@ -104,15 +104,19 @@ def run_change(old: RunStatus, new: RunStatus, *where: Any, **values: Any) -> Ru
 
 
 _R = RunStatus
+# What a run is given when it leaves NOT_STARTED, queued or held alike.
+_BOUND: dict[str, Any] = {
+    "attempt": task_runs.c.attempt + 1,
+    "input": bindparam("given"),
+    "bindings": bindparam("bound"),
+    "endpoints": bindparam("at"),
+    "sealed_input": bindparam("sealed"),
+}
 _QUEUE = run_change(
     _R.NOT_STARTED,
     _R.QUEUED,
     *_BY_KEY,
-    attempt=task_runs.c.attempt + 1,
-    input=bindparam("given"),
-    bindings=bindparam("bound"),
-    endpoints=bindparam("at"),
-    sealed_input=bindparam("sealed"),
+    **_BOUND,
     dispatch_after=bindparam("due"),
     sent_at=bindparam("sent"),
 )
@@ -122,11 +126,7 @@ _HOLD = run_change(
     _R.NOT_STARTED,
     _R.WAITING,
     *_BY_KEY,
-    attempt=task_runs.c.attempt + 1,
-    input=bindparam("given"),
-    bindings=bindparam("bound"),
-    endpoints=bindparam("at"),
-    sealed_input=bindparam("sealed"),
+    **_BOUND,
     status_message=bindparam("message"),
     dispatch_after=None,
     sent_at=None,

@@ -173,7 +173,18 @@ def wait_until(check: Any, timeout: float = 60.0, interval: float = 0.05, what: 
     raise AssertionError(f"{what} did not happen within {timeout}s; last answer: {last!r}")
 
 
-# -- executions as the API shows them
+# -- tokens and executions as the API shows them
+
+
+def token_for(api: ServedApp, role: str, name: str, project: str = "shop") -> str:
+    """A new token of `role` in `project`, made by the bootstrap admin through the API."""
+    return str(api.create_at("/api/tokens", {"name": name, "project": project, "role": role})["token"])
+
+
+def client_for(api: ServedApp, role: str, name: str, project: str = "shop") -> httpx.Client:
+    """An HTTP client of the API on a new token of `role` in `project`."""
+    token = token_for(api, role, name, project)
+    return httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 
 def started(client: httpx.Client, pipeline: dict[str, Any]) -> str:

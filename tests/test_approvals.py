@@ -27,23 +27,24 @@ from orchestrator.useroperations import OperationStatus, approval_of, parse_stat
 from workers.celery_app import make_celery
 from workers.dispatcher import CeleryDispatcher
 
-from rollway_testing import ServedApp, WorkerProcess, ended, execution, started, task_of, wait_until, waits
+from rollway_testing import (
+    ServedApp,
+    WorkerProcess,
+    client_for,
+    ended,
+    execution,
+    started,
+    task_of,
+    token_for,
+    wait_until,
+    waits,
+)
 
 Doc = dict[str, Any]
 PROJECT = "shop"
 
 
 # -- helpers
-
-
-def token_for(api: ServedApp, role: str, name: str) -> str:
-    """A new token of `role` in the shop project, made by the bootstrap admin through the API."""
-    return str(api.create_at("/api/tokens", {"name": name, "project": PROJECT, "role": role})["token"])
-
-
-def client_for(api: ServedApp, role: str, name: str) -> httpx.Client:
-    token = token_for(api, role, name)
-    return httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from orchestrator.sweep import Sweeper
 from workers.celery_app import make_celery
 from workers.dispatcher import CeleryDispatcher
 
-from rollway_testing import ServedApp, WorkerProcess, ended, execution, started, task_of, waits
+from rollway_testing import ServedApp, WorkerProcess, client_for, ended, execution, started, task_of, waits
 
 Doc = dict[str, Any]
 PROJECT = "shop"
@@ -47,12 +47,6 @@ data: {mode: "production"}
 
 
 # -- helpers
-
-
-def client_for(api: ServedApp, role: str, name: str) -> httpx.Client:
-    """An HTTP client on a token of `role` in the shop project, made by the bootstrap admin through the API."""
-    made = api.create_at("/api/tokens", {"name": name, "project": PROJECT, "role": role})
-    return httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {made['token']}"}, timeout=30)
 
 
 @pytest.fixture
