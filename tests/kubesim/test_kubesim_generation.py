@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes.client import AppsV1Api
+from kubernetes.client import AppsV1Api, V1Deployment
+from kubernetes.client.exceptions import ConflictException
 
 from kubesim_support import deployment, rolled_out
 
@@ -18,6 +19,18 @@ APPLY = "application/apply-patch+yaml"
 def _set_image(image: str) -> dict[str, Any]:
     # What `kubectl set image deployment/web app=<image>` sends: a strategic merge on the container list.
     return {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}
+
+
+def _replace_image(apps: AppsV1Api, namespace: str, image: str) -> V1Deployment:
+    # Read-modify-replace as client-go's RetryOnConflict does: the controller's status writes move the
+    # resourceVersion between the read and the PUT, and the server rightly refuses the stale one with 409.
+    while True:
+        current = apps.read_namespaced_deployment("web", namespace)
+        current.spec.template.spec.containers[0].image = image
+        try:
+            return apps.replace_namespaced_deployment("web", namespace, current)
+        except ConflictException:
+            continue
 
 
 def test_generation_goes_up_by_one_on_every_kind_of_spec_write(apps: AppsV1Api, namespace: str) -> None:
@@ -41,9 +54,7 @@ def test_generation_goes_up_by_one_on_every_kind_of_spec_write(apps: AppsV1Api, 
     ]
     for write in writes:
         generations.append(write().metadata.generation)
-    current = apps.read_namespaced_deployment("web", namespace)
-    current.spec.template.spec.containers[0].image = "nginx:1.28"
-    generations.append(apps.replace_namespaced_deployment("web", namespace, current).metadata.generation)
+    generations.append(_replace_image(apps, namespace, "nginx:1.28").metadata.generation)
 
     # Then each write answered exactly one more than the one before, and a read agrees with the last answer
     assert generations == list(range(1, 9))
