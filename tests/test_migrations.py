@@ -107,7 +107,7 @@ def test_the_revisions_one_by_one_make_exactly_the_schema(engine: Engine) -> Non
     migrations.upgrade(engine)
 
     # Then the database is at head and is what `metadata` describes, no more and no less
-    assert migrations.current(engine) == migrations.head() == "0003"
+    assert migrations.current(engine) == migrations.head() == "0006"
     assert differences(engine) == []
     migrations.require_current(engine)
 
