@@ -334,7 +334,12 @@ def test_rolling_upgrade_has_the_seed_scenarios_tasks_in_order() -> None:
         "namespace": "shop",
         "deployment": "web",
         "timeout": 90,  # the deployment's progress deadline, and a margin
+        # The revision the release made: a rollout of an older one never passes for it
+        "revision": "${Development.Create Deployment.output.revision}",
     }
+    prod = main["stages"]["Production"]["tasks"]
+    assert prod["Verify Phase 1"]["input"]["revision"] == "${Production.Deploy Phase 1.output.revision}"
+    assert prod["Verify Rollout Phase"]["input"]["revision"] == "${Production.Deploy Rollout Phase.output.revision}"
 
 
 def test_rolling_upgrades_phase_1_is_one_replica_that_the_service_sends_traffic_to() -> None:

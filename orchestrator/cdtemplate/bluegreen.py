@@ -73,6 +73,7 @@ def plan(release: Release) -> ModelPlan:
     """The blue-green release of one environment."""
     app = release.app
     live = release.output(READ_SERVICE, f"response.services.{app.service_name}.spec.selector.{RELEASE_LABEL}")
+    deployment = f"{app.deployment_name}-{THIS_RELEASE}"
     preview = preview_service(app.service, f"{app.service_name}-preview", {RELEASE_LABEL: THIS_RELEASE})
     stage = (
         release.setup(
@@ -81,7 +82,7 @@ def plan(release: Release) -> ModelPlan:
         )
         .then((READ_SERVICE, release.k8s("GET", yaml=dump([reference(app.service)]))))
         .then((CREATE_DEPLOYMENT, release.apply([_release_deployment(release, THIS_RELEASE)])), linked=True)
-        .then((VERIFY_DEPLOYMENT, release.verify(f"{app.deployment_name}-{THIS_RELEASE}")), linked=True)
+        .then((VERIFY_DEPLOYMENT, release.verify(deployment, CREATE_DEPLOYMENT)), linked=True)
         .then((CHECK_PREVIEW_HEALTH, release.health_check(f"{app.service_name}-preview")), linked=True)
         .then((SWITCH_TRAFFIC, _switch(release, THIS_RELEASE)), linked=True)
         .then((CHECK_HEALTH, release.health_check()), linked=True)

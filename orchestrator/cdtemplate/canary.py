@@ -72,7 +72,7 @@ def plan(release: Release) -> ModelPlan:
     removal = release.delete([release.deployment(name)])
     (
         stage.then((PROMOTE_CANARY, release.apply([release.deployment()])), linked=True)
-        .then((VERIFY_PROMOTION, release.verify(app.deployment_name)), linked=True)
+        .then((VERIFY_PROMOTION, release.verify(app.deployment_name, PROMOTE_CANARY)), linked=True)
         .then((REMOVE_CANARY, removal), linked=True)
         .then((CHECK_HEALTH, release.health_check()), linked=True)
     )
@@ -86,5 +86,5 @@ def _phase(release: Release, stage: TaskList, phase: int, name: str, replicas: i
     deploy, verify, check = phase_names(phase)
     canary = release.deployment(name, replicas, **{TRACK_LABEL: CANARY})
     stage.then((deploy, release.apply([canary])), linked=True)
-    stage.then((verify, release.verify(name)), linked=True)
+    stage.then((verify, release.verify(name, deploy)), linked=True)
     stage.then((check, release.health_check()), linked=True)

@@ -76,7 +76,7 @@ def _in_place(release: Release) -> ModelPlan:
     stage = (
         release.setup((CREATE_SERVICE, release.apply([app.service])))
         .then((CREATE_DEPLOYMENT, release.apply([release.deployment()])), linked=True)
-        .then((VERIFY_DEPLOYMENT, release.verify(app.deployment_name)), linked=True)
+        .then((VERIFY_DEPLOYMENT, release.verify(app.deployment_name, CREATE_DEPLOYMENT)), linked=True)
         .then((CHECK_HEALTH, release.health_check()), linked=True)
     )
     return ModelPlan(
@@ -92,11 +92,11 @@ def _in_phases(release: Release) -> ModelPlan:
         release.setup((CREATE_SERVICE, release.apply([app.service])))
         .then(create_deployment(release), linked=True)
         .then((DEPLOY_PHASE_1, release.apply([phase_1])), linked=True)
-        .then((VERIFY_PHASE_1, release.verify(name)), linked=True)
+        .then((VERIFY_PHASE_1, release.verify(name, DEPLOY_PHASE_1)), linked=True)
         .then((CHECK_PHASE_1_HEALTH, release.health_check()), linked=True)
         .then((DEPLOY_ROLLOUT_PHASE, release.apply([release.deployment()])), linked=True)
         .then((FINISH_ROLLOUT_PHASE, release.delete([phase_1])), linked=True)
-        .then((VERIFY_ROLLOUT_PHASE, release.verify(app.deployment_name)), linked=True)
+        .then((VERIFY_ROLLOUT_PHASE, release.verify(app.deployment_name, DEPLOY_ROLLOUT_PHASE)), linked=True)
         .then((CHECK_ROLLOUT_HEALTH, release.health_check()), linked=True)
     )
     rollback = restore_deployment(release, (REMOVE_PHASE_1, release.delete([phase_1])))

@@ -79,9 +79,14 @@ class Release:
     def delete(self, objects: Iterable[Mapping[str, Any]]) -> Doc:
         return self.k8s("DELETE", yaml=dump(reference(obj) for obj in objects))
 
-    def verify(self, deployment: str) -> Doc:
+    def verify(self, deployment: str, deployed_by: str | None = None) -> Doc:
+        """Wait for `deployment` to roll out; when `deployed_by` names the APPLY of this stage that changed it, for
+        the revision that task made, so a reading of an older revision never passes for this release."""
         timeout = self.app.progress_deadline + VERIFY_MARGIN
-        return self.k8s("VERIFY", namespace=self.app.namespace, deployment=deployment, timeout=timeout)
+        fields: dict[str, Any] = {"namespace": self.app.namespace, "deployment": deployment, "timeout": timeout}
+        if deployed_by is not None:
+            fields["revision"] = self.output(deployed_by, "revision")
+        return self.k8s("VERIFY", **fields)
 
     def roll_back(self, revision: str) -> Doc:
         """Undo the application's Deployment to `revision` (a binding), as `kubectl rollout undo --to-revision`."""
