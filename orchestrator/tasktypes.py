@@ -14,10 +14,12 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 from orchestrator.bindings import BINDING
 from orchestrator.errors import Problem
 from orchestrator.manifests import read_objects
+from orchestrator.queues import QUEUE_DEFAULT, QUEUE_HTTP, QUEUE_KUBERNETES
 
 HTTP_ACTIONS = ("get", "post", "put", "patch", "delete")
 EXIT_CRITERIA = ("success", "failure")
@@ -85,13 +87,24 @@ K8S_LIMITS: Mapping[str, Limit] = {
 }
 
 
+class Runner(StrEnum):
+    """Where a task type runs: in a worker, from a queue, or in the engine itself (it waits for something the
+    engine sees: a person's answer)."""
+
+    WORKER = "worker"
+    ENGINE = "engine"
+
+
 @dataclass(frozen=True)
 class TaskType:
-    """One task type: its input fields and how to check them."""
+    """One task type, declared once: its input fields and how to check them, where it runs and on which queue."""
 
     name: str
     required: frozenset[str]
     optional: frozenset[str]
+    runs_in: Runner = Runner.WORKER
+    # The queue a worker takes its runs from (a rollback execution's go to `rollback` whatever their type).
+    queue: str = QUEUE_DEFAULT
     expression_fields: frozenset[str] = frozenset()
     local_names: frozenset[str] = frozenset()
     check: Checker = lambda _input: []
@@ -392,6 +405,7 @@ TASK_TYPES: Mapping[str, TaskType] = {
             "REST",
             frozenset({"url"}),
             frozenset({"action", "headers", "payload", "idempotent"}),
+            queue=QUEUE_HTTP,
             check=_check_rest,
             repeatable=_rest_repeatable,
             url_fields=frozenset({"url"}),
@@ -401,6 +415,7 @@ TASK_TYPES: Mapping[str, TaskType] = {
             "POLL",
             frozenset({"url", "exitCriteria"}),
             frozenset({"headers", "pollCount", "pollIntervalSeconds", "ignoreFailure"}),
+            queue=QUEUE_HTTP,
             expression_fields=frozenset({"exitCriteria"}),
             local_names=RESPONSE_NAMES,
             check=_check_poll,
@@ -411,6 +426,7 @@ TASK_TYPES: Mapping[str, TaskType] = {
             "METRIC",
             frozenset({"url", "query"}),
             frozenset({*METRIC_CONDITIONS, *METRIC_LIMITS}),
+            queue=QUEUE_HTTP,
             expression_fields=frozenset(METRIC_CONDITIONS),
             local_names=frozenset({METRIC_RESULT}),
             check=_check_metric,
@@ -420,6 +436,7 @@ TASK_TYPES: Mapping[str, TaskType] = {
             "K8S",
             frozenset({"action"}),
             frozenset({"yaml", "timeout", "continueOnConflict", "namespace", "deployment", "revision"}),
+            queue=QUEUE_KUBERNETES,
             check=_check_k8s,
             endpoint_roles=frozenset({KUBERNETES_SERVER}),
             document_fields=frozenset({"yaml"}),
@@ -431,7 +448,7 @@ TASK_TYPES: Mapping[str, TaskType] = {
             expression_fields=frozenset({"condition"}),
             check=_check_condition,
         ),
-        # Never sent to a worker: the engine holds it for its approvers (see `useroperations.py`).
+        # The engine holds it for its approvers (see `useroperations.py`).
         TaskType(
             USER_OPERATION,
             frozenset(),
@@ -448,6 +465,7 @@ TASK_TYPES: Mapping[str, TaskType] = {
                     "cancelPreviousPendingUserOp",
                 }
             ),
+            runs_in=Runner.ENGINE,
             check=_check_user_operation,
         ),
     )

@@ -7,7 +7,10 @@ from collections.abc import Mapping
 import pytest
 
 from orchestrator.errors import Problem
-from orchestrator.tasktypes import RESPONSE_NAMES, TASK_TYPES, check_task_input, is_bound
+from orchestrator.tasktypes import RESPONSE_NAMES, TASK_TYPES, Runner, check_task_input, is_bound
+from workers.constants import QUEUES, queue_for
+from workers.executors import build_executors
+from workers.http import HttpClient
 
 GOOD_POLL = {
     "url": "https://ci.example.com/builds/17",
@@ -216,3 +219,23 @@ def test_a_value_is_bound_when_it_holds_a_complete_binding(value: object, bound:
     # When it is asked whether it is only known at run time
     # Then only text with a closed `${...}` is
     assert is_bound(value) is bound
+
+
+def test_every_task_type_is_declared_once_with_where_it_runs_and_its_queue() -> None:
+    # Given the declarations and the executors a worker builds from them
+    executors = build_executors(HttpClient(timeout=1), lambda endpoint_id: None)  # type: ignore[arg-type,return-value]
+    worker_types = {name for name, spec in TASK_TYPES.items() if spec.runs_in is Runner.WORKER}
+
+    # Then a worker can run exactly the types declared to run in one, each on a queue workers subscribe to,
+    # cluster work apart from HTTP calls, and the engine's own types never travel to a worker
+    assert set(executors) == worker_types
+    assert all(TASK_TYPES[name].queue in QUEUES for name in worker_types)
+    assert (queue_for("K8S"), queue_for("REST"), queue_for("METRIC"), queue_for("Condition")) == (
+        "kubernetes",
+        "http",
+        "http",
+        "default",
+    )
+    assert queue_for("K8S", rollback=True) == "rollback"
+    assert TASK_TYPES["UserOperation"].runs_in is Runner.ENGINE
+    assert "UserOperation" not in worker_types

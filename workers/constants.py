@@ -4,26 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-QUEUE_ROLLBACK = "rollback"
-QUEUE_ORCHESTRATOR = "orchestrator"
-QUEUE_KUBERNETES = "kubernetes"
-QUEUE_HTTP = "http"
-QUEUE_DEFAULT = "default"
-# A worker takes from its queues in turn, and a queue that just delivered goes to the back of the turn: an idle
-# `rollback` queue that gets a message is served within one pass over the queues, whatever waits elsewhere.
-# First in the list, it is also the first a starting worker looks at.
-QUEUES = (QUEUE_ROLLBACK, QUEUE_ORCHESTRATOR, QUEUE_KUBERNETES, QUEUE_HTTP, QUEUE_DEFAULT)
+# The queue names live with the task types that name them; imported here so every process finds them in one place.
+from orchestrator.queues import QUEUE_DEFAULT, QUEUE_HTTP, QUEUE_KUBERNETES, QUEUE_ORCHESTRATOR, QUEUE_ROLLBACK, QUEUES
+from orchestrator.tasktypes import TASK_TYPES, Runner
+
+__all__ = [
+    "QUEUES",
+    "QUEUE_BY_TASK_TYPE",
+    "QUEUE_DEFAULT",
+    "QUEUE_HTTP",
+    "QUEUE_KUBERNETES",
+    "QUEUE_ORCHESTRATOR",
+    "QUEUE_ROLLBACK",
+    "TASK_PING",
+    "TASK_RUN",
+    "TASK_SWEEP",
+    "queue_for",
+]
 
 TASK_RUN = "rollway.run_task"
 TASK_SWEEP = "rollway.sweep"
 TASK_PING = "rollway.ping"
 
-# A slow cluster or a slow web service must never starve orchestration or each other.
+# Each task type declares its queue (`tasktypes.py`): a slow cluster or a slow web service never starves
+# orchestration or each other.
 QUEUE_BY_TASK_TYPE: Mapping[str, str] = {
-    "REST": QUEUE_HTTP,
-    "POLL": QUEUE_HTTP,
-    "METRIC": QUEUE_HTTP,
-    "K8S": QUEUE_KUBERNETES,
+    spec.name: spec.queue for spec in TASK_TYPES.values() if spec.runs_in is Runner.WORKER
 }
 
 
