@@ -81,6 +81,8 @@ def load_pipeline(
     reader = _Reader(targets, endpoints, variables)
     reader.problems += foreign_values(document, "")
     pipeline = reader.pipeline(document, default_project)
+    # A value JSON cannot hold (NaN) is also what its field's own check says of it: report it once.
+    reader.problems = list(dict.fromkeys(reader.problems))
     if reader.problems or pipeline is None:
         count = len(reader.problems)
         raise PipelineInvalid(f"the pipeline has {count} problem{'s' if count != 1 else ''}", reader.problems)

@@ -18,10 +18,10 @@ from typing import Any
 
 from orchestrator import expressions
 from orchestrator.bindings import Scope, resolve
-from orchestrator.errors import BindingError, Problem
+from orchestrator.errors import BindingError, InputInvalid, Problem
 from orchestrator.pipeline import Task
 from orchestrator.structured import bind_documents, bind_headers, bind_url
-from orchestrator.tasktypes import TASK_TYPES, TaskType
+from orchestrator.tasktypes import TASK_TYPES, TaskType, check_task_input
 
 MAX_NESTING = 64
 
@@ -68,10 +68,18 @@ def input_problems(given: Mapping[str, object]) -> list[Problem]:
 
 
 def bind_task(task: Task, scope: Scope) -> BoundTask:
-    """Resolve a task's bindings against its execution; raises BindingError or ExpressionError if one fails."""
+    """Resolve a task's bindings against its execution; raises BindingError or ExpressionError if one fails.
+
+    The bound input is then checked as the pipeline was when it was saved, by the same checks, now with every value
+    known: InputInvalid names each value a binding made unusable (a `pollCount` bound to "ten"), before any worker
+    is sent it.
+    """
     spec = TASK_TYPES[task.type]
     lookup = _shallow(scope.lookup)
     given = {name: _bind_field(spec, name, value, lookup) for name, value in task.input.items()}
+    problems = check_task_input(task.type, given)
+    if problems:
+        raise InputInvalid("; ".join(f"{problem.path} {problem.message}" for problem in problems), problems)
     bindings = {
         reference: lookup(reference)
         for text in spec.expressions(task.input).values()

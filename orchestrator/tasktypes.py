@@ -46,6 +46,20 @@ class Limit:
         """The bound below, as messages say it."""
         return "0 or more" if self.zero else "above 0"
 
+    def read(self, value: object) -> int | float | None:
+        """A field's value as a number within this limit (None when empty; numeric text is read, as bindings give
+        text): the one reading of a number field, when a pipeline is saved and when its task runs. Raises
+        ValueError saying what is wrong (without the field's name)."""
+        if value is None or value == "":
+            return None
+        number = _number(value, self.whole)
+        if number is None:
+            raise ValueError(f"must be {self.what} {self.lowest}, not {value!r}")
+        problem = self.problem(number)
+        if problem is not None:
+            raise ValueError(f"{problem}, not {value!r}")
+        return number
+
     def problem(self, number: float) -> str | None:
         """What is wrong with a number for this field, or None (the one range check: save time and run time)."""
         # Only a float can be infinite or NaN (and an int too large for a float would not convert).
@@ -154,15 +168,40 @@ def _expect(task_input: Mapping[str, object], name: str, kinds: tuple[type, ...]
 
 
 def _limited(task_input: Mapping[str, object], name: str, limit: Limit) -> list[Problem]:
-    """A number field as written: of the right kind and within its limit (a bound one is checked when it runs)."""
-    problems = _expect(task_input, name, (int,) if limit.whole else (int, float), limit.what)
+    """A number field as written, read as it is read when it runs (numeric text too; a bound one is checked then)."""
     value = task_input.get(name)
-    # A written NaN or infinity is reported for every field alike, as a value JSON cannot hold (`decoding.py`).
-    finite = not isinstance(value, float) or math.isfinite(value)
-    if not problems and finite and isinstance(value, int | float) and not isinstance(value, bool):
-        problem = limit.problem(value)
-        problems += [Problem(name, problem)] if problem else []
-    return problems
+    if is_bound(value):
+        return []
+    try:
+        limit.read(value)
+    except ValueError as error:
+        return [Problem(name, str(error))]
+    return []
+
+
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0", "")
+
+
+def read_flag(name: str, value: object) -> bool:
+    """A true-or-false field's value (None is false): a boolean, or text that says one, as bindings and Code Stream's
+    exports give it; ValueError naming the field otherwise."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"{name} must be true or false, not {value!r}")
+
+
+def _flagged(task_input: Mapping[str, object], name: str) -> list[Problem]:
+    """A true-or-false field as written, read as it is read when it runs."""
+    value = task_input.get(name)
+    if is_bound(value):
+        return []
+    try:
+        read_flag(name, value)
+    except ValueError:
+        return [Problem(name, f"must be true or false, not {value!r}")]
+    return []
 
 
 def bound_number(limit: Limit, name: str, value: object) -> int | float | None:
@@ -170,15 +209,10 @@ def bound_number(limit: Limit, name: str, value: object) -> int | float | None:
 
     Bindings often give text (`"5"`), so numeric text is read; raises ValueError naming the field otherwise.
     """
-    if value is None or value == "":
-        return None
-    number = _number(value, limit.whole)
-    if number is None:
-        raise ValueError(f"{name} must be {limit.what} {limit.lowest}, not {value!r}")
-    problem = limit.problem(number)
-    if problem is not None:
-        raise ValueError(f"{name} {problem}, not {value!r}")
-    return number
+    try:
+        return limit.read(value)
+    except ValueError as error:
+        raise ValueError(f"{name} {error}") from None
 
 
 def _number(value: object, whole: bool) -> int | float | None:
@@ -235,7 +269,7 @@ def _check_http(task_input: Mapping[str, object]) -> list[Problem]:
 
 
 def _check_rest(task_input: Mapping[str, object]) -> list[Problem]:
-    problems = _check_http(task_input) + _expect(task_input, "idempotent", (bool,), "true or false")
+    problems = _check_http(task_input) + _flagged(task_input, "idempotent")
     action = task_input.get("action", "get")
     if not is_bound(action) and (not isinstance(action, str) or action.lower() not in HTTP_ACTIONS):
         problems.append(Problem("action", f"must be one of {', '.join(HTTP_ACTIONS)}, not {action!r}"))
@@ -246,13 +280,16 @@ def _rest_repeatable(task_input: Mapping[str, object]) -> bool:
     """GET, PUT and DELETE mean the same sent twice; POST and PATCH only when the task says its endpoint honours
     the Idempotency-Key Rollway sends."""
     action = str(task_input.get("action") or "get").lower()
-    return action not in ("post", "patch") or task_input.get("idempotent") is True
+    try:
+        return action not in ("post", "patch") or read_flag("idempotent", task_input.get("idempotent"))
+    except ValueError:
+        return False
 
 
 def _check_poll(task_input: Mapping[str, object]) -> list[Problem]:
     problems = _check_http(task_input)
     problems += [problem for name, limit in POLL_LIMITS.items() for problem in _limited(task_input, name, limit)]
-    problems += _expect(task_input, "ignoreFailure", (bool,), "true or false")
+    problems += _flagged(task_input, "ignoreFailure")
     criteria = task_input.get("exitCriteria")
     if criteria is None:
         pass  # reported as required
@@ -316,7 +353,7 @@ def _check_k8s(task_input: Mapping[str, object]) -> list[Problem]:
     if not isinstance(action, str) or action.upper() not in K8S_ACTIONS:
         return [Problem("action", f"must be one of {', '.join(K8S_ACTIONS)}, not {action!r}")]
     problems = [problem for name, limit in K8S_LIMITS.items() for problem in _limited(task_input, name, limit)]
-    problems += _expect(task_input, "continueOnConflict", (bool,), "true or false")
+    problems += _flagged(task_input, "continueOnConflict")
     if action.upper() in K8S_OBJECT_ACTIONS:
         return problems + (
             []
@@ -381,9 +418,7 @@ def _check_user_operation(task_input: Mapping[str, object]) -> list[Problem]:
         problem for name in ("summary", "description") for problem in _expect(task_input, name, (str,), "text")
     ]
     problems += [
-        problem
-        for name in ("sendemail", "cancelPreviousPendingUserOp")
-        for problem in _expect(task_input, name, (bool,), "true or false")
+        problem for name in ("sendemail", "cancelPreviousPendingUserOp") for problem in _flagged(task_input, name)
     ]
     unit = task_input.get("expirationUnit", "DAYS")
     if not is_bound(unit) and (not isinstance(unit, str) or unit.upper() not in EXPIRATION_UNITS):

@@ -29,7 +29,7 @@ from orchestrator.errors import BadRequest, Conflict, NotFound, Problem
 from orchestrator.execution import TaskRun
 from orchestrator.pipeline import TaskKey
 from orchestrator.schema import endpoints, executions, now, task_runs, user_operations, variables
-from orchestrator.tasktypes import EXPIRATION_UNITS, expiration_of
+from orchestrator.tasktypes import EXPIRATION_UNITS, expiration_of, read_flag
 from orchestrator.variables import VariableType
 
 MAX_COMMENTS_LENGTH = 2_000
@@ -202,7 +202,7 @@ def approval_of(task_input: Mapping[str, Any]) -> Approval:
         description=str(task_input.get("description") or ""),
         expiration=expiration,
         unit=unit,
-        cancel_previous=task_input.get("cancelPreviousPendingUserOp") is True,
+        cancel_previous=read_flag("cancelPreviousPendingUserOp", task_input.get("cancelPreviousPendingUserOp")),
     )
 
 

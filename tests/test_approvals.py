@@ -352,7 +352,7 @@ def test_the_cli_approves_and_rejects_by_a_unique_start_of_the_id(
 
 def test_a_user_operation_task_with_bad_input_is_refused_when_saved_naming_each_problem(api: ServedApp) -> None:
     # Given a UserOperation task with no approvers, an unknown unit, a negative expiration and a flag as text
-    ask = {"approvers": [], "expiration": -1, "expirationUnit": "WEEKS", "sendemail": "yes", "color": "red"}
+    ask = {"approvers": [], "expiration": -1, "expirationUnit": "WEEKS", "sendemail": "perhaps", "color": "red"}
     stage = {"taskOrder": ["Approve"], "tasks": {"Approve": {"type": "UserOperation", "input": ask}}}
     document = {"name": "Bad", "project": PROJECT, "enabled": True, "stageOrder": ["Prod"], "stages": {"Prod": stage}}
 

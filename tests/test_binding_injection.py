@@ -8,6 +8,7 @@ ever."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubesim import KubeSim
 from orchestrator.bindings import Scope
-from orchestrator.errors import BindingError
+from orchestrator.errors import BindingError, InputInvalid
 from orchestrator.inputs import MAX_NESTING, bind_task
 from orchestrator.pipeline import Task
 from orchestrator.tasktypes import MAX_POLL_COUNT, check_task_input
@@ -400,9 +401,12 @@ def test_a_bound_poll_number_past_its_limits_fails_the_task_naming_the_field(
     task_input = {"url": f"{recorder.url}/job", "exitCriteria": {"success": "false"}, field: "${input.n}"}
 
     # When the input is a number no saved pipeline could hold
-    outcome = PollExecutor(http).execute(TaskCall("POLL", bound("POLL", task_input, n=value), {}))
+    # Then binding refuses it naming the field, with the very check a save applies, before any worker has it
+    with pytest.raises(InputInvalid, match=re.escape(message)):
+        bound("POLL", task_input, n=value)
 
-    # Then the task fails at once naming the field, and nothing was polled
+    # And a worker handed such a value anyway (a message queued before the check) fails at once, polling nothing
+    outcome = PollExecutor(http).execute(TaskCall("POLL", {**task_input, field: value}, {}))
     assert isinstance(outcome, Failed) and message in outcome.message, outcome
     assert recorder.paths == []
 
@@ -411,11 +415,13 @@ def test_a_bound_k8s_timeout_past_its_limit_fails_the_task_naming_it(cluster: Ku
     # Given a VERIFY whose timeout is bound to an input
     task_input = {"action": "VERIFY", "namespace": "default", "deployment": "web", "timeout": "${input.timeout}"}
 
-    # When the input is 1e30 seconds
-    call = TaskCall("K8S", bound("K8S", task_input, timeout=1e30), {}, endpoints={"kubernetesServer": "dev"})
-    outcome = K8sExecutor(lookup(endpoint(cluster.url, token=None))).execute(call)
+    # When the input is 1e30 seconds, Then binding refuses it naming the field
+    with pytest.raises(InputInvalid, match=re.escape("timeout must be at most 604800, not 1e+30")):
+        bound("K8S", task_input, timeout=1e30)
 
-    # Then the task fails at once naming the field
+    # And a worker handed it anyway fails the task at once naming the field
+    call = TaskCall("K8S", {**task_input, "timeout": 1e30}, {}, endpoints={"kubernetesServer": "dev"})
+    outcome = K8sExecutor(lookup(endpoint(cluster.url, token=None))).execute(call)
     assert isinstance(outcome, Failed) and "timeout must be at most 604800, not 1e+30" in outcome.message, outcome
 
 

@@ -552,7 +552,7 @@ PROBLEMS = [
     ),
     pytest.param(
         set_at((*WAIT, "input", "pollCount"), "ten"),
-        [("stages.Development.tasks.Wait For Build.input.pollCount", "must be a whole number, not 'ten'")],
+        [("stages.Development.tasks.Wait For Build.input.pollCount", "must be a whole number above 0, not 'ten'")],
         id="poll-count-text",
     ),
     pytest.param(

@@ -69,8 +69,9 @@ def test_rest_sends_the_method_headers_and_json_payload_and_records_the_answer(
 def test_rest_fails_clearly_on_a_bad_url_an_unreachable_server_or_an_unknown_action(
     http: HttpClient, task_input: dict[str, Any], reason: str
 ) -> None:
-    # When a REST task cannot even make its request, Then it fails saying why
-    outcome = RestExecutor(http).execute(call("REST", task_input))
+    # When a REST task cannot even make its request, Then it fails saying why (given its input as a worker gets it,
+    # so a bad value that no binding check stopped is still refused)
+    outcome = RestExecutor(http).execute(TaskCall("REST", task_input, {}))
     assert isinstance(outcome, Failed) and reason in outcome.message
 
 

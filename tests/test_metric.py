@@ -116,7 +116,7 @@ def test_the_gate_is_decided_by_its_count_and_limits(phases: tuple[str, ...], de
         ({"count": 0}, "count", "must be greater than 0"),
         ({"interval": -1}, "interval", "must be greater than 0"),
         ({"failureLimit": -1}, "failureLimit", "must be 0 or more"),
-        ({"inconclusiveLimit": 1.5}, "inconclusiveLimit", "must be a whole number, not 1.5"),
+        ({"inconclusiveLimit": 1.5}, "inconclusiveLimit", "must be a whole number 0 or more, not 1.5"),
         ({"successCondition": ""}, "successCondition", "must be a non-empty expression over 'result'"),
         ({"successCondition": None, "failureCondition": None}, "successCondition", "needs a successCondition"),
         ({"url": "prometheus:9090"}, "url", "must be an http:// or https:// URL"),

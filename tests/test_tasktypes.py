@@ -113,15 +113,15 @@ def test_a_poll_needs_a_url_and_exit_criteria_each_reported_once() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("pollCount", "10", "must be a whole number, not '10'"),
-        ("pollCount", 2.5, "must be a whole number, not 2.5"),
-        ("pollCount", True, "must be a whole number, not True"),
-        ("pollCount", 0, "must be greater than 0"),
-        ("pollCount", -3, "must be greater than 0"),
-        ("pollIntervalSeconds", "5s", "must be a number of seconds, not '5s'"),
-        ("pollIntervalSeconds", False, "must be a number of seconds, not False"),
-        ("pollIntervalSeconds", 0.0, "must be greater than 0"),
-        ("ignoreFailure", "yes", "must be true or false, not 'yes'"),
+        ("pollCount", "ten", "must be a whole number above 0, not 'ten'"),
+        ("pollCount", 2.5, "must be a whole number above 0, not 2.5"),
+        ("pollCount", True, "must be a whole number above 0, not True"),
+        ("pollCount", 0, "must be greater than 0, not 0"),
+        ("pollCount", -3, "must be greater than 0, not -3"),
+        ("pollIntervalSeconds", "5s", "must be a number of seconds above 0, not '5s'"),
+        ("pollIntervalSeconds", False, "must be a number of seconds above 0, not False"),
+        ("pollIntervalSeconds", 0.0, "must be greater than 0, not 0.0"),
+        ("ignoreFailure", "maybe", "must be true or false, not 'maybe'"),
         ("ignoreFailure", 1, "must be true or false, not 1"),
     ],
 )
@@ -131,6 +131,13 @@ def test_a_poll_reports_counts_intervals_and_flags_of_the_wrong_kind(field: str,
     # When it is checked
     # Then that field is reported
     assert messages("POLL", task_input) == {field: message}
+
+
+def test_numbers_and_flags_written_as_text_are_read_as_they_are_when_bound() -> None:
+    # Given a POLL whose numbers and flag are text, as bindings give them and Code Stream's exports write them
+    task_input = GOOD_POLL | {"pollCount": "10", "pollIntervalSeconds": " 2.5 ", "ignoreFailure": "true"}
+    # When it is checked, Then it is accepted, as the same text would be once bound
+    assert check_task_input("POLL", task_input) == []
 
 
 @pytest.mark.parametrize(

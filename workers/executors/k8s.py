@@ -31,7 +31,7 @@ from orchestrator.rollout import (
     rollout_status,
     same_template,
 )
-from orchestrator.tasktypes import K8S_ACTIONS, K8S_LIMITS, KUBERNETES_SERVER, bound_number
+from orchestrator.tasktypes import K8S_ACTIONS, K8S_LIMITS, KUBERNETES_SERVER, bound_number, read_flag
 from workers.cluster import ClusterClient, ClusterClients, ClusterThrottled, ObjectRef
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall, Waiting
 
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 300.0
 VERIFY_INTERVAL = 1.0
-_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0", "")
 
 Doc = dict[str, Any]
 
@@ -70,7 +69,7 @@ class K8sInput:
         action = action.upper()
         fields: dict[str, Any] = {
             "timeout": _seconds(task_input.get("timeout")),
-            "continue_on_conflict": _flag(task_input.get("continueOnConflict"), "continueOnConflict"),
+            "continue_on_conflict": read_flag("continueOnConflict", task_input.get("continueOnConflict")),
             "revision": _revision(task_input.get("revision")),
         }
         if action in ("ROLLBACK", "VERIFY"):
@@ -91,14 +90,6 @@ def _seconds(value: object) -> float:
     # The limits the save-time check holds a written timeout to: a bound one must not wait for ever either.
     seconds = bound_number(K8S_LIMITS["timeout"], "timeout", value)
     return DEFAULT_TIMEOUT if seconds is None else float(seconds)
-
-
-def _flag(value: object, name: str) -> bool:
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ValueError(f"{name} must be true or false, not {value!r}")
 
 
 def _revision(value: object) -> int | None:

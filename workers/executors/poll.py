@@ -13,7 +13,7 @@ from typing import Any
 from orchestrator import expressions
 from orchestrator.bindings import split_path, walk
 from orchestrator.errors import BindingError, ClusterError, EndpointError, ExpressionError
-from orchestrator.tasktypes import POLL_LIMITS, RESPONSE_NAMES, bound_number
+from orchestrator.tasktypes import POLL_LIMITS, RESPONSE_NAMES, bound_number, read_flag
 from workers.egress import EgressDenied
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall, Waiting
 from workers.executors.endpoint import EndpointLookup, target
@@ -45,7 +45,7 @@ class PollSettings:
         return cls(
             DEFAULT_POLL_COUNT if count is None else int(count),
             DEFAULT_INTERVAL_SECONDS if interval is None else float(interval),
-            task_input.get("ignoreFailure") in (True, "true", "True"),
+            read_flag("ignoreFailure", task_input.get("ignoreFailure")),
         )
 
 
