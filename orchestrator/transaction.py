@@ -410,11 +410,14 @@ class Transaction:
         requested_by_admin: bool = False,
         parent_id: str | None = None,
         relation: Relation | None = None,
+        start: bool = True,
+        created_at: datetime | None = None,
     ) -> Execution:
         """Record a new execution with a task run per task; RUNNING, or QUEUED at the concurrency limit.
 
         A child names its parent and how it is related (both or neither). A rollback never waits in a queue:
-        putting the environment back comes first.
+        putting the environment back comes first. Without `start` it is NOT_STARTED, for its parent to start
+        later (a manual rollback's rollbacks after the first); `created_at` orders such siblings for certain.
         """
         if (parent_id is None) != (relation is None):
             raise ValueError("a child execution names both its parent and its relation")
@@ -432,7 +435,10 @@ class Transaction:
         running = (relation is not None and relation.rolls_back) or active < pipeline.concurrency
         status = ExecutionStatus.RUNNING if running else ExecutionStatus.QUEUED
         message = "" if running else f"queued behind {active} running (concurrency {pipeline.concurrency})"
-        stamp = now()
+        if not start:
+            running, status = False, ExecutionStatus.NOT_STARTED
+            message = "starts when the rollback before it completes"
+        stamp = created_at or now()
         execution_id = new_id()
         document = to_document(pipeline)
         document_hash = digest(document)
@@ -532,6 +538,8 @@ class Transaction:
         stamp = now()
         if new.is_terminal:
             values["finished_at"] = stamp
+        if new is ExecutionStatus.ROLLING_BACK:
+            values.setdefault("finished_at", None)  # an ended execution rolled back by hand is under way again
         if new is ExecutionStatus.RUNNING:
             values.setdefault("started_at", stamp)
         previous = self.conn.execute(
@@ -784,15 +792,24 @@ class Transaction:
         return [str(row.pipeline_id) for row in rows]
 
     def unsettled_parents(self, limit: int) -> list[str]:
-        """Rollback executions that ended while the execution they roll back still shows ROLLING_BACK."""
-        parent = executions.alias("parent")
+        """ROLLING_BACK executions none of whose rollbacks runs, though one has ended: the step after that end
+        (settle the parent, or start its next manual rollback) was lost."""
+        child = executions.alias("child")
+
+        def rollbacks(*where: Any) -> Any:
+            return (
+                select(child.c.id)
+                .where(child.c.parent_id == executions.c.id, child.c.relation.in_(ROLLING_BACK_RELATIONS), *where)
+                .exists()
+            )
+
+        running = rollbacks(child.c.status.not_in([*TERMINAL, ExecutionStatus.NOT_STARTED.value]))
         rows = self.conn.execute(
             select(executions.c.id)
-            .join(parent, parent.c.id == executions.c.parent_id)
             .where(
-                parent.c.status == ExecutionStatus.ROLLING_BACK,
-                executions.c.relation.in_(ROLLING_BACK_RELATIONS),
-                executions.c.status.in_(TERMINAL),
+                executions.c.status == ExecutionStatus.ROLLING_BACK,
+                rollbacks(child.c.status.in_(TERMINAL)),
+                ~running,
             )
             .limit(limit)
         )
