@@ -228,7 +228,7 @@ def test_a_rerun_starts_a_new_execution_with_the_same_input_that_completes(api: 
     assert (rerun["parentId"], rerun["relation"]) == (None, None)
 
 
-def test_a_rerun_is_refused_when_the_pipeline_is_disabled_or_an_input_was_recorded_masked(
+def test_a_rerun_is_refused_when_the_pipeline_is_disabled_or_gone_or_an_input_was_recorded_masked(
     api: ServedApp, worker: Any
 ) -> None:
     # Given a completed run of a pipeline that was disabled since
@@ -253,3 +253,6 @@ def test_a_rerun_is_refused_when_the_pipeline_is_disabled_or_an_input_was_record
     assert "input 'key'" in error_of(masked, 409)
     assert masked.json()["error"]["details"] == [{"path": "input.key", "message": "was recorded masked"}]
     assert [item["pipeline"] for item in api.http.get("/api/executions").json()].count("Plain") == 1
+    # ... and once the pipeline is deleted, its run cannot be rerun either
+    assert api.http.delete(f"/api/pipelines/{plain['id']}").status_code == 204
+    assert "'Plain', no longer exists" in error_of(api.http.post(f"/api/executions/{done['id']}/rerun"), 409)
