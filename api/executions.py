@@ -1,15 +1,17 @@
-"""The executions API: list with filters, and the detail of one execution with its stages and tasks."""
+"""The executions API: list with filters, the detail of one execution with its stages, tasks and children, and
+what a person does to one: cancel it, roll it back by hand, rerun it."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.auth import allow, requester, require_visible, visible_project
-from api.serialize import event_view, execution_view, stages_view
+from api.auth import allow, principal, requester, require_visible, visible_project
+from api.serialize import child_view, event_view, execution_view, stages_view
 from api.services import services
-from orchestrator.errors import BadRequest
-from orchestrator.execution import Execution
+from orchestrator.errors import BadRequest, Conflict, InputInvalid, NotFound
+from orchestrator.execution import Execution, PipelineRecord
 from orchestrator.policy import Action
+from orchestrator.rerun import rerun_comments, rerun_input
 from orchestrator.status import ExecutionStatus
 
 blueprint = Blueprint("executions", __name__)
@@ -55,7 +57,8 @@ def list_() -> Response:
         limit=_number(args.get("limit"), "limit", 100, MAX_LIMIT),
         offset=_number(args.get("offset"), "offset", 0, 10**9),
     )
-    return jsonify([execution_view(execution) for execution in executions])
+    children = services().store.children(execution.id for execution in executions)
+    return jsonify([execution_view(execution, children.get(execution.id, [])) for execution in executions])
 
 
 @blueprint.get("/executions/<execution_id>")
@@ -64,7 +67,9 @@ def get(execution_id: str) -> Response:
     store = services().store
     state = store.load_state(execution_id)
     require_visible(state.execution.project, f"execution with id '{execution_id}'")
-    view = execution_view(state.execution)
+    children = store.children([execution_id]).get(execution_id, [])
+    view = execution_view(state.execution, children)
+    view["children"] = [child_view(child) for child in children]
     view["stages"] = stages_view(state.pipeline, store.task_runs(execution_id))
     return jsonify(view)
 
@@ -84,6 +89,51 @@ def cancel(execution_id: str) -> tuple[Response, int]:
     _visible_execution(execution_id)
     execution = services().engine.cancel(execution_id, requester())
     return jsonify(execution_view(execution)), 202
+
+
+@blueprint.post("/executions/<execution_id>/rollback")
+@allow(Action.RUN)
+def rollback(execution_id: str) -> tuple[Response, int]:
+    """Roll an ended execution back by hand: the rollback pipelines of the stages it deployed, newest first; 409
+    unless it is COMPLETED, FAILED or ROLLBACK_FAILED and something it deployed has a rollback link."""
+    _visible_execution(execution_id)
+    engine = services().engine
+    execution = engine.roll_back(execution_id, requester(), requested_by_admin=principal().is_admin)
+    return jsonify(execution_view(execution)), 202
+
+
+@blueprint.post("/executions/<execution_id>/rerun")
+@allow(Action.RUN)
+def rerun(execution_id: str) -> tuple[Response, int]:
+    """Start the pipeline of an ended execution again with the same input; answered like a trigger."""
+    execution = _visible_execution(execution_id)
+    given = rerun_input(execution)
+    record = _pipeline_of(execution)
+    try:
+        started = services().engine.trigger(
+            record, given, rerun_comments(execution), requester(), requested_by_admin=principal().is_admin
+        )
+    except InputInvalid as error:
+        raise Conflict(
+            f"execution #{execution.index}'s input no longer fits pipeline '{record.name}': {error.message}",
+            error.details,
+        ) from error
+    link = f"/api/executions/{started.id}"
+    answer = {"executionId": started.id, "executionIndex": started.index, "executionLink": link}
+    response = jsonify(answer | {"status": started.status.value})
+    response.headers["Location"] = link
+    return response, 202
+
+
+def _pipeline_of(execution: Execution) -> PipelineRecord:
+    """The saved pipeline an execution ran; 409 when it was deleted since."""
+    gone = Conflict(f"the pipeline of execution #{execution.index}, '{execution.pipeline_name}', no longer exists")
+    if execution.pipeline_id is None:
+        raise gone
+    try:
+        return services().store.get_pipeline(execution.pipeline_id)
+    except NotFound as error:
+        raise gone from error
 
 
 def _visible_execution(execution_id: str) -> Execution:

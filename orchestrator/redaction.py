@@ -131,6 +131,11 @@ def _strings(value: object) -> Iterable[str]:
             yield from _strings(item)
 
 
+def holds_mask(value: object) -> bool:
+    """Whether a recorded value has `MASK` in it: something was masked out of it, and is not kept there."""
+    return any(MASK in text for text in _strings(value))
+
+
 def redact_text(text: str, secrets: Secrets = NO_SECRETS) -> str:
     """A string with secret values and URL passwords masked."""
     return _URL_PASSWORD.sub(_masked_password, secrets.mask(text))

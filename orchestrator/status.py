@@ -1,7 +1,9 @@
 """Statuses of executions and of stage and task runs, with the one table of allowed transitions.
 
-Names are Code Stream's. The store performs every transition as a conditional UPDATE whose WHERE clause
-is `predecessors(new)`, so two workers racing for the same change cannot both win.
+Names are Code Stream's. An ended execution is terminal (`TERMINAL`, named on its own: it is not "has no way
+out"), and only a person can move one on again: a manual rollback takes a COMPLETED, FAILED or ROLLBACK_FAILED
+execution to ROLLING_BACK (`ROLLS_BACK_BY_HAND`). The store performs every transition as a conditional UPDATE
+whose WHERE clause is `predecessors(new)`, so two workers racing for the same change cannot both win.
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ class ExecutionStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return not EXECUTION_ALLOWED[self]
+        """The execution has ended: nothing of it runs, and nothing moves it on but a person's manual rollback."""
+        return self in TERMINAL
+
+    @property
+    def rolls_back_by_hand(self) -> bool:
+        """A person may roll an execution in this status back (`POST /api/executions/<id>/rollback`)."""
+        return self in ROLLS_BACK_BY_HAND
 
     @property
     def runs_tasks(self) -> bool:
@@ -63,6 +71,17 @@ class RunStatus(StrEnum):
         return not RUN_ALLOWED[self]
 
 
+TERMINAL = frozenset(
+    {
+        ExecutionStatus.CANCELED,
+        ExecutionStatus.COMPLETED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.ROLLBACK_COMPLETED,
+        ExecutionStatus.ROLLBACK_FAILED,
+    }
+)
+# Ended with what it deployed still in place (COMPLETED, or FAILED with no rollback), or with its rollback failed.
+ROLLS_BACK_BY_HAND = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.ROLLBACK_FAILED})
 RUNS_TASKS = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.WAITING})
 HOLDS_SLOT = frozenset(
     {
@@ -87,10 +106,9 @@ EXECUTION_ALLOWED: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
     _E.CANCELING: frozenset({_E.CANCELED}),
     _E.ROLLING_BACK: frozenset({_E.ROLLBACK_COMPLETED, _E.ROLLBACK_FAILED}),
     _E.CANCELED: frozenset(),
-    _E.COMPLETED: frozenset(),
-    _E.FAILED: frozenset(),
     _E.ROLLBACK_COMPLETED: frozenset(),
-    _E.ROLLBACK_FAILED: frozenset(),
+    # Ended, but a person may roll them back by hand.
+    **{status: frozenset({_E.ROLLING_BACK}) for status in ROLLS_BACK_BY_HAND},
 }
 
 _R = RunStatus

@@ -4,7 +4,8 @@
 1. reclaims task runs whose lease expired (their worker died): `Engine.task_finished(run, Lost)`;
 2. sends queued runs that are due and were never sent (the broker was down, or a long wait came due), and
    sends again those sent more than a lease ago and still not claimed (their message was lost);
-3. settles executions whose rollback ended while they still show ROLLING_BACK;
+3. takes the next step of executions whose rollback ended while they still show ROLLING_BACK: settles them, or
+   starts the next rollback of a manual one (`Engine.settle`);
 4. starts queued executions whose pipeline has a free slot;
 5. advances executions that run tasks but have none open (a step's follow-up was lost);
 6. expires ACTIVE approvals (UserOperation tasks) nobody answered in time: their task fails, so its stage rolls
@@ -104,8 +105,8 @@ class Sweeper:
     def _settle(self) -> int:
         with self.store.transaction() as tx:
             ended = tx.unsettled_parents(self.batch)
-        for rollback_id in ended:
-            self.engine.finished(rollback_id)
+        for parent_id in ended:
+            self.engine.settle(parent_id)
         return len(ended)
 
     def _start(self) -> int:

@@ -32,8 +32,10 @@ from flask.testing import FlaskClient
 
 from api.app import create_app
 from api.auth import PUBLIC, route_rule
+from orchestrator.outcome import Succeeded
 from orchestrator.policy import Action, Role
 from orchestrator.settings import Settings, sqlite_url
+from orchestrator.status import ExecutionStatus
 from orchestrator.store import Store
 
 from rollway_testing import SECRET_KEY, TOKEN, template_request
@@ -66,6 +68,8 @@ EXPECTED_ACTIONS: dict[Route, Action] = {
     ("GET", "/api/executions/<execution_id>"): Action.READ,
     ("GET", "/api/executions/<execution_id>/events"): Action.READ,
     ("POST", "/api/executions/<execution_id>/cancel"): Action.RUN,
+    ("POST", "/api/executions/<execution_id>/rollback"): Action.RUN,
+    ("POST", "/api/executions/<execution_id>/rerun"): Action.RUN,
     ("POST", "/api/endpoints"): Action.EDIT,
     ("GET", "/api/endpoints"): Action.READ,
     ("GET", "/api/endpoints/<endpoint_id>"): Action.READ,
@@ -197,6 +201,22 @@ class World:
         pipeline = pipeline or self.fresh_pipeline(project)
         return str(self.made(f"/api/pipelines/{pipeline}/executions", {"input": {}}, 202)["executionId"])
 
+    def fresh_completed_execution(self, project: str) -> str:
+        """A COMPLETED execution of a new pipeline whose stage links to a rollback pipeline; its one task is run
+        here through the app's engine, as a worker would run it (the matrix runs without workers)."""
+        undo = self.unique("Undo")
+        self.made("/api/pipelines", pipeline_doc(undo, project, enabled=True, concurrency=1000))
+        document = pipeline_doc(self.unique("Linked"), project, enabled=True, concurrency=1000)
+        document["stages"]["Check"]["rollback"] = {"pipeline": undo}
+        execution = self.fresh_execution(project, str(self.made("/api/pipelines", document)["id"]))
+        services = self.app.extensions["rollway"]
+        for run in services.store.task_runs(execution):
+            claimed = services.store.claim(run.id, run.attempt, "matrix", lease_seconds=60)
+            assert claimed is not None
+            services.engine.task_finished(claimed, Succeeded({"result": True}))
+        assert services.store.get_execution(execution).status is ExecutionStatus.COMPLETED
+        return execution
+
     def fresh_user_operation(self, objects: Objects) -> str:
         """The ACTIVE user operation of a new run, by the project's developer, of its restricted pipeline."""
         started = objects.developer.post(f"/api/pipelines/{objects.restricted_pipeline}/executions", json={})
@@ -296,6 +316,11 @@ def _execution(world: World, project: str, path: str, fresh: bool = False) -> Ca
     return Call(path.format(execution), None, execution, f"/api/executions/{execution}")
 
 
+def _ended_execution(world: World, project: str, path: str) -> Call:
+    execution = world.fresh_completed_execution(project)
+    return Call(path.format(execution), None, execution, f"/api/executions/{execution}")
+
+
 def _endpoint(world: World, project: str, path: str, body: Doc | None = None, fresh: bool = False) -> Call:
     endpoint = world.fresh_endpoint(project) if fresh else world.projects[project].endpoint
     return Call(path.format(endpoint), body, endpoint, f"/api/endpoints/{endpoint}")
@@ -356,6 +381,12 @@ SAMPLES: dict[Route, Sample] = {
     ),
     ("POST", "/api/executions/<execution_id>/cancel"): Sample(
         Kind.OBJECT, 202, lambda w, p: _execution(w, p, "/api/executions/{}/cancel", fresh=True)
+    ),
+    ("POST", "/api/executions/<execution_id>/rollback"): Sample(
+        Kind.OBJECT, 202, lambda w, p: _ended_execution(w, p, "/api/executions/{}/rollback")
+    ),
+    ("POST", "/api/executions/<execution_id>/rerun"): Sample(
+        Kind.OBJECT, 202, lambda w, p: _ended_execution(w, p, "/api/executions/{}/rerun")
     ),
     ("POST", "/api/endpoints"): Sample(
         Kind.CREATE,

@@ -1,14 +1,21 @@
-"""Stories about the rollback policy: which rollback pipeline runs after a failure, given what, and why."""
+"""Stories about the rollback policy: which rollback pipeline runs after a failure, given what, and why; which
+ones a manual rollback runs, in which order; and what a rolling-back execution does as its rollbacks end."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from orchestrator.bindings import Scope
 from orchestrator.errors import BindingError
-from orchestrator.pipeline import Pipeline, RollbackLink, Stage, Task
-from orchestrator.rollback import RollbackPlan, link_for, parent_outcome, plan_rollback
-from orchestrator.status import ExecutionStatus
+from orchestrator.execution import Child, Relation, RunSummary
+from orchestrator.pipeline import Pipeline, RollbackLink, Stage, Task, TaskKey
+from orchestrator.rollback import RollbackPlan, RollbackStep, link_for, next_step, plan_manual_rollback, plan_rollback
+from orchestrator.status import ExecutionStatus, RunStatus
+
+E = ExecutionStatus
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 STAGE_LINK = RollbackLink(
     "Web_Dev_Rollback",
@@ -149,6 +156,11 @@ def test_the_rollback_comments_name_the_pipeline_execution_stage_task_and_reason
 # -- how the rolled-back execution ends
 
 
+def child(name: str, status: ExecutionStatus, message: str = "", index: int = 1) -> Child:
+    relation = Relation.MANUAL_ROLLBACK
+    return Child(f"id-{name}-{index}", "parent", name, index, relation, status, message, T0, None)
+
+
 @pytest.mark.parametrize(
     ("rollback_status", "parent_status"),
     [
@@ -161,6 +173,130 @@ def test_the_rolled_back_execution_ends_as_its_rollback_did(
     rollback_status: ExecutionStatus, parent_status: ExecutionStatus
 ) -> None:
     # Given a rollback execution that ended
-    # When the execution it rolled back is settled
+    # When the execution it rolled back takes its next step
+    step = next_step([child("Undo", rollback_status)])
     # Then only a completed rollback counts as a completed rollback
-    assert parent_outcome(rollback_status) is parent_status
+    assert (step.start, step.outcome) == (None, parent_status)
+    assert step.message == f"rollback Undo #1 {rollback_status}"
+
+
+def test_a_running_rollback_is_waited_for() -> None:
+    # Given a manual rollback whose first rollback still runs, the second not started
+    rollbacks = [child("Prod", E.RUNNING), child("Dev", E.NOT_STARTED)]
+    # When the next step is asked for, Then there is none yet
+    assert next_step(rollbacks) == RollbackStep()
+
+
+def test_a_completed_rollback_starts_the_next_and_the_last_completes_the_parent() -> None:
+    # Given a manual rollback of two, the first completed
+    prod, dev = child("Prod", E.COMPLETED), child("Dev", E.NOT_STARTED)
+    # When the next step is asked for, Then the second starts
+    assert next_step([prod, dev]) == RollbackStep(start=dev.id)
+    # ... and once it completed too, the parent ends ROLLBACK_COMPLETED, however often it is asked
+    done = [prod, child("Dev", E.COMPLETED)]
+    assert (
+        next_step(done)
+        == next_step(done)
+        == RollbackStep(outcome=E.ROLLBACK_COMPLETED, message="rollback Dev #1 COMPLETED")
+    )
+
+
+def test_the_first_rollback_that_fails_ends_the_parent_and_the_rest_never_run() -> None:
+    # Given a manual rollback of three whose first failed
+    rollbacks = [
+        child("Prod", E.FAILED, "task Undo.Go failed"),
+        child("Stage", E.NOT_STARTED),
+        child("Dev", E.NOT_STARTED),
+    ]
+    # When the next step is asked for
+    step = next_step(rollbacks)
+    # Then the parent ends ROLLBACK_FAILED saying which failed and which never started
+    assert step.outcome is E.ROLLBACK_FAILED and step.start is None
+    assert step.message == "rollback Prod #1 FAILED (task Undo.Go failed); not started: Stage #1, Dev #1"
+    assert step.not_started == (rollbacks[1], rollbacks[2])
+
+
+def test_rollbacks_of_an_earlier_attempt_are_not_the_current_one() -> None:
+    # Given a rollback that failed and one not started from a first attempt, and a second attempt's two
+    earlier = [child("Prod", E.FAILED), child("Dev", E.CANCELED)]
+    again = [child("Prod", E.COMPLETED, index=2), child("Dev", E.NOT_STARTED, index=2)]
+    # When the next step is asked for, Then it follows the second attempt
+    assert next_step([*earlier, *again]) == RollbackStep(start="id-Dev-2")
+
+
+# -- what a manual rollback runs
+
+
+def ran(*keys: TaskKey, at: datetime = T0) -> dict[TaskKey, RunSummary]:
+    """Task runs that started one minute apart, in the order given."""
+    return {
+        key: RunSummary(f"run-{n}", key[0], key[1], RunStatus.COMPLETED, "", {}, at + timedelta(minutes=n))
+        for n, key in enumerate(keys)
+    }
+
+
+def two_environments() -> Pipeline:
+    """Development with a stage link, Production with a stage link and one on its Verify task."""
+    dev_link = RollbackLink("Dev_Rollback", {"image": "${Development.Deploy.output.previousImage}"})
+    prod_link = RollbackLink("Prod_Rollback", {"image": "${input.image}"})
+    verify_link = RollbackLink("Verify_Rollback", {})
+    deploy = Task("Deploy", "REST", {"url": "http://k8s"})
+    development = Stage("Development", (("Deploy",),), {"Deploy": deploy}, rollback=dev_link)
+    production = Stage(
+        "Production",
+        (("Deploy",), ("Verify",), ("Smoke",)),
+        {
+            "Deploy": deploy,
+            "Verify": Task("Verify", "POLL", {"url": "http://k8s"}, rollback=verify_link),
+            "Smoke": Task("Smoke", "REST", {"url": "http://web"}),
+        },
+        rollback=prod_link,
+    )
+    return Pipeline(
+        name="Shop",
+        project="demo",
+        stages={"Development": development, "Production": production},
+        stage_order=("Development", "Production"),
+        input={"image": ""},
+    )
+
+
+def completed_scope() -> Scope:
+    outputs = {("Development", "Deploy"): {"previousImage": "shop:1"}}
+    return Scope({"image": "shop:2"}, outputs, execution_id="e-9", execution_index=9, requested_by="rita")
+
+
+def test_a_manual_rollback_runs_one_rollback_per_stage_it_deployed_newest_first() -> None:
+    # Given a release that ran both stages to the end
+    runs = ran(("Development", "Deploy"), ("Production", "Deploy"), ("Production", "Verify"), ("Production", "Smoke"))
+    # When its manual rollback is planned
+    plans = plan_manual_rollback(two_environments(), runs, completed_scope(), "olga")
+    # Then production goes back first, then development, each by its stage's link (Smoke, the newest task there,
+    # has no link of its own), with input bound from the release's record and comments saying who asked
+    assert [(plan.pipeline, plan.linked_from) for plan in plans] == [
+        ("Prod_Rollback", "stage"),
+        ("Dev_Rollback", "stage"),
+    ]
+    assert [plan.input for plan in plans] == [{"image": "shop:2"}, {"image": "shop:1"}]
+    assert plans[0].comments == (
+        "Manual rollback of Shop #9 (execution e-9) requested by olga: stage 'Production' (1 of 2)"
+    )
+
+
+def test_a_stage_left_at_a_linked_task_is_rolled_back_by_that_tasks_link() -> None:
+    # Given a release whose Production stage stopped at Verify, which has a link of its own
+    runs = ran(("Development", "Deploy"), ("Production", "Deploy"), ("Production", "Verify"))
+    # When its manual rollback is planned, Then Production's rollback is Verify's, as if Verify had failed
+    plans = plan_manual_rollback(two_environments(), runs, completed_scope(), "olga")
+    assert [plan.pipeline for plan in plans] == ["Verify_Rollback", "Dev_Rollback"]
+
+
+def test_stages_that_never_started_a_task_are_left_alone() -> None:
+    # Given a release that never got past Development, and tasks of Production that never started
+    runs = ran(("Development", "Deploy"))
+    runs[("Production", "Deploy")] = RunSummary("run-x", "Production", "Deploy", RunStatus.SKIPPED, "", None, None)
+    # When its manual rollback is planned, Then only Development is rolled back
+    plans = plan_manual_rollback(two_environments(), runs, completed_scope(), "olga")
+    assert [plan.pipeline for plan in plans] == ["Dev_Rollback"]
+    # ... and a release with no link at all has nothing to roll back
+    assert plan_manual_rollback(web_pipeline(), ran(("Production", "Deploy")), failed_scope(), "olga") == []

@@ -34,12 +34,18 @@ def test_every_status_has_a_row_in_its_table() -> None:
 
 
 @pytest.mark.parametrize("finished", FINISHED_EXECUTIONS)
-def test_a_finished_execution_cannot_change_status_again(finished: ExecutionStatus) -> None:
+def test_a_finished_execution_changes_status_again_only_when_rolled_back_by_hand(finished: ExecutionStatus) -> None:
     # Given an execution that has ended
     # When anything tries to move it on, even back to RUNNING
-    # Then it is terminal and every change is refused
+    # Then it is terminal and every change is refused, but a manual rollback of one that may have left something
+    # deployed (COMPLETED, FAILED, or its rollback FAILED)
     assert finished.is_terminal
+    by_hand = finished in (E.COMPLETED, E.FAILED, E.ROLLBACK_FAILED)
+    assert finished.rolls_back_by_hand is by_hand
     for new in ExecutionStatus:
+        if by_hand and new is E.ROLLING_BACK:
+            check_execution(finished, new)
+            continue
         with pytest.raises(InvalidTransition):
             check_execution(finished, new)
 

@@ -269,6 +269,42 @@ def test_the_sweep_settles_a_parent_and_starts_the_release_behind_it_when_that_f
     assert deployment.execution(behind).status is ExecutionStatus.COMPLETED
 
 
+def test_the_sweep_starts_the_next_manual_rollback_when_the_step_after_the_first_was_lost(
+    deployment: Deployment,
+) -> None:
+    # Given a completed release of two stages, each linked to a rollback pipeline, rolled back by hand
+    for name in ("Undo-Dev", "Undo-Prod"):
+        deployment.save(pipeline(name, {"Back": condition("true")}))
+    document = pipeline("Deploy", {"A": condition("true")})
+    document["stages"]["Prod"] = {**document["stages"]["Deploy"], "rollback": {"pipeline": "Undo-Prod"}}
+    document["stages"]["Deploy"]["rollback"] = {"pipeline": "Undo-Dev"}
+    document["stageOrder"] = ["Deploy", "Prod"]
+    release = deployment.engine.trigger(deployment.save(document), {})
+    deployment.dispatcher.drain(deployment.runner)
+    assert deployment.execution(release).status is ExecutionStatus.COMPLETED
+    deployment.engine.roll_back(release.id, "olga")
+    prod, dev = deployment.store.children([release.id])[release.id]
+    assert (prod.pipeline_name, prod.status, dev.status) == ("Undo-Prod", ExecutionStatus.RUNNING, "NOT_STARTED")
+    # ... whose first rollback's last step committed, but the process died before it started the next one
+    item = deployment.dispatcher.pending.popleft()
+    claimed = deployment.store.claim(item.task_run_id, item.attempt, "worker-1", LEASE)
+    assert claimed is not None
+    with deployment.store.transaction() as tx:
+        assert tx.finish_task_run(claimed, RunStatus.COMPLETED, "", {"result": True})
+        assert tx.transition(claimed.execution_id, ExecutionStatus.COMPLETED)
+
+    # When the sweep runs, Then it starts the dev rollback, once: a second pass finds it running
+    assert deployment.sweeper.sweep().settled == 1
+    assert deployment.store.get_execution(dev.id).status is ExecutionStatus.RUNNING
+    assert deployment.sweeper.sweep().settled == 0
+    # ... and once that one completes the release ends ROLLBACK_COMPLETED, with nothing left for the sweep
+    deployment.dispatcher.drain(deployment.runner)
+    settled = deployment.execution(release)
+    assert settled.status is ExecutionStatus.ROLLBACK_COMPLETED, settled.status_message
+    assert "manual rollback requested by olga" in settled.status_message
+    assert deployment.sweeper.sweep().settled == 0
+
+
 def test_every_change_of_an_execution_and_its_tasks_is_in_its_history(deployment: Deployment) -> None:
     # Given a release of two tasks, run by a worker
     record = deployment.save(pipeline("History", {"A": condition("true"), "B": condition("true")}))
