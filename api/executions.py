@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from api.auth import allow, requester, require_visible, visible_project
-from api.serialize import event_view, execution_view, stages_view
+from api.serialize import event_view, execution_view, notifications_view, stages_view
 from api.services import services
 from orchestrator.errors import BadRequest
 from orchestrator.execution import Execution
@@ -66,6 +66,7 @@ def get(execution_id: str) -> Response:
     require_visible(state.execution.project, f"execution with id '{execution_id}'")
     view = execution_view(state.execution)
     view["stages"] = stages_view(state.pipeline, store.task_runs(execution_id))
+    view["notifications"] = notifications_view(state.execution.project, store.notices(execution_id))
     return jsonify(view)
 
 

@@ -15,6 +15,7 @@ from flask import g, has_app_context
 from api.services import services
 from orchestrator.document import to_document
 from orchestrator.execution import Event, Execution, PipelineRecord, TaskRun
+from orchestrator.notices import Notice, NoticeStatus
 from orchestrator.pipeline import Pipeline
 from orchestrator.planner import stage_status
 from orchestrator.redaction import NO_SECRETS, Secrets, redact, redact_message
@@ -127,3 +128,25 @@ def stages_view(pipeline: Pipeline, runs: list[TaskRun]) -> list[dict[str, Any]]
             }
         )
     return views
+
+
+def notifications_view(project: str, found: list[Notice]) -> list[dict[str, Any]]:
+    """What became of an execution's notifications: never where they went (a URL may hold a token) nor what they
+    said; `success` is None while the first attempt is still to come."""
+    secrets = project_secrets(project)
+    return [
+        {
+            "event": notice.event,
+            "type": notice.type,
+            "status": notice.status.value,
+            "success": None
+            if notice.status is NoticeStatus.PENDING and not notice.attempts
+            else notice.status is NoticeStatus.SENT,
+            "responseCode": notice.response_code,
+            "attempts": notice.attempts,
+            "error": redact_message(notice.error, secrets),
+            "at": timestamp(notice.finished_at or notice.created_at),
+            "nextAttemptAt": timestamp(notice.next_attempt_at) if notice.status is NoticeStatus.PENDING else None,
+        }
+        for notice in found
+    ]

@@ -17,6 +17,10 @@ QUEUES = (QUEUE_ROLLBACK, QUEUE_ORCHESTRATOR, QUEUE_KUBERNETES, QUEUE_HTTP, QUEU
 TASK_RUN = "rollway.run_task"
 TASK_SWEEP = "rollway.sweep"
 TASK_PING = "rollway.ping"
+TASK_NOTIFY = "rollway.notify"
+# Notifications call other systems (webhooks, SMTP servers) that may answer slowly, as REST and POLL tasks do:
+# they share the `http` queue, never the orchestrator's or a rollback's.
+QUEUE_NOTIFY = QUEUE_HTTP
 
 # A slow cluster or a slow web service must never starve orchestration or each other.
 QUEUE_BY_TASK_TYPE: Mapping[str, str] = {
