@@ -132,16 +132,14 @@ def stages_view(pipeline: Pipeline, runs: list[TaskRun]) -> list[dict[str, Any]]
 
 def notifications_view(project: str, found: list[Notice]) -> list[dict[str, Any]]:
     """What became of an execution's notifications: never where they went (a URL may hold a token) nor what they
-    said; `success` is None while the first attempt is still to come."""
+    said; `success` is None until an attempt has ended."""
     secrets = project_secrets(project)
     return [
         {
             "event": notice.event,
             "type": notice.type,
             "status": notice.status.value,
-            "success": None
-            if notice.status is NoticeStatus.PENDING and not notice.attempts
-            else notice.status is NoticeStatus.SENT,
+            "success": _success(notice),
             "responseCode": notice.response_code,
             "attempts": notice.attempts,
             "error": redact_message(notice.error, secrets),
@@ -150,3 +148,10 @@ def notifications_view(project: str, found: list[Notice]) -> list[dict[str, Any]
         }
         for notice in found
     ]
+
+
+def _success(notice: Notice) -> bool | None:
+    """How the last attempt that ended went; None when none has (the first one may be under way)."""
+    if notice.status is NoticeStatus.PENDING:
+        return False if notice.error else None
+    return notice.status is NoticeStatus.SENT
