@@ -66,6 +66,11 @@ class Notifier:
             notice = notices.claim(tx.conn, notice_id, now())
         if notice is None:
             return
+        self._attempt(notice)
+
+    def _attempt(self, notice: Notice) -> None:
+        """Send a claimed notification and record how it went. If the database goes away meanwhile, the claim
+        runs out and the sweep sends it again."""
         secrets = Secrets()
         try:
             prepared, secrets = self._prepare(notice)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 from celery.exceptions import Reject
+from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator.errors import DatabaseUnavailable
 from workers.constants import TASK_NOTIFY, TASK_PING, TASK_RUN, TASK_SWEEP
@@ -63,8 +64,8 @@ def register_tasks(app: Celery, context: Context) -> None:
             return
         try:
             context.notifier.send(notice_id)
-        except DatabaseUnavailable as error:
-            log.warning("notification %s is left to the sweep: %s", notice_id, error.message)
+        except (DatabaseUnavailable, SQLAlchemyError) as error:
+            log.warning("notification %s is left to the sweep: %s", notice_id, error)
 
     @app.task(name=TASK_SWEEP)
     def sweep() -> str:

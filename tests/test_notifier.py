@@ -1,0 +1,90 @@
+"""Sending one notification (workers/notifier.py) against real receivers: what each answer leaves recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from orchestrator.document import load_pipeline
+from orchestrator.engine import Engine
+from orchestrator.notices import Notice, NoticeStatus
+from orchestrator.settings import networks
+from orchestrator.store import Store
+from workers.dispatcher import InlineDispatcher
+from workers.http import HttpClient
+from workers.notifier import Notifier
+
+
+@pytest.fixture
+def http() -> Iterator[HttpClient]:
+    client = HttpClient(timeout=5)
+    yield client
+    client.close()
+
+
+def owed(store: Store, notify: dict[str, Any]) -> Notice:
+    """The STARTED notification of a new run of a pipeline with these notifications."""
+    tasks = {"Check": {"type": "Condition", "input": {"condition": "1 == 1"}}}
+    document = {
+        "name": "Release",
+        "enabled": True,
+        "stageOrder": ["Prod"],
+        "stages": {"Prod": {"taskOrder": ["Check"], "tasks": tasks}},
+        "notifications": notify,
+    }
+    record = store.add_pipeline(load_pipeline(document, None))
+    execution = Engine(store, InlineDispatcher()).trigger(record, {}, "", "tester")
+    [notice] = store.notices(execution.id)
+    return notice
+
+
+def after(store: Store, notice: Notice) -> Notice:
+    [found] = [item for item in store.notices(notice.execution_id) if item.id == notice.id]
+    return found
+
+
+def test_a_receiver_that_answers_an_error_is_tried_again_with_its_answer_recorded(
+    store: Store, http: HttpClient, web: HTTPServer
+) -> None:
+    # Given a webhook whose receiver answers 503
+    web.expect_request("/hook", method="POST").respond_with_data("busy", status=503)
+    notice = owed(store, {"webhook": [{"url": web.url_for("/hook"), "event": "STARTED"}]})
+
+    # When it is sent
+    Notifier(store, http).send(notice.id)
+
+    # Then the answer is recorded and it waits for its retry; sending it again now does nothing (not due)
+    sent = after(store, notice)
+    assert (sent.status, sent.attempts, sent.response_code) == (NoticeStatus.PENDING, 1, 503)
+    assert sent.error == "POST answered 503"
+    Notifier(store, http).send(notice.id)
+    assert after(store, notice).attempts == 1 and len(web.log) == 1
+
+
+def test_a_webhook_the_egress_policy_denies_is_not_sent(store: Store, web: HTTPServer) -> None:
+    # Given a worker that may not reach loopback, and a webhook there
+    notice = owed(store, {"webhook": [{"url": web.url_for("/hook"), "event": "STARTED"}]})
+    denied = HttpClient(networks(("127.0.0.0/8",)), timeout=5)
+
+    # When it is sent
+    Notifier(store, denied).send(notice.id)
+
+    # Then nothing reached the receiver, and the refusal is recorded
+    sent = after(store, notice)
+    assert web.log == [] and "refused" in sent.error and sent.status is NoticeStatus.PENDING
+
+
+def test_a_mail_with_no_smtp_endpoint_is_given_up_at_once_saying_why(store: Store, http: HttpClient) -> None:
+    # Given an email notification in a project without an smtp endpoint
+    notice = owed(store, {"email": [{"to": "ops@example.com", "event": "STARTED"}]})
+
+    # When it is sent
+    Notifier(store, http).send(notice.id)
+
+    # Then it failed for good, naming what is missing
+    sent = after(store, notice)
+    assert (sent.status, sent.attempts) == (NoticeStatus.FAILED, 1)
+    assert sent.error == "project 'default' has no smtp endpoint"
