@@ -94,9 +94,9 @@ def sweeper(settings: Settings) -> Iterator[Sweeper]:
     store.dispose()
 
 
-def restore_pipeline(api: ServedApp) -> None:
-    """The rollback pipeline: one task that always passes; it notifies nothing of its own."""
-    undo = {"Note": {"type": "Condition", "input": {"condition": "1 == 1"}}}
+def restore_pipeline(api: ServedApp, works: bool = True) -> None:
+    """The rollback pipeline: one task that passes (or fails when it does not `work`); it notifies nothing."""
+    undo = {"Note": {"type": "Condition", "input": {"condition": "1 == 1" if works else "1 == 2"}}}
     document = {
         "name": "Restore",
         "project": PROJECT,
@@ -107,10 +107,10 @@ def restore_pipeline(api: ServedApp) -> None:
     api.create(document)
 
 
-def release_pipeline(api: ServedApp, notify: Doc, tasks: Doc | None = None) -> Doc:
+def release_pipeline(api: ServedApp, notify: Doc, tasks: Doc | None = None, restores: bool = True) -> Doc:
     """Stage Prod: `Check` passes when the input tag is 'good' (else it fails, and Restore runs); `notify` is its
     `notifications`."""
-    restore_pipeline(api)
+    restore_pipeline(api, restores)
     tasks = tasks or {"Check": {"type": "Condition", "input": {"condition": "${input.tag} == 'good'"}}}
     stage = {"taskOrder": list(tasks), "tasks": tasks, "rollback": {"pipeline": "Restore"}}
     document = {
@@ -233,6 +233,30 @@ def test_a_release_that_fails_notifies_its_rollback_naming_the_stage_task_and_re
         "Release #1 STARTED",
     ]
     assert mailbox.recipients[0] == ["ops@example.com", "dev@example.com"]
+
+
+def test_a_failed_rollback_notifies_that_it_can_be_rolled_back_again_by_hand(
+    api: ServedApp, worker: WorkerProcess, web: HTTPServer
+) -> None:
+    # Given a release whose rollback pipeline fails too
+    web.expect_request("/hook", method="POST").respond_with_json({"ok": True})
+    notify = {"webhook": [{"url": web.url_for("/hook"), "event": ["ROLLBACK_FAILED", "ROLLBACK_COMPLETED"]}]}
+    pipeline = release_pipeline(api, notify, restores=False)
+
+    # When a run fails
+    execution_id = run(api, pipeline, tag="bad")
+    assert ended(api, execution_id)["status"] == "ROLLBACK_FAILED"
+
+    # Then the one notification names the cause and says how to roll it back by hand
+    settled(api, execution_id, 1)
+    [body] = hook_bodies(web)
+    manual = (
+        f"it can be rolled back again by hand: POST /api/executions/{execution_id}/rollback "
+        f"(rollway rollback {execution_id})"
+    )
+    assert (body["event"], body["failedTask"], body["manualRollback"]) == ("ROLLBACK_FAILED", "Check", manual)
+    assert body["text"].startswith("Release #1 ROLLBACK_FAILED: task Prod.Check failed: condition")
+    assert body["text"].endswith(f"({manual})")
 
 
 def test_a_rejected_approval_notifies_waiting_then_the_rollback_naming_who_rejected(

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
 
 from orchestrator.document import load_pipeline
+from orchestrator.endpoints import SMTP, Endpoint
 from orchestrator.engine import Engine
-from orchestrator.notices import Notice, NoticeStatus
+from orchestrator.notices import Mail, Notice, NoticeStatus
 from orchestrator.settings import networks
 from orchestrator.store import Store
 from workers.dispatcher import InlineDispatcher
 from workers.http import HttpClient
-from workers.notifier import Notifier
+from workers.notifier import Notifier, send_mail
 
 
 @pytest.fixture
@@ -88,3 +90,43 @@ def test_a_mail_with_no_smtp_endpoint_is_given_up_at_once_saying_why(store: Stor
     sent = after(store, notice)
     assert (sent.status, sent.attempts) == (NoticeStatus.FAILED, 1)
     assert sent.error == "project 'default' has no smtp endpoint"
+
+
+def test_a_mail_logs_in_with_the_endpoints_credentials() -> None:
+    # Given an SMTP server that takes one user's login only
+    import socket
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    delivered: list[str] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd calls it so
+            delivered.append(f"{session.auth_data.decode()} -> {','.join(envelope.rcpt_tos)}")
+            return "250 OK"
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        return AuthResult(success=(data.login, data.password) == (b"robot", b"pa55word"), auth_data=data.login)
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    controller = Controller(
+        Handler(), hostname="127.0.0.1", port=port, authenticator=authenticate, auth_require_tls=False
+    )
+    controller.start()
+    try:
+        mail = Mail(("ops@example.com",), "Release #1 STARTED", "body", "")
+        endpoint = Endpoint("id", "mail", "shop", SMTP, f"smtp://127.0.0.1:{port}", username="robot")
+
+        # When it is sent with the right password, and with a wrong one
+        good = send_mail(mail, replace(endpoint, password="pa55word"), (), 5)
+        bad = send_mail(mail, replace(endpoint, password="guess"), (), 5)
+    finally:
+        controller.stop()
+
+    # Then the first is delivered as that user, the second not delivered
+    assert good.ok and delivered == ["robot -> ops@example.com"]
+    assert not bad.ok and delivered == ["robot -> ops@example.com"]
+    assert "guess" not in bad.error
