@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 from api.auth import allow, principal, project_for_new, require_visible, visible_project
 from api.serialize import timestamp
 from api.services import json_object, services
-from orchestrator.endpoints import Endpoint, changed_body, endpoint_from_body
+from orchestrator.endpoints import SMTP, Endpoint, changed_body, endpoint_from_body
 from orchestrator.errors import Forbidden
 from orchestrator.policy import Action
 from orchestrator.transaction import new_id
@@ -30,8 +30,21 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
         "hasToken": bool(endpoint.token),
         "hasCaData": bool(endpoint.ca_data),
         "hasKubeconfig": bool(endpoint.kubeconfig),
+        **_smtp_view(endpoint),
         "createdAt": timestamp(endpoint.created_at),
         "updatedAt": timestamp(endpoint.updated_at),
+    }
+
+
+def _smtp_view(endpoint: Endpoint) -> dict[str, Any]:
+    """An smtp endpoint's own fields: its sender and whether it logs in, never the password."""
+    if endpoint.type != SMTP:
+        return {}
+    return {
+        "from": endpoint.sender,
+        "starttls": endpoint.starttls,
+        "username": endpoint.username,
+        "hasPassword": bool(endpoint.password),
     }
 
 

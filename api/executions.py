@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from api.auth import allow, principal, requester, require_visible, visible_project
-from api.serialize import child_view, event_view, execution_view, stages_view
+from api.serialize import child_view, event_view, execution_view, notifications_view, stages_view
 from api.services import services
 from orchestrator.errors import BadRequest, Conflict, InputInvalid, NotFound
 from orchestrator.execution import Execution, PipelineRecord
@@ -71,6 +71,7 @@ def get(execution_id: str) -> Response:
     view = execution_view(state.execution, children)
     view["children"] = [child_view(child) for child in children]
     view["stages"] = stages_view(state.pipeline, store.task_runs(execution_id))
+    view["notifications"] = notifications_view(state.execution.project, store.notices(execution_id))
     return jsonify(view)
 
 

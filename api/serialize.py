@@ -16,6 +16,7 @@ from flask import g, has_app_context
 from api.services import services
 from orchestrator.document import to_document
 from orchestrator.execution import Child, Event, Execution, PipelineRecord, TaskRun
+from orchestrator.notices import Notice, NoticeStatus
 from orchestrator.pipeline import Pipeline
 from orchestrator.planner import stage_status
 from orchestrator.redaction import NO_SECRETS, Secrets, redact, redact_message
@@ -156,3 +157,30 @@ def stages_view(pipeline: Pipeline, runs: list[TaskRun]) -> list[dict[str, Any]]
             }
         )
     return views
+
+
+def notifications_view(project: str, found: list[Notice]) -> list[dict[str, Any]]:
+    """What became of an execution's notifications: never where they went (a URL may hold a token) nor what they
+    said; `success` is None until an attempt has ended."""
+    secrets = project_secrets(project)
+    return [
+        {
+            "event": notice.event,
+            "type": notice.type,
+            "status": notice.status.value,
+            "success": _success(notice),
+            "responseCode": notice.response_code,
+            "attempts": notice.attempts,
+            "error": redact_message(notice.error, secrets),
+            "at": timestamp(notice.finished_at or notice.created_at),
+            "nextAttemptAt": timestamp(notice.next_attempt_at) if notice.status is NoticeStatus.PENDING else None,
+        }
+        for notice in found
+    ]
+
+
+def _success(notice: Notice) -> bool | None:
+    """How the last attempt that ended went; None when none has (the first one may be under way)."""
+    if notice.status is NoticeStatus.PENDING:
+        return False if notice.error else None
+    return notice.status is NoticeStatus.SENT

@@ -59,3 +59,15 @@ EGRESS_DENY = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.
 # The largest request body the API takes (Flask's MAX_CONTENT_LENGTH), and so the most the HTTP server
 # (waitress) buffers before the app sees a request: a larger one is answered 413 before it is read, token or not.
 MAX_REQUEST_BYTES = 2_000_000
+
+# Pipeline notifications (orchestrator/notices.py, workers/notifier.py). A notification that could not be sent is
+# tried again after this, doubling each time up to the cap, and given up (FAILED) after this many attempts: a
+# receiver down for about an hour still gets it, one gone for good stops costing a worker.
+NOTIFY_RETRY_SECONDS = 30.0
+NOTIFY_RETRY_MAX_SECONDS = 15 * 60.0
+NOTIFY_MAX_ATTEMPTS = 6
+# A worker that took a notification and died (or hangs) leaves it to the sweep after this long: longer than one
+# webhook's whole deadline or one mail's timeouts, so a slow receiver is never sent the same message twice.
+NOTIFY_CLAIM_SECONDS = HTTP_DEADLINE_SECONDS + 60.0
+# One SMTP conversation's network waits (connect, each command).
+SMTP_TIMEOUT_SECONDS = 30.0

@@ -15,6 +15,7 @@ from orchestrator.bindings import BINDING, Ref, RefKind, parse_ref
 from orchestrator.decoding import foreign_values, size_problem
 from orchestrator.errors import BindingError, ExpressionError, PipelineInvalid, Problem
 from orchestrator.inputs import reference_head
+from orchestrator.notifications import NOTICE_NAMES, read_notifications
 from orchestrator.pipeline import InputMeta, Pipeline, RollbackLink, Stage, Task, TaskKey
 from orchestrator.tasktypes import RESPONSE_NAMES, TASK_TYPES, check_task_input, endpoint_problems
 
@@ -35,10 +36,11 @@ TOP_LEVEL = frozenset(
         "stageOrder",
         "stages",
         "tags",
+        "notifications",
     }
 )
 # Fields of Code Stream exports that Rollway accepts and does not use.
-IGNORED = frozenset({"id", "workspace", "notifications", "options", "starred", "icon", "_warnings"})
+IGNORED = frozenset({"id", "workspace", "options", "starred", "icon", "_warnings"})
 STAGE_FIELDS = frozenset({"taskOrder", "tasks", "rollback", "tags"})
 TASK_FIELDS = frozenset({"type", "input", "endpoints", "preCondition", "ignoreFailure", "rollback", "tags"})
 
@@ -189,6 +191,8 @@ class _Reader:
         project = self.string(doc.get("project"), "project", default=default_project) or default_project
         self.label(name, "name", "the pipeline name")
         self.label(project, "project", "the project")
+        notifications, problems = read_notifications(doc.get("notifications"))
+        self.problems += problems
         pipeline = Pipeline(
             name=name,
             project=project,
@@ -201,6 +205,7 @@ class _Reader:
             stage_order=self.stage_order(doc, stages),
             stages=stages,
             tags=self.tags(doc.get("tags")),
+            notifications=notifications,
         )
         # Bindings, expressions and links are checked whenever the shape holds together, so that their
         # problems come in the same answer as the others.
@@ -348,6 +353,22 @@ class _Checker:
         for stage in self.pipeline.stages.values():
             if stage.rollback is not None:
                 self.link(stage.rollback, _join("stages", stage.name, "rollback"), self._up_to_stage(stage.name))
+        self.notifications()
+
+    def notifications(self) -> None:
+        """Bindings in notifications see what the execution has (any task's output) and the event's own names;
+        an email naming its endpoint must name one of the project's."""
+        for where, text in self.pipeline.notifications.bound_texts():
+            if "${" in BINDING.sub("", text):
+                self.problem(where, f"has an unterminated binding in {text!r}")
+            for reference in BINDING.findall(text):
+                if reference.strip() not in NOTICE_NAMES:
+                    self.reference(reference, where, lambda _key: True)
+        lookup, project = self.reader.endpoints, self.pipeline.project
+        for position, mail in enumerate(self.pipeline.notifications.emails):
+            if mail.endpoint and lookup is not None and not lookup(project, mail.endpoint):
+                where = f"notifications.email[{position}].endpoint"
+                self.problem(where, f"endpoint '{mail.endpoint}' does not exist in project '{project}'")
 
     def _up_to_stage(self, stage_name: str) -> Callable[[TaskKey], bool]:
         """A stage's rollback may read outputs of tasks in that stage and in the stages before it."""
@@ -489,6 +510,8 @@ def to_document(pipeline: Pipeline) -> dict[str, Any]:
         "stageOrder": list(pipeline.stage_order),
         "stages": {name: _stage_document(pipeline.stages[name]) for name in pipeline.stage_order},
     }
+    if pipeline.notifications:
+        document["notifications"] = pipeline.notifications.document()
     return document
 
 

@@ -12,13 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from orchestrator.errors import BadRequest, Problem
 from orchestrator.kubeconfig import TOKEN_TEXT, read_access, unsendable
 
 MAX_NAME_LENGTH = 200
 KUBERNETES = "kubernetes"
-ENDPOINT_TYPES = (KUBERNETES,)
+# A mail server for email notifications: `smtp://host:port`, optional `username`/`password` (sealed like every
+# credential), `from`, and `starttls` (upgrade the connection before logging in).
+SMTP = "smtp"
+ENDPOINT_TYPES = (KUBERNETES, SMTP)
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,11 @@ class Endpoint:
     kubeconfig: str | None = None
     restricted: bool = False
     """Only an admin may mark it, change it or delete it; a non-admin's task that uses it waits for an admin."""
+    username: str | None = None
+    password: str | None = None
+    sender: str | None = None
+    """An smtp endpoint's `from` address."""
+    starttls: bool = False
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -44,7 +53,10 @@ class Endpoint:
         return bool(self.token or self.ca_data or self.kubeconfig)
 
 
-FIELDS = frozenset({"name", "project", "type", "url", "token", "caData", "insecure", "kubeconfig", "restricted"})
+FIELDS = frozenset(
+    {"name", "project", "type", "url", "token", "caData", "insecure", "kubeconfig", "restricted"}
+    | {"username", "password", "from", "starttls"}
+)
 CREDENTIALS = {"token": "token", "caData": "ca_data", "kubeconfig": "kubeconfig"}
 
 
@@ -56,11 +68,41 @@ def _text(body: Mapping[str, Any], name: str, problems: list[Problem]) -> str | 
     return value or None
 
 
-def _check_url(url: str | None, kubeconfig: str | None, problems: list[Problem]) -> None:
-    if url is None and kubeconfig is None:
+def _check_url(url: str | None, kubeconfig: str | None, problems: list[Problem], kind: str = KUBERNETES) -> None:
+    if kind == SMTP:
+        _check_smtp_url(url, problems)
+    elif url is None and kubeconfig is None:
         problems.append(Problem("url", "is required (or give a kubeconfig)"))
     elif url is not None and not url.lower().startswith(("http://", "https://")):
         problems.append(Problem("url", f"must be an http:// or https:// URL, not {url!r}"))
+
+
+def _check_smtp_url(url: str | None, problems: list[Problem]) -> None:
+    try:
+        parts = urlsplit(url or "")
+        port = parts.port
+    except ValueError:
+        parts, port = urlsplit(""), None
+    if parts.scheme != "smtp" or not parts.hostname or parts.path not in ("", "/") or parts.query or parts.username:
+        problems.append(Problem("url", f"must be smtp://host or smtp://host:port, not {url!r}"))
+    elif port == 0:
+        problems.append(Problem("url", "must name a port from 1 to 65535"))
+
+
+def _check_smtp(body: Mapping[str, Any], kind: str, problems: list[Problem]) -> None:
+    """An smtp endpoint's own fields; another type of endpoint takes none of them."""
+    given = [name for name in ("username", "password", "from", "starttls") if body.get(name) not in (None, False)]
+    if kind != SMTP:
+        problems += [Problem(name, "is only for an smtp endpoint") for name in given]
+        return
+    problems += [
+        Problem(name, "is not for an smtp endpoint") for name in ("token", "caData", "kubeconfig") if body.get(name)
+    ]
+    if not isinstance(body.get("starttls", False), bool):
+        problems.append(Problem("starttls", "must be true or false"))
+    sender = body.get("from")
+    if sender is not None and (not isinstance(sender, str) or "@" not in sender or any(c in sender for c in "\r\n")):
+        problems.append(Problem("from", "must be a mail address such as rollway@example.com"))
 
 
 def _check_ca(ca_data: str | None, problems: list[Problem]) -> None:
@@ -102,7 +144,10 @@ def endpoint_from_body(body: Mapping[str, Any], endpoint_id: str, default_projec
         problems.append(Problem("insecure", "must be true or false"))
     if not isinstance(restricted, bool):
         problems.append(Problem("restricted", "must be true or false"))
-    _check_url(url, kubeconfig, problems)
+    _check_url(url, kubeconfig, problems, kind)
+    _check_smtp(body, kind, problems)
+    username = _text(body, "username", problems)
+    password = _text(body, "password", problems)
     _check_ca(ca_data, problems)
     if token is not None and unsendable(token):
         problems.append(Problem("token", TOKEN_TEXT))
@@ -120,11 +165,15 @@ def endpoint_from_body(body: Mapping[str, Any], endpoint_id: str, default_projec
         ca_data=ca_data,
         kubeconfig=kubeconfig,
         restricted=bool(restricted),
+        username=username,
+        password=password,
+        sender=body.get("from") or None,
+        starttls=body.get("starttls") is True,
     )
 
 
 # The credentials that belong to the URL they were given for; a kubeconfig carries its own server, so it stays.
-URL_CREDENTIALS = ("token", "caData")
+URL_CREDENTIALS = ("token", "caData", "password")
 
 
 def changed_body(endpoint: Endpoint, changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -144,6 +193,9 @@ def changed_body(endpoint: Endpoint, changes: Mapping[str, Any]) -> dict[str, An
         "kubeconfig": endpoint.kubeconfig,
         "restricted": endpoint.restricted,
     }
+    if endpoint.type == SMTP:
+        body |= {"username": endpoint.username, "password": endpoint.password, "from": endpoint.sender}
+        body |= {"starttls": endpoint.starttls}
     if "url" in changes and changes["url"] != body["url"]:
         body |= dict.fromkeys(URL_CREDENTIALS)
     return body | dict(changes)

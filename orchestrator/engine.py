@@ -52,6 +52,9 @@ class Dispatcher(Protocol):
         run to the sweep.
         """
 
+    def notify(self, notice_id: str) -> None:
+        """Have a worker send a notification (see `notices.py`); raises as `dispatch` does."""
+
 
 @dataclass
 class Effects:
@@ -101,6 +104,13 @@ class Engine:
         self.store = store
         self.dispatcher = dispatcher
         self.horizon = horizon
+        store.on_notices = self.notify
+
+    def notify(self, notice_ids: Sequence[str]) -> None:
+        """Hand the notifications a committed step recorded to workers; raises what the broker raises, and the
+        sweep sends the rest (they are never inside a step: a slow receiver cannot hold one up)."""
+        for notice_id in notice_ids:
+            self.dispatcher.notify(notice_id)
 
     def trigger(
         self,

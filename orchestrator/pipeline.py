@@ -10,6 +10,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.notifications import Notifications
+
 TaskKey = tuple[str, str]
 """(stage name, task name): how a task is named inside one pipeline."""
 
@@ -68,6 +70,7 @@ class Pipeline:
     input_meta: Mapping[str, InputMeta] = field(default_factory=dict)
     output: Mapping[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    notifications: Notifications = field(default_factory=Notifications)
 
     def task(self, key: TaskKey) -> Task:
         return self.stages[key[0]].tasks[key[1]]

@@ -270,6 +270,35 @@ user_operations = Table(
     Index("ix_user_operations_execution", "execution_id"),
 )
 
+# The notifications an execution's events owe (the pipeline's `notifications:`), one row each, written in the
+# transaction of the event (an outbox) and sent after it commits: PENDING until SENT, or FAILED once its attempts
+# are spent. `target` is the notification's position in its pipeline's `webhook` or `email` list; `stage`, `task`
+# and `reason` name the failed task of a failure event. `sent_at` is when it was last handed to the broker (the
+# sweep hands it again when a worker never took it), `next_attempt_at` when it is next due.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("execution_id", String(36), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("target", Integer, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("stage", String(200), nullable=False),
+    Column("task", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("response_code", Integer, nullable=True),
+    Column("error", Text, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Index("ix_notifications_execution", "execution_id", "created_at"),
+    Index("ix_notifications_due", "status", "next_attempt_at"),
+)
+
 
 def now() -> datetime:
     """The current time as the store records it."""

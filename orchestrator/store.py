@@ -6,7 +6,8 @@ with `transaction()` or, to serialize every step of one execution, with `locked(
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,11 +16,12 @@ from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from orchestrator import defaults, migrations
+from orchestrator import defaults, migrations, notices
 from orchestrator.document import RollbackTarget, to_document
 from orchestrator.endpoints import Endpoint
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.execution import Child, Event, Execution, ExecutionState, PipelineRecord, TaskRun
+from orchestrator.notices import Notice
 from orchestrator.pipeline import Pipeline
 from orchestrator.schema import endpoints, executions, now, pipelines
 from orchestrator.settings import Settings
@@ -35,6 +37,8 @@ from orchestrator.transaction import (
 )
 from orchestrator.vault import Vault
 from orchestrator.watchdog import Watchdog
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str, *, hold_seconds: float = defaults.DB_WORKER_HOLD_SECONDS, pre_ping: bool = False) -> Engine:
@@ -113,6 +117,8 @@ class Store:
         self.engine = engine
         self.vault = vault or Vault(None)
         self.documents = DocumentCache()
+        # Called with the ids of the notifications a committed transaction recorded (the engine sends them).
+        self.on_notices: Callable[[list[str]], None] | None = None
 
     @classmethod
     def connect(
@@ -154,6 +160,15 @@ class Store:
             tx = Transaction(conn, self.documents)
             yield tx
             tx.flush_events()
+        self._committed(tx)
+
+    def _committed(self, tx: Transaction) -> None:
+        """Hand on the notifications a committed transaction recorded; a failure leaves them to the sweep."""
+        if tx.notices and self.on_notices is not None:
+            try:
+                self.on_notices(tx.notices)
+            except Exception as error:  # whatever the broker raised: the rows are kept, the sweep sends them
+                log.warning("%d notification(s) are left to the sweep: %s", len(tx.notices), error)
 
     @contextmanager
     def autocommit(self) -> Iterator[Transaction]:
@@ -361,6 +376,10 @@ class Store:
             ca_data=credentials.get("ca_data"),
             kubeconfig=credentials.get("kubeconfig"),
             restricted=row.restricted,
+            username=credentials.get("username"),
+            password=credentials.get("password"),
+            sender=credentials.get("from"),
+            starttls=credentials.get("starttls") == "true",
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
@@ -372,6 +391,10 @@ class Store:
                 ("token", endpoint.token),
                 ("ca_data", endpoint.ca_data),
                 ("kubeconfig", endpoint.kubeconfig),
+                ("username", endpoint.username),
+                ("password", endpoint.password),
+                ("from", endpoint.sender),
+                ("starttls", "true" if endpoint.starttls else None),
             )
             if value
         }
@@ -452,6 +475,11 @@ class Store:
             )
 
     # -- reading executions
+
+    def notices(self, execution_id: str) -> list[Notice]:
+        """An execution's notifications and what became of each, oldest first."""
+        with self.transaction() as tx:
+            return notices.of_execution(tx.conn, execution_id)
 
     def get_execution(self, execution_id: str) -> Execution:
         with self.transaction() as tx:

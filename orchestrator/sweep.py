@@ -9,7 +9,9 @@
 4. starts queued executions whose pipeline has a free slot;
 5. advances executions that run tasks but have none open (a step's follow-up was lost);
 6. expires ACTIVE approvals (UserOperation tasks) nobody answered in time: their task fails, so its stage rolls
-   back (`Engine.expire`).
+   back (`Engine.expire`);
+7. sends pipeline notifications that are due and no worker took: one whose follow-up was lost, or that failed and
+   waited out its backoff (`notices.py`).
 
 Every step is safe to repeat, and only one sweep runs at a time (`Store.sweep_lock`): two beats do no harm.
 A run held for a person's answer (WAITING, see `useroperations.py`) has no due time and no lease: no step sends
@@ -22,7 +24,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from orchestrator import defaults, useroperations
+from orchestrator import defaults, notices, useroperations
 from orchestrator.engine import Engine
 from orchestrator.outbox import Dispatch, countdown
 from orchestrator.outcome import Lost
@@ -43,6 +45,7 @@ class SweepReport:
     started: int = 0
     advanced: int = 0
     expired: int = 0
+    notified: int = 0
     skipped: bool = False
 
     def __str__(self) -> str:
@@ -51,7 +54,7 @@ class SweepReport:
         return (
             f"sweep: {self.reclaimed} lost run(s) reclaimed, {self.sent} message(s) sent, {self.settled} "
             f"rollback(s) settled, {self.started} queued execution(s) started, {self.advanced} advanced, "
-            f"{self.expired} approval(s) expired"
+            f"{self.expired} approval(s) expired, {self.notified} notification(s) sent"
         )
 
 
@@ -76,9 +79,10 @@ class Sweeper:
                 started=self._start(),
                 advanced=self._advance(),
                 expired=self._expire(),
+                notified=self._notify(),
             )
         counts = (report.reclaimed, report.sent, report.settled, report.started, report.advanced, report.expired)
-        if any(counts):
+        if any(counts) or report.notified:
             log.info("%s", report)
         return report
 
@@ -136,3 +140,14 @@ class Sweeper:
                 )
                 expired += 1
         return expired
+
+    def _notify(self) -> int:
+        stamp = now()
+        with self.store.transaction() as tx:
+            due = notices.due_to_send(tx.conn, stamp, stamp - self.lease, self.batch)
+        try:
+            self.engine.notify(due)
+        except Exception as error:  # whatever the broker raised: the next pass sends them
+            log.warning("%d notification(s) are left to the next sweep: %s", len(due), error)
+            return 0
+        return len(due)

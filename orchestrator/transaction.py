@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, String, bindparam, func, insert, literal, select, update
 
+from orchestrator import notices
 from orchestrator.document import to_document
 from orchestrator.errors import NotFound
 from orchestrator.execution import (
@@ -329,6 +330,8 @@ class Transaction:
         self.conn = conn
         self.documents = documents
         self.pending_events: list[dict[str, Any]] = []
+        # Notifications the events of this transaction owe (see notices.py): handed on once it commits.
+        self.notices: list[str] = []
 
     def flush_events(self) -> None:
         """Write the events of the changes made so far."""
@@ -515,6 +518,21 @@ class Transaction:
                 "message": message,
                 "actor": actor,
             }
+        )
+        self._notify(execution_id, previous, status, message, stamp)
+
+    def _notify(
+        self,
+        execution_id: str,
+        previous: ExecutionStatus | None,
+        status: ExecutionStatus,
+        message: str,
+        stamp: datetime,
+    ) -> None:
+        """Record the notifications an execution event owes, in this transaction (the outbox of `notices.py`)."""
+        before = None if previous is None else previous.value
+        self.notices += notices.record(
+            self.conn, self.documents, execution_id, previous=before, status=status.value, message=message, stamp=stamp
         )
 
     def _slots_taken(self, pipeline_id: str) -> int:

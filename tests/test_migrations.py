@@ -175,7 +175,15 @@ def test_a_database_made_by_create_all_of_the_durable_execution_schema_is_taken_
     # Given the tables as the commit that added the outbox, lease and events made them: no alembic_version
     metadata.create_all(engine)
     with engine.begin() as conn:  # what came after 0002
-        for table in ("user_operations", "audit", "trigger_deliveries", "triggers", "variables", "tokens"):
+        for table in (
+            "notifications",
+            "user_operations",
+            "audit",
+            "trigger_deliveries",
+            "triggers",
+            "variables",
+            "tokens",
+        ):
             conn.execute(text(f"DROP TABLE {table}"))
         conn.execute(text("ALTER TABLE task_runs DROP COLUMN sealed_input"))
         conn.execute(text("ALTER TABLE endpoints DROP COLUMN restricted"))

@@ -22,6 +22,7 @@ from workers.dispatcher import CeleryDispatcher
 from workers.executors import build_executors
 from workers.heartbeat import Heartbeat
 from workers.http import HttpClient
+from workers.notifier import Notifier
 from workers.runner import TaskRunner
 
 
@@ -52,6 +53,10 @@ class Context:
         return Engine(self.store, self.dispatcher, self.settings.sweep_seconds)
 
     @cached_property
+    def notifier(self) -> Notifier:
+        return Notifier(self.store, HttpClient(self.settings.egress_deny), self.settings.egress_deny)
+
+    @cached_property
     def runner(self) -> TaskRunner:
         executors = build_executors(HttpClient(self.settings.egress_deny), self.endpoint)
         heartbeat = Heartbeat(self.store, self.settings.lease_seconds)
@@ -70,7 +75,7 @@ class Context:
         store = self.__dict__.pop("store", None)
         if store is not None:
             store.engine.dispose(close=False)
-        for name in ("engine", "runner", "sweeper"):
+        for name in ("engine", "runner", "sweeper", "notifier"):
             self.__dict__.pop(name, None)
 
 

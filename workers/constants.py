@@ -25,6 +25,10 @@ __all__ = [
 TASK_RUN = "rollway.run_task"
 TASK_SWEEP = "rollway.sweep"
 TASK_PING = "rollway.ping"
+TASK_NOTIFY = "rollway.notify"
+# Notifications call other systems (webhooks, SMTP servers) that may answer slowly, as REST and POLL tasks do:
+# they share the `http` queue, never the orchestrator's or a rollback's.
+QUEUE_NOTIFY = QUEUE_HTTP
 
 # Each task type declares its queue (`tasktypes.py`): a slow cluster or a slow web service never starves
 # orchestration or each other.

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 from celery.exceptions import Reject
+from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator.errors import DatabaseUnavailable
-from workers.constants import TASK_PING, TASK_RUN, TASK_SWEEP
+from workers.constants import TASK_NOTIFY, TASK_PING, TASK_RUN, TASK_SWEEP
 
 if TYPE_CHECKING:
     from workers.celery_app import Context
@@ -53,6 +54,18 @@ def register_tasks(app: Celery, context: Context) -> None:
             context.runner.run(*checked, f"{self.request.hostname} pid {os.getpid()}")
         except DatabaseUnavailable as error:
             raise Reject(error.message, requeue=True) from error
+
+    @app.task(name=TASK_NOTIFY)
+    def notify(notice_id: object = None, *extra: object, **named: object) -> None:
+        """Send one pipeline notification; through a database outage it is left to the sweep, which sends it
+        again once it is due."""
+        if extra or named or not isinstance(notice_id, str) or _RUN_ID.match(notice_id) is None:
+            log.warning("ignored a malformed %s message: %.120r", TASK_NOTIFY, (notice_id, *extra, named))
+            return
+        try:
+            context.notifier.send(notice_id)
+        except (DatabaseUnavailable, SQLAlchemyError) as error:
+            log.warning("notification %s is left to the sweep: %s", notice_id, error)
 
     @app.task(name=TASK_SWEEP)
     def sweep() -> str:
