@@ -24,10 +24,11 @@ from orchestrator.settings import Settings, sqlite_url
 from orchestrator.store import Store, make_engine
 from orchestrator.vault import Vault
 
-from rollway_testing import REDIS_URL, create_database, rollway_command, settings_env
+from rollway_testing import POSTGRES_DB, REDIS_URL, create_database, rollway_command, settings_env
 
-# Not the shared test database: these tests drop and make whole schemas.
-DATABASE = "rollway_migrations_test"
+# Not the shared test database: these tests drop and make whole schemas (named after it, so two suites run side by
+# side with their own ROLLWAY_TEST_DATABASE never share one).
+DATABASE = f"{POSTGRES_DB}_migrations"
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 # Columns older revisions had and today's `metadata` has not.
 OLD_COLUMNS: dict[str, Any] = {"rollback": sa.Boolean(), "rollback_of": sa.String()}
