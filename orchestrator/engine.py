@@ -13,16 +13,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator import defaults, expressions, planner, rollback, tasktypes, useroperations
 from orchestrator.bindings import Scope, resolve
-from orchestrator.errors import Conflict, InputInvalid, PipelineDisabled, Problem, RollwayError
+from orchestrator.errors import Conflict, InputInvalid, InvalidTransition, PipelineDisabled, Problem, RollwayError
 from orchestrator.execution import Execution, ExecutionState, PipelineRecord, TaskRun
 from orchestrator.inputs import BoundTask, bind_task, input_problems
 from orchestrator.outbox import Dispatch, Schedule
+from orchestrator.outbox import countdown as seconds_until
 from orchestrator.outcome import Failed, Lost, Outcome, Succeeded, Waiting
 from orchestrator.pipeline import Pipeline, TaskKey
 from orchestrator.redaction import Secrets, mask_secrets, redact_message
@@ -160,6 +162,44 @@ class Engine:
         self._follow_up(effects)
         return self.store.get_execution(execution_id)
 
+    def pause(self, execution_id: str, requested_by: str = "") -> Execution:
+        """Pause an execution: nothing new of it starts, and its queued runs wait; tasks already running finish and
+        their outcome is recorded (a failure still rolls it back).
+
+        Raises InvalidTransition (a 409) unless it is RUNNING or WAITING.
+        """
+        actor = requested_by or "a user"
+        with self.store.locked(execution_id) as (tx, state):
+            check_execution(state.execution.status, ExecutionStatus.PAUSED)
+            tx.transition(execution_id, ExecutionStatus.PAUSED, f"paused by {actor}", actor)
+        return self.store.get_execution(execution_id)
+
+    def resume(self, execution_id: str, requested_by: str = "") -> Execution:
+        """Resume a paused execution: RUNNING again (WAITING while a user operation of it is still ACTIVE), what
+        became ready starts, and its queued runs are sent again (their messages were dropped while it was paused).
+
+        Raises InvalidTransition (a 409) unless it is PAUSED.
+        """
+        effects = Effects()
+        actor = requested_by or "a user"
+        with self.store.locked(execution_id) as (tx, state):
+            status = state.execution.status
+            if status is not ExecutionStatus.PAUSED:
+                raise InvalidTransition(f"only a PAUSED execution can be resumed; this one is {status}")
+            waiting = useroperations.active_count(tx.conn, execution_id) > 0
+            new = ExecutionStatus.WAITING if waiting else ExecutionStatus.RUNNING
+            tx.transition(execution_id, new, f"resumed by {actor}", actor)
+            stamp = now()
+            held = tx.resend_queued(execution_id, stamp + timedelta(seconds=self.horizon), stamp)
+            rollback = state.execution.rollback
+            effects.dispatch += [
+                Dispatch(run.id, run.attempt, run.type, rollback, seconds_until(run.dispatch_after, stamp))
+                for run in held
+            ]
+            self._advance(tx, tx.state(execution_id), effects)
+        self._follow_up(effects)
+        return self.store.get_execution(execution_id)
+
     def task_finished(self, run: TaskRun, outcome: Outcome, actor: str = "") -> None:
         """Record how an attempt at a task run ended and move its execution on, in one step.
 
@@ -203,11 +243,14 @@ class Engine:
         effects: Effects,
         lost: bool = False,
     ) -> None:
+        execution = tx.execution(run.execution_id)
         schedule = Schedule.plan(now(), countdown, self.horizon)
+        if not execution.status.runs_tasks:
+            # Paused: no worker could claim it now; the resume (or the sweep after it) sends it.
+            schedule = replace(schedule, sent=None)
         again = tx.requeue_task_run(run, state, message, schedule, actor=actor, lost=lost)
         if again is not None and schedule.sent is not None:
-            rollback = tx.execution(run.execution_id).rollback
-            effects.dispatch.append(Dispatch(again.id, again.attempt, again.type, rollback, countdown))
+            effects.dispatch.append(Dispatch(again.id, again.attempt, again.type, execution.rollback, countdown))
 
     def _lost(self, tx: Transaction, run: TaskRun, lost: Lost, actor: str, effects: Effects) -> None:
         losses = int(run.state.get(LOSSES_KEY) or 0) + 1
@@ -394,7 +437,8 @@ class Engine:
             log.info("execution %s: %s failed and is ignored: %s", execution.id, _describe(key), message)
             self._advance(tx, state, effects)
             return
-        if not execution.status.runs_tasks:
+        # A failure that arrives while the execution is paused (its task was already running) still rolls it back.
+        if not execution.status.in_progress:
             return
         reason = f"task {_describe(key)} failed: {message}"
         # A rollback pipeline's own failures do not chain further rollbacks: that way lies a loop.

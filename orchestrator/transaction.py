@@ -33,6 +33,7 @@ SUMMARY_COLUMNS = [task_runs.c[name] for name in ("id", "stage", "name", "status
 # Execution statuses, as lists for SQL `IN`: named once in status.py.
 RUNS_TASKS = sorted(status.value for status in ExecutionStatus if status.runs_tasks)
 HOLDS_SLOT = sorted(status.value for status in ExecutionStatus if status.holds_slot)
+IN_PROGRESS = sorted(status.value for status in ExecutionStatus if status.in_progress)
 OPEN_RUNS = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING)
 EVENT_FIELDS = ("at", "execution_id", "task_run_id", "stage", "task", "previous", "status", "message", "actor")
 
@@ -46,6 +47,11 @@ _SUMMARIES = (
 _EXECUTION_RUNS_TASKS = (
     select(executions.c.id)
     .where(executions.c.id == task_runs.c.execution_id, executions.c.status.in_(RUNS_TASKS))
+    .exists()
+)
+_EXECUTION_IN_PROGRESS = (
+    select(executions.c.id)
+    .where(executions.c.id == task_runs.c.execution_id, executions.c.status.in_(IN_PROGRESS))
     .exists()
 )
 _THIS_ATTEMPT = (task_runs.c.id == bindparam("run_id"), task_runs.c.attempt == bindparam("at_attempt"))
@@ -197,11 +203,12 @@ _CANCEL_QUEUED = run_change(
 _CANCEL_WAITING = run_change(
     _R.WAITING, _R.CANCELED, task_runs.c.execution_id == bindparam("in_execution"), status_message=bindparam("message")
 )
+# A paused execution's queued runs are not abandoned: their messages are dropped, and its resume sends them again.
 _CANCEL_ABANDONED = run_change(
     _R.QUEUED,
     _R.CANCELED,
     *_THIS_ATTEMPT,
-    ~_EXECUTION_RUNS_TASKS,
+    ~_EXECUTION_IN_PROGRESS,
     status_message="not run: its execution is no longer running",
 )
 _RENEW = (
@@ -727,6 +734,21 @@ class Transaction:
             .limit(limit)
         )
         return [(task_run_from_row(row), bool(row.of_rollback)) for row in self.conn.execute(query)]
+
+    def resend_queued(self, execution_id: str, horizon: datetime, stamp: datetime) -> list[TaskRun]:
+        """Mark an execution's QUEUED runs due before `horizon` as sent at `stamp`; the runs to send (a resumed
+        execution's, whose messages were dropped while it was paused). Later ones the sweep sends when due."""
+        statement = (
+            update(task_runs)
+            .where(
+                task_runs.c.execution_id == execution_id,
+                task_runs.c.status == _R.QUEUED,
+                task_runs.c.dispatch_after <= horizon,
+            )
+            .values(sent_at=stamp)
+            .returning(*task_runs.c)
+        )
+        return [task_run_from_row(row) for row in self.conn.execute(statement)]
 
     def mark_sent(self, attempts: Iterable[tuple[str, int]], stamp: datetime | None) -> None:
         """Record that these attempts (task run id, attempt) were handed to the broker at `stamp` (None: the
