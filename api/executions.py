@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from api.auth import allow, requester, require_visible, visible_project
-from api.serialize import event_view, execution_view, stages_view
+from api.serialize import child_view, event_view, execution_view, stages_view
 from api.services import services
 from orchestrator.errors import BadRequest
 from orchestrator.execution import Execution
@@ -55,7 +55,8 @@ def list_() -> Response:
         limit=_number(args.get("limit"), "limit", 100, MAX_LIMIT),
         offset=_number(args.get("offset"), "offset", 0, 10**9),
     )
-    return jsonify([execution_view(execution) for execution in executions])
+    children = services().store.children(execution.id for execution in executions)
+    return jsonify([execution_view(execution, children.get(execution.id, [])) for execution in executions])
 
 
 @blueprint.get("/executions/<execution_id>")
@@ -64,7 +65,9 @@ def get(execution_id: str) -> Response:
     store = services().store
     state = store.load_state(execution_id)
     require_visible(state.execution.project, f"execution with id '{execution_id}'")
-    view = execution_view(state.execution)
+    children = store.children([execution_id]).get(execution_id, [])
+    view = execution_view(state.execution, children)
+    view["children"] = [child_view(child) for child in children]
     view["stages"] = stages_view(state.pipeline, store.task_runs(execution_id))
     return jsonify(view)
 

@@ -7,6 +7,7 @@ either. Inside a request the masked values include those of the project's SECRET
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from flask import g, has_app_context
 
 from api.services import services
 from orchestrator.document import to_document
-from orchestrator.execution import Event, Execution, PipelineRecord, TaskRun
+from orchestrator.execution import Child, Event, Execution, PipelineRecord, TaskRun
 from orchestrator.pipeline import Pipeline
 from orchestrator.planner import stage_status
 from orchestrator.redaction import NO_SECRETS, Secrets, redact, redact_message
@@ -54,8 +55,34 @@ def pipeline_view(record: PipelineRecord) -> dict[str, Any]:
     }
 
 
-def execution_view(execution: Execution) -> dict[str, Any]:
+def rollback_child(children: Sequence[Child]) -> Child | None:
+    """The child that rolls the execution back (the latest started, of a manual rollback's several), if any."""
+    rollbacks = [child for child in children if child.relation.rolls_back]
+    started = [child for child in rollbacks if child.started_at is not None]
+    latest = started or rollbacks
+    return latest[-1] if latest else None
+
+
+def child_view(child: Child) -> dict[str, Any]:
+    return {
+        "id": child.id,
+        "pipeline": child.pipeline_name,
+        "index": child.index,
+        "relation": child.relation.value,
+        "status": child.status.value,
+    }
+
+
+def execution_view(execution: Execution, children: Sequence[Child] | None = None) -> dict[str, Any]:
+    """An execution as the API shows it; `children` are its child executions, read here when not given.
+
+    `rollback`, `rollbackOf` and `rollbackExecutionId` are the contract's names for what `parentId`, `relation`
+    and the children say about rollbacks.
+    """
     secrets = project_secrets(execution.project)
+    if children is None:
+        children = services().store.children([execution.id]).get(execution.id, [])
+    rolled_back_by = rollback_child(children)
     return {
         "id": execution.id,
         "pipeline": execution.pipeline_name,
@@ -66,8 +93,10 @@ def execution_view(execution: Execution) -> dict[str, Any]:
         "statusMessage": redact_message(execution.status_message, secrets),
         "comments": redact_message(execution.comments, secrets),
         "rollback": execution.rollback,
-        "rollbackOf": execution.rollback_of,
-        "rollbackExecutionId": execution.rollback_execution_id,
+        "rollbackOf": execution.parent_id if execution.rollback else None,
+        "rollbackExecutionId": None if rolled_back_by is None else rolled_back_by.id,
+        "parentId": execution.parent_id,
+        "relation": None if execution.relation is None else execution.relation.value,
         "input": redact(dict(execution.input), secrets),
         "output": redact(dict(execution.output), secrets),
         "requestBy": execution.requested_by,

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from orchestrator import defaults, expressions, planner, rollback, tasktypes, useroperations
 from orchestrator.bindings import Scope, resolve
 from orchestrator.errors import Conflict, InputInvalid, InvalidTransition, PipelineDisabled, Problem, RollwayError
-from orchestrator.execution import Execution, ExecutionState, PipelineRecord, TaskRun
+from orchestrator.execution import Execution, ExecutionState, PipelineRecord, Relation, TaskRun
 from orchestrator.inputs import BoundTask, bind_task, input_problems
 from orchestrator.outbox import Dispatch, Schedule
 from orchestrator.outbox import countdown as seconds_until
@@ -39,7 +39,6 @@ from orchestrator.variables import ProjectVariables, project_values
 
 log = logging.getLogger(__name__)
 
-ROLLING_BACK = "rolling back: "
 # Where a run's executor state counts how often its attempts were lost with their workers.
 LOSSES_KEY = "rollway.losses"
 
@@ -460,9 +459,10 @@ class Engine:
             plan.comments,
             requested_by=execution.requested_by,
             requested_by_admin=execution.requested_by_admin,
-            rollback_of=execution.id,
+            parent_id=execution.id,
+            relation=Relation.ROLLBACK,
         )
-        tx.transition(execution.id, ExecutionStatus.ROLLING_BACK, ROLLING_BACK + reason, rollback_execution_id=child.id)
+        tx.transition(execution.id, ExecutionStatus.ROLLING_BACK, f"rolling back: {reason}", cause=reason)
         log.info("execution %s: %s; rollback execution %s started", execution.id, reason, child.id)
         self._advance(tx, tx.state(child.id, lock=True), effects)
 
@@ -501,7 +501,7 @@ class Engine:
         effects = Effects()
         with self.store.transaction() as tx:
             execution = tx.execution(execution_id)
-            if execution.rollback_of is not None:
+            if execution.rollback:
                 self._settle_rolled_back(tx, execution, effects)
             if execution.pipeline_id is not None:
                 self._promote(tx, execution.pipeline_id, effects)
@@ -522,11 +522,13 @@ class Engine:
         return len(promoted)
 
     def _settle_rolled_back(self, tx: Transaction, rollback_execution: Execution, effects: Effects) -> None:
-        parent = tx.execution(str(rollback_execution.rollback_of), lock=True)
+        if rollback_execution.parent_id is None:
+            return  # its parent was deleted
+        parent = tx.execution(rollback_execution.parent_id, lock=True)
         ended = f"rollback {rollback_execution.pipeline_name} #{rollback_execution.index} {rollback_execution.status}"
         if rollback_execution.status_message:
             ended += f" ({rollback_execution.status_message})"
-        message = f"{parent.status_message.removeprefix(ROLLING_BACK)}; {ended}"
+        message = f"{parent.cause}; {ended}"
         if tx.transition(parent.id, rollback.parent_outcome(rollback_execution.status), message):
             effects.ended.append(parent.id)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from orchestrator.bindings import Scope
@@ -34,6 +35,26 @@ class PipelineRecord:
         return self.pipeline.project
 
 
+class Relation(StrEnum):
+    """How a child execution is linked to its parent (`Execution.parent_id`); a top-level execution has none."""
+
+    ROLLBACK = "rollback"
+    """Started by the engine when a task of the parent failed and a rollback link covered it."""
+    NESTED = "nested"
+    """Started by a Pipeline task of the parent."""
+    MANUAL_ROLLBACK = "manual_rollback"
+    """One of the rollbacks a person asked for (`POST /api/executions/<id>/rollback`), run newest stage first."""
+
+    @property
+    def rolls_back(self) -> bool:
+        """A child of this kind puts its parent's environment back: its tasks go to the rollback queue, its own
+        failures roll nothing further back, and how it ends settles its ROLLING_BACK parent."""
+        return self in ROLLS_BACK
+
+
+ROLLS_BACK = frozenset({Relation.ROLLBACK, Relation.MANUAL_ROLLBACK})
+
+
 @dataclass(frozen=True)
 class Execution:
     """One run of a pipeline."""
@@ -48,9 +69,8 @@ class Execution:
     comments: str
     input: Mapping[str, Any]
     output: Mapping[str, Any]
-    rollback: bool
-    rollback_of: str | None
-    rollback_execution_id: str | None
+    parent_id: str | None
+    relation: Relation | None
     requested_by: str
     created_at: datetime
     started_at: datetime | None
@@ -58,6 +78,28 @@ class Execution:
     requested_by_admin: bool = False
     """Whether whoever started it was an admin of its project (a rollback inherits it from the execution it rolls
     back): a non-admin's task that uses a RESTRICTED variable or a restricted endpoint waits for an admin."""
+    cause: str = ""
+    """Why it is (or was last) rolling back, e.g. the task that failed: its outcome's message starts with it."""
+
+    @property
+    def rollback(self) -> bool:
+        """It is a rollback (automatic or manual) of its parent."""
+        return self.relation is not None and self.relation.rolls_back
+
+
+@dataclass(frozen=True)
+class Child:
+    """What a parent's view shows of one of its child executions."""
+
+    id: str
+    parent_id: str
+    pipeline_name: str
+    index: int
+    relation: Relation
+    status: ExecutionStatus
+    status_message: str
+    created_at: datetime
+    started_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -123,6 +165,7 @@ class RunSummary:
     status: RunStatus
     status_message: str
     output: Mapping[str, Any] | None
+    started_at: datetime | None = None
 
     @property
     def key(self) -> TaskKey:

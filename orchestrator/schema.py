@@ -83,9 +83,12 @@ executions = Table(
     # The pipeline as it was when the execution started: editing a pipeline never changes a running one.
     Column("document", Json, nullable=False),
     Column("document_hash", String(64), nullable=False),
-    Column("rollback", Boolean, nullable=False, default=False),
-    Column("rollback_of", String(36), ForeignKey("executions.id", ondelete="SET NULL"), nullable=True),
-    Column("rollback_execution_id", String(36), nullable=True),
+    # The execution this one is a child of, and how (`execution.Relation`: rollback, nested, manual_rollback);
+    # both NULL for a top-level execution.
+    Column("parent_id", String(36), ForeignKey("executions.id", ondelete="SET NULL"), nullable=True),
+    Column("relation", String(32), nullable=True),
+    # Why it is (or was last) rolling back, e.g. the task that failed: its ROLLBACK_* message starts with it.
+    Column("cause", Text, nullable=False, default="", server_default=""),
     Column("requested_by", String(200), nullable=False, default=""),
     # Whether whoever started it was an admin of its project: a non-admin's run waits for an admin's approval
     # before a task uses a RESTRICTED variable or a restricted endpoint (`useroperations.py`).
@@ -96,7 +99,7 @@ executions = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_executions_pipeline_status", "pipeline_id", "status"),
     Index("ix_executions_created", "created_at"),
-    Index("ix_executions_rollback_of", "rollback_of"),
+    Index("ix_executions_parent", "parent_id"),
 )
 
 task_runs = Table(

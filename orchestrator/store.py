@@ -19,7 +19,7 @@ from orchestrator import defaults, migrations
 from orchestrator.document import RollbackTarget, to_document
 from orchestrator.endpoints import Endpoint
 from orchestrator.errors import Conflict, NotFound
-from orchestrator.execution import Event, Execution, ExecutionState, PipelineRecord, TaskRun
+from orchestrator.execution import Child, Event, Execution, ExecutionState, PipelineRecord, TaskRun
 from orchestrator.pipeline import Pipeline
 from orchestrator.schema import endpoints, executions, now, pipelines
 from orchestrator.settings import Settings
@@ -27,6 +27,7 @@ from orchestrator.snapshots import DocumentCache, digest
 from orchestrator.status import ExecutionStatus
 from orchestrator.transaction import (
     EXECUTION_COLUMNS,
+    ROLLING_BACK_RELATIONS,
     Transaction,
     execution_from_row,
     new_id,
@@ -488,6 +489,12 @@ class Store:
         if status is not None:
             query = query.where(executions.c.status.in_([str(item) for item in status]))
         if rollback is not None:
-            query = query.where(executions.c.rollback == rollback)
+            rolls_back = executions.c.relation.in_(ROLLING_BACK_RELATIONS)
+            query = query.where(rolls_back if rollback else (executions.c.relation.is_(None) | ~rolls_back))
         with self.engine.connect() as conn:
             return [execution_from_row(row) for row in conn.execute(query.limit(limit).offset(offset))]
+
+    def children(self, parent_ids: Iterable[str]) -> dict[str, list[Child]]:
+        """The child executions of each of these executions, oldest first (those with none are left out)."""
+        with self.transaction() as tx:
+            return tx.children(parent_ids)

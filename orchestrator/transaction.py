@@ -19,7 +19,17 @@ from sqlalchemy import Connection, Row, String, bindparam, func, insert, literal
 
 from orchestrator.document import to_document
 from orchestrator.errors import NotFound
-from orchestrator.execution import Event, Execution, ExecutionState, PipelineRecord, RunSummary, TaskRun
+from orchestrator.execution import (
+    ROLLS_BACK,
+    Child,
+    Event,
+    Execution,
+    ExecutionState,
+    PipelineRecord,
+    Relation,
+    RunSummary,
+    TaskRun,
+)
 from orchestrator.inputs import BoundTask
 from orchestrator.outbox import Schedule
 from orchestrator.pipeline import TaskKey
@@ -29,12 +39,19 @@ from orchestrator.status import EXECUTION_ALLOWED, ExecutionStatus, RunStatus, c
 from orchestrator.useroperations import cancel_active
 
 EXECUTION_COLUMNS = [column for column in executions.c if column.name != "document"]
-SUMMARY_COLUMNS = [task_runs.c[name] for name in ("id", "stage", "name", "status", "status_message", "output")]
+CHILD_FIELDS = ("id", "parent_id", "pipeline_name", "index", "relation", "status", "status_message", "created_at")
+CHILD_COLUMNS = [executions.c[name] for name in (*CHILD_FIELDS, "started_at")]
+SUMMARY_COLUMNS = [
+    task_runs.c[name] for name in ("id", "stage", "name", "status", "status_message", "output", "started_at")
+]
 # Execution statuses, as lists for SQL `IN`: named once in status.py.
 RUNS_TASKS = sorted(status.value for status in ExecutionStatus if status.runs_tasks)
 HOLDS_SLOT = sorted(status.value for status in ExecutionStatus if status.holds_slot)
 IN_PROGRESS = sorted(status.value for status in ExecutionStatus if status.in_progress)
 OPEN_RUNS = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING)
+TERMINAL = sorted(status.value for status in ExecutionStatus if status.is_terminal)
+# Relations whose children roll their parent back, as a list for SQL `IN`.
+ROLLING_BACK_RELATIONS = sorted(relation.value for relation in ROLLS_BACK)
 EVENT_FIELDS = ("at", "execution_id", "task_run_id", "stage", "task", "previous", "status", "message", "actor")
 
 
@@ -234,14 +251,28 @@ def execution_from_row(row: Row[Any]) -> Execution:
         comments=row.comments,
         input=row.input,
         output=row.output,
-        rollback=row.rollback,
-        rollback_of=row.rollback_of,
-        rollback_execution_id=row.rollback_execution_id,
+        parent_id=row.parent_id,
+        relation=None if row.relation is None else Relation(row.relation),
         requested_by=row.requested_by,
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
         requested_by_admin=bool(row.requested_by_admin),
+        cause=row.cause or "",
+    )
+
+
+def child_from_row(row: Row[Any]) -> Child:
+    return Child(
+        id=row.id,
+        parent_id=row.parent_id,
+        pipeline_name=row.pipeline_name,
+        index=row._mapping["index"],
+        relation=Relation(row.relation),
+        status=ExecutionStatus(row.status),
+        status_message=row.status_message,
+        created_at=row.created_at,
+        started_at=row.started_at,
     )
 
 
@@ -345,7 +376,9 @@ class Transaction:
         row = self._execution_row(execution_id, lock)
         rows = self.conn.execute(_SUMMARIES, {"execution_id": execution_id})
         runs = [
-            RunSummary(row.id, row.stage, row.name, RunStatus(row.status), row.status_message, row.output)
+            RunSummary(
+                row.id, row.stage, row.name, RunStatus(row.status), row.status_message, row.output, row.started_at
+            )
             for row in rows
         ]
         pipeline = self.documents.pipeline(row.document_hash, lambda: self._document(execution_id))
@@ -382,12 +415,16 @@ class Transaction:
         *,
         requested_by: str,
         requested_by_admin: bool = False,
-        rollback_of: str | None = None,
+        parent_id: str | None = None,
+        relation: Relation | None = None,
     ) -> Execution:
         """Record a new execution with a task run per task; RUNNING, or QUEUED at the concurrency limit.
 
-        A rollback never waits in a queue: putting the environment back comes first.
+        A child names its parent and how it is related (both or neither). A rollback never waits in a queue:
+        putting the environment back comes first.
         """
+        if (parent_id is None) != (relation is None):
+            raise ValueError("a child execution names both its parent and its relation")
         pipeline = record.pipeline
         # The counter UPDATE locks the pipeline row, so concurrent triggers count active runs one by one.
         index = self.conn.execute(
@@ -399,7 +436,7 @@ class Transaction:
         if index is None:
             raise NotFound(f"pipeline '{pipeline.name}' no longer exists")
         active = self._slots_taken(record.id)
-        running = rollback_of is not None or active < pipeline.concurrency
+        running = (relation is not None and relation.rolls_back) or active < pipeline.concurrency
         status = ExecutionStatus.RUNNING if running else ExecutionStatus.QUEUED
         message = "" if running else f"queued behind {active} running (concurrency {pipeline.concurrency})"
         stamp = now()
@@ -421,8 +458,8 @@ class Transaction:
                 output={},
                 document=document,
                 document_hash=document_hash,
-                rollback=rollback_of is not None,
-                rollback_of=rollback_of,
+                parent_id=parent_id,
+                relation=None if relation is None else relation.value,
                 requested_by=requested_by,
                 requested_by_admin=requested_by_admin,
                 created_at=stamp,
@@ -721,7 +758,7 @@ class Transaction:
         """Queued runs of running executions to send: never sent and due before `horizon`, or sent before
         `resend_before` and still not claimed; each with whether its execution is a rollback."""
         query = (
-            select(task_runs, executions.c.rollback.label("of_rollback"))
+            select(task_runs, executions.c.relation.in_(ROLLING_BACK_RELATIONS).label("of_rollback"))
             .join(executions, executions.c.id == task_runs.c.execution_id)
             .where(
                 task_runs.c.status == _R.QUEUED,
@@ -773,14 +810,30 @@ class Transaction:
         parent = executions.alias("parent")
         rows = self.conn.execute(
             select(executions.c.id)
-            .join(parent, parent.c.id == executions.c.rollback_of)
+            .join(parent, parent.c.id == executions.c.parent_id)
             .where(
                 parent.c.status == ExecutionStatus.ROLLING_BACK,
-                executions.c.status.in_([status.value for status in ExecutionStatus if status.is_terminal]),
+                executions.c.relation.in_(ROLLING_BACK_RELATIONS),
+                executions.c.status.in_(TERMINAL),
             )
             .limit(limit)
         )
         return [row.id for row in rows]
+
+    def children(self, parent_ids: Iterable[str]) -> dict[str, list[Child]]:
+        """The child executions of each of these executions, oldest first (those with none are left out)."""
+        wanted = list(parent_ids)
+        if not wanted:
+            return {}
+        rows = self.conn.execute(
+            select(*CHILD_COLUMNS)
+            .where(executions.c.parent_id.in_(wanted))
+            .order_by(executions.c.created_at, executions.c.id)
+        )
+        found: dict[str, list[Child]] = {}
+        for row in rows:
+            found.setdefault(row.parent_id, []).append(child_from_row(row))
+        return found
 
     def stalled(self, before: datetime, limit: int) -> list[str]:
         """Executions running tasks with none of them open, unchanged since `before`: a step's follow-up was lost."""

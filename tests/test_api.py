@@ -680,7 +680,10 @@ def test_executions_are_listed_newest_first_and_filtered_by_pipeline_name_or_id(
     assert nobody == []
     row = everything[0]
     assert {"id", "pipeline", "index", "status", "statusMessage", "comments", "rollback", "rollbackOf"} <= set(row)
-    assert {"rollbackExecutionId", "input", "output", "createdAt", "finishedAt"} <= set(row)
+    assert {"rollbackExecutionId", "input", "output", "createdAt", "finishedAt", "parentId", "relation"} <= set(row)
+    assert (row["rollback"], row["rollbackOf"], row["rollbackExecutionId"]) == (False, None, None)
+    assert (row["parentId"], row["relation"]) == (None, None)
+    assert api.http.get(f"/api/executions/{other_1}").json()["children"] == []
 
 
 def test_executions_are_filtered_by_one_or_several_statuses(api: ServedApp, three_executions: dict[str, Any]) -> None:

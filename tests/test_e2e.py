@@ -265,6 +265,11 @@ def test_failing_task_rolls_back_through_its_stage_link(
     assert child["status"] == "COMPLETED"
     assert child["pipeline"] == "Undo-Stage" and child["pipelineId"] == undo["id"]
     assert child["rollback"] is True and child["rollbackOf"] == parent_id
+    assert (child["parentId"], child["relation"]) == (parent_id, "rollback")
+    assert (listed[1]["parentId"], listed[1]["relation"], listed[1]["rollbackExecutionId"]) == (None, None, child_id)
+    assert parent["children"] == [
+        {"id": child_id, "pipeline": "Undo-Stage", "index": 1, "relation": "rollback", "status": "COMPLETED"}
+    ]
     assert child["input"] == {"ticket": "T-7", "image": "app:2"}
     for part in ("Deploy-App #1", parent_id, "stage 'Deploy'", "task 'Verify'", "failure criteria"):
         assert part in child["comments"], child["comments"]

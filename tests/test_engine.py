@@ -15,7 +15,7 @@ from werkzeug import Request, Response
 from orchestrator.document import load_pipeline
 from orchestrator.engine import Engine
 from orchestrator.errors import InputInvalid, InvalidTransition, PipelineDisabled
-from orchestrator.execution import Execution, PipelineRecord
+from orchestrator.execution import Execution, PipelineRecord, Relation
 from orchestrator.outcome import Lost
 from orchestrator.status import ExecutionStatus, RunStatus
 from orchestrator.store import Store
@@ -59,6 +59,13 @@ def harness(store: Store) -> Iterator[Harness]:
         store, engine, dispatcher, TaskRunner(store, engine, build_executors(http, store.get_endpoint), heartbeat)
     )
     http.close()
+
+
+def rollback_of(harness: Harness, parent_id: str) -> Execution:
+    """The one rollback execution a parent started."""
+    [child] = harness.store.children([parent_id])[parent_id]
+    assert child.relation is Relation.ROLLBACK
+    return harness.store.get_execution(child.id)
 
 
 def condition(text: str, **fields: Any) -> Doc:
@@ -190,10 +197,14 @@ def test_a_failing_task_rolls_back_with_bound_input_and_comments(harness: Harnes
 
     # Then the parent ended ROLLBACK_COMPLETED, linked to a COMPLETED rollback execution
     assert parent.status is ExecutionStatus.ROLLBACK_COMPLETED
-    assert parent.rollback_execution_id is not None
-    child = harness.store.get_execution(parent.rollback_execution_id)
+    child = rollback_of(harness, parent.id)
     assert child.status is ExecutionStatus.COMPLETED
-    assert (child.rollback, child.rollback_of, child.pipeline_name) == (True, parent.id, "Undo")
+    assert (child.rollback, child.parent_id, child.relation, child.pipeline_name) == (
+        True,
+        parent.id,
+        Relation.ROLLBACK,
+        "Undo",
+    )
     assert child.input == {"version": "1.0"}
     assert child.requested_by == "tester"
     assert "Deploy #1" in child.comments and parent.id in child.comments
@@ -223,8 +234,7 @@ def test_a_rollback_binding_to_a_task_that_never_ran_is_empty(harness: Harness) 
 
     # Then the rollback still runs, with an empty value for what it could not read
     assert parent.status is ExecutionStatus.ROLLBACK_COMPLETED
-    assert parent.rollback_execution_id is not None
-    assert harness.store.get_execution(parent.rollback_execution_id).input == {"version": ""}
+    assert rollback_of(harness, parent.id).input == {"version": ""}
 
 
 def test_a_task_link_wins_and_a_failing_rollback_gives_rollback_failed(harness: Harness) -> None:
@@ -536,12 +546,12 @@ def test_canceling_a_rollback_fails_the_rollback_of_its_parent(harness: Harness,
     item = harness.dispatcher.pending.popleft()
     harness.runner.run(item.task_run_id, item.attempt)
     rolling = harness.store.get_execution(parent.id)
-    assert rolling.status is ExecutionStatus.ROLLING_BACK and rolling.rollback_execution_id is not None
+    assert rolling.status is ExecutionStatus.ROLLING_BACK
 
     # When the rollback is canceled (the parent itself cannot be: it is rolling back)
     with pytest.raises(InvalidTransition):
         harness.engine.cancel(parent.id)
-    harness.engine.cancel(rolling.rollback_execution_id)
+    harness.engine.cancel(rollback_of(harness, parent.id).id)
 
     # Then the parent ends ROLLBACK_FAILED, saying its rollback was canceled
     ended = harness.store.get_execution(parent.id)

@@ -9,14 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
+from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, column, create_engine, select, table, text
 
 from orchestrator import migrations
 from orchestrator.document import load_pipeline
 from orchestrator.errors import SchemaOutdated, SchemaTooNew
-from orchestrator.schema import metadata, task_runs
+from orchestrator.execution import Relation
+from orchestrator.schema import events, executions, metadata, task_runs
 from orchestrator.settings import Settings, sqlite_url
 from orchestrator.store import Store, make_engine
 from orchestrator.vault import Vault
@@ -26,6 +29,8 @@ from rollway_testing import REDIS_URL, create_database, rollway_command, setting
 # Not the shared test database: these tests drop and make whole schemas.
 DATABASE = "rollway_migrations_test"
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+# Columns older revisions had and today's `metadata` has not.
+OLD_COLUMNS: dict[str, Any] = {"rollback": sa.Boolean(), "rollback_of": sa.String()}
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +75,8 @@ def differences(engine: Engine) -> list[Any]:
 
 def insert(engine: Engine, name: str, row: dict[str, Any]) -> None:
     """Insert a row naming only the columns given (today's `metadata` has columns an old schema lacks)."""
-    columns = [column(key, metadata.tables[name].c[key].type) for key in row]
+    known = metadata.tables[name].c
+    columns = [column(key, known[key].type if key in known else OLD_COLUMNS[key]) for key in row]
     with engine.begin() as conn:
         conn.execute(table(name, *columns).insert().values(row))
 
@@ -172,12 +178,57 @@ def test_a_database_made_by_create_all_of_the_durable_execution_schema_is_taken_
         for table in ("user_operations", "audit", "trigger_deliveries", "triggers", "variables", "tokens"):
             conn.execute(text(f"DROP TABLE {table}"))
         conn.execute(text("ALTER TABLE task_runs DROP COLUMN sealed_input"))
-        conn.execute(text("ALTER TABLE executions DROP COLUMN requested_by_admin"))
         conn.execute(text("ALTER TABLE endpoints DROP COLUMN restricted"))
+        # The tables are empty: SQLite may copy this one (batch mode) with its foreign keys on.
+        with Operations(MigrationContext.configure(conn)).batch_alter_table("executions") as old:
+            old.drop_column("requested_by_admin")
+            old.drop_index("ix_executions_parent")
+            for name in ("parent_id", "relation", "cause"):
+                old.drop_column(name)
+            old.add_column(sa.Column("rollback", sa.Boolean(), nullable=False))
+            old.add_column(sa.Column("rollback_of", sa.String(36), nullable=True))
+            old.add_column(sa.Column("rollback_execution_id", sa.String(36), nullable=True))
+            old.create_foreign_key("fk_rollback_of", "executions", ["rollback_of"], ["id"], ondelete="SET NULL")
+            old.create_index("ix_executions_rollback_of", ["rollback_of"])
 
     # When it is upgraded, Then nothing is added twice and it is at head
     migrations.upgrade(engine)
     assert migrations.current(engine) == migrations.head()
+    assert differences(engine) == []
+
+
+def test_a_rollback_recorded_at_0003_becomes_a_child_of_relation_rollback(engine: Engine, url: str) -> None:
+    # Given a database at 0003 with a release rolling back, its rollback running, and the history of both
+    pipeline_id, release = at_0001_with_a_run(engine)
+    migrations.upgrade(engine, "0003")
+    with engine.begin() as conn:
+        rolling = {"status": "ROLLING_BACK", "status_message": "rolling back: task CI.Test failed: exit 1"}
+        conn.execute(executions.update().where(executions.c.id == release).values(rolling))
+    child = {"id": "e2", "pipeline_id": pipeline_id, "pipeline_name": "Build", "project": "shop", "index": 2}
+    child |= {"status": "RUNNING", "status_message": "", "comments": "rollback of #1", "input": {}, "output": {}}
+    child |= {"document": {}, "document_hash": "hash", "rollback": True, "rollback_of": release}
+    insert(engine, "executions", child | {"requested_by": "tester", "created_at": NOW, "updated_at": NOW})
+    insert(engine, "events", {"at": NOW, "execution_id": release, "status": "ROLLING_BACK", "message": "", "actor": ""})
+
+    # When it is upgraded to head
+    migrations.upgrade(engine)
+
+    # Then the rollback is the release's child of relation 'rollback', the release keeps its cause without the
+    # prefix, and nothing referring to the copied table was lost (SQLite copies it)
+    store = Store.connect(url, migrate=False)
+    try:
+        rollback, parent = store.get_execution("e2"), store.get_execution(release)
+        assert (rollback.parent_id, rollback.relation, rollback.rollback) == (release, Relation.ROLLBACK, True)
+        assert (parent.parent_id, parent.relation, parent.rollback) == (None, None, False)
+        assert parent.cause == "task CI.Test failed: exit 1"
+        assert [child.id for child in store.children([release])[release]] == ["e2"]
+        assert [run.id for run in store.task_runs(release)] == ["t1"]
+        with store.engine.connect() as conn:
+            assert conn.execute(select(events.c.status).where(events.c.execution_id == release)).all() == [
+                ("ROLLING_BACK",)
+            ]
+    finally:
+        store.dispose()
     assert differences(engine) == []
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from orchestrator.document import load_pipeline
 from orchestrator.engine import Engine
+from orchestrator.execution import Relation
 from orchestrator.settings import Settings
 from orchestrator.status import ExecutionStatus
 from orchestrator.store import Store
@@ -46,7 +47,9 @@ def check_rollback_runs_first(store: Store, settings: Settings, worker_factory: 
     undo = store.add_pipeline(load_pipeline(pipeline("Undo"), store.rollback_target))
     releases = [engine.trigger(release, {}).id for _ in range(30)]
     with store.transaction() as tx:
-        rollback = tx.insert_execution(undo, {}, "undo", requested_by="test", rollback_of=releases[0]).id
+        rollback = tx.insert_execution(
+            undo, {}, "undo", requested_by="test", parent_id=releases[0], relation=Relation.ROLLBACK
+        ).id
     engine.advance(rollback)
 
     # When a worker of one process starts on that backlog

@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.document import load_pipeline
 from orchestrator.errors import Conflict, NotFound
-from orchestrator.execution import PipelineRecord
+from orchestrator.execution import PipelineRecord, Relation
 from orchestrator.inputs import BoundTask
 from orchestrator.outbox import Schedule
 from orchestrator.pipeline import Pipeline
@@ -189,7 +189,10 @@ def test_executions_are_listed_newest_first_and_filtered(store: Store) -> None:
     second = start(store, build)
     with store.transaction() as tx:
         tx.transition(first, ExecutionStatus.FAILED)
-        rollback = tx.insert_execution(undo, {"why": "ünïcode ✓"}, "undo", requested_by="x", rollback_of=first).id
+        given = {"why": "ünïcode ✓"}
+        rollback = tx.insert_execution(
+            undo, given, "undo", requested_by="x", parent_id=first, relation=Relation.ROLLBACK
+        ).id
 
     # Then lists are newest first and filter by pipeline name or id, status and rollback
     assert [item.id for item in store.list_executions()] == [rollback, second, first]
@@ -197,9 +200,12 @@ def test_executions_are_listed_newest_first_and_filtered(store: Store) -> None:
     assert [item.id for item in store.list_executions(pipeline=build.id)] == [second, first]
     assert [item.id for item in store.list_executions(status=[ExecutionStatus.FAILED])] == [first]
     assert [item.id for item in store.list_executions(rollback=True)] == [rollback]
+    assert [item.id for item in store.list_executions(rollback=False)] == [second, first]
     assert [item.id for item in store.list_executions(limit=1, offset=1)] == [second]
     recorded = store.get_execution(rollback)
-    assert (recorded.rollback, recorded.rollback_of, recorded.input) == (True, first, {"why": "ünïcode ✓"})
+    assert (recorded.rollback, recorded.parent_id, recorded.input) == (True, first, {"why": "ünïcode ✓"})
+    assert [child.id for child in store.children([first, second])[first]] == [rollback]
+    assert store.children([second]) == {}
 
 
 def test_deleting_a_pipeline_keeps_its_executions(store: Store) -> None:

@@ -7,6 +7,8 @@ and the revisions run on a connection handed to `env.py`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -64,7 +66,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     Tables made by `metadata.create_all` before migrations are first stamped with the revision they match.
     """
-    with engine.begin() as conn:
+    with engine.connect() as conn, _foreign_keys_off(conn), conn.begin():
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
         found = _revision(conn)
@@ -75,6 +77,34 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         if found is None and inspect(conn).has_table("pipelines"):
             command.stamp(_config(conn), _legacy_revision(conn))
         command.upgrade(_config(conn), revision)
+        _check_foreign_keys(conn)
+
+
+@contextmanager
+def _foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """On SQLite, no foreign-key actions while the revisions run: a revision that must copy a table to alter it
+    (Alembic's batch mode) drops the old copy, and with foreign keys on that would delete the rows referring to it.
+
+    SQLite ignores the pragma inside a transaction, so it is set on the driver's connection before one begins.
+    """
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    driver.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(conn: Connection) -> None:
+    """Refuse (and so roll back) an upgrade that left a row referring to one that is not there (SQLite only)."""
+    if conn.dialect.name == "sqlite":
+        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+        if broken:
+            raise RuntimeError(f"the schema upgrade left {len(broken)} row(s) with a broken foreign key: {broken[:5]}")
 
 
 def _create_fresh(conn: Connection, revision: str) -> bool:
