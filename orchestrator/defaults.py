@@ -59,3 +59,7 @@ EGRESS_DENY = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.
 # The largest request body the API takes (Flask's MAX_CONTENT_LENGTH), and so the most the HTTP server
 # (waitress) buffers before the app sees a request: a larger one is answered 413 before it is read, token or not.
 MAX_REQUEST_BYTES = 2_000_000
+
+# How deep Pipeline tasks may nest executions (a top-level execution's child is at depth 1): A -> B -> A would
+# otherwise start executions for ever. Past it the Pipeline task fails, so its parent's rollback runs.
+MAX_NESTING_DEPTH = 5

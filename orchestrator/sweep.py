@@ -4,7 +4,8 @@
 1. reclaims task runs whose lease expired (their worker died): `Engine.task_finished(run, Lost)`;
 2. sends queued runs that are due and were never sent (the broker was down, or a long wait came due), and
    sends again those sent more than a lease ago and still not claimed (their message was lost);
-3. settles executions whose rollback ended while they still show ROLLING_BACK;
+3. settles executions whose rollback ended while they still show ROLLING_BACK, and Pipeline tasks still waiting
+   for a nested execution that ended;
 4. starts queued executions whose pipeline has a free slot;
 5. advances executions that run tasks but have none open (a step's follow-up was lost);
 6. expires ACTIVE approvals (UserOperation tasks) nobody answered in time: their task fails, so its stage rolls
@@ -12,7 +13,10 @@
 
 Every step is safe to repeat, and only one sweep runs at a time (`Store.sweep_lock`): two beats do no harm.
 A run held for a person's answer (WAITING, see `useroperations.py`) has no due time and no lease: no step sends
-or reclaims it, and its execution has an open run, so it is not taken for stalled either.
+or reclaims it, and its execution has an open run, so it is not taken for stalled either. The same holds for a
+Pipeline task's run waiting for its nested execution. A PAUSED execution runs no tasks: none of its runs is sent,
+and it is not taken for stalled; its resume sends its queued runs (and marks them sent, so a send lost then is
+sent again a lease later).
 """
 
 from __future__ import annotations
@@ -103,9 +107,9 @@ class Sweeper:
 
     def _settle(self) -> int:
         with self.store.transaction() as tx:
-            ended = tx.unsettled_parents(self.batch)
-        for rollback_id in ended:
-            self.engine.finished(rollback_id)
+            ended = tx.unsettled_parents(self.batch) + tx.unsettled_nested(self.batch)
+        for child_id in ended:
+            self.engine.finished(child_id)
         return len(ended)
 
     def _start(self) -> int:
