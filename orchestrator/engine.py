@@ -6,6 +6,10 @@ any number of processes. What a step decides to send (task runs for workers) is 
 transaction (the outbox, see `outbox.py`) and sent only after it commits, so a worker never receives a task
 run it cannot yet see, and a send that never happens is found by the sweep. Executions that ended are
 settled after the commit too (`finished`), and again by the sweep if that follow-up was lost.
+
+A step that locks more than one execution locks a parent before its children (a rollback's, or the nested
+executions of Pipeline tasks, see `nesting.py`): cancel, pause and resume reach a parent's nested executions in
+the same step.
 """
 
 from __future__ import annotations

@@ -206,3 +206,28 @@ def test_an_ended_execution_cannot_be_paused_or_resumed(
     assert answer.json()["error"]["code"] == "invalid_transition"
     assert line.exit_code == 1 and "HTTP 409" in line.output, line.output
     assert execution(api, execution_id)["status"] == "COMPLETED"
+
+
+def test_the_cli_cancels_by_a_unique_start_of_the_id_and_says_when_none_matches(
+    api: ServedApp, web: HTTPServer
+) -> None:
+    # Given two executions of a release that no worker has picked up yet
+    document = release(api, web)
+    first, second = started(api.http, document), started(api.http, document)
+    # The shortest start of the first id that the second does not share.
+    length = next(n for n in range(1, 37) if first[:n] != second[:n])
+
+    # When the first is canceled by that start of its id
+    canceled = rollway(api, "cancel", first[:length])
+
+    # Then it alone is CANCELED
+    assert canceled.exit_code == 0, canceled.output
+    assert f"{first} CANCELED canceled by admin" in canceled.output
+    assert (execution(api, first)["status"], execution(api, second)["status"]) == ("CANCELED", "RUNNING")
+
+    # When a start matches no id, Then that is one line, exit 1
+    unknown = rollway(api, "pause", "zzzz")
+    assert (unknown.exit_code, unknown.output.strip()) == (
+        1,
+        "Error: there is no execution whose id starts with 'zzzz'",
+    )
