@@ -23,6 +23,7 @@ from orchestrator.schema import executions, now, task_runs
 from orchestrator.status import ExecutionStatus, RunStatus
 from orchestrator.store import Store
 from orchestrator.sweep import Sweeper
+from workers.constants import QUEUE_DEFAULT, queue_for
 from workers.dispatcher import InlineDispatcher
 from workers.executors import build_executors
 from workers.heartbeat import Heartbeat
@@ -343,8 +344,10 @@ def test_the_sweep_settles_a_pipeline_task_whose_nested_execution_ended_when_tha
     deployment.save(pipeline("Child", {"Check": condition("1 == 1")}, output={"said": "yes"}))
     record = deployment.save(pipeline("Release", {"Run": {"type": "Pipeline", "input": {"pipeline": "Child"}}}))
     parent = deployment.engine.trigger(record, {})
-    # ... whose child's last step committed, but the process died before it settled the parent's task
+    # ... whose child's task went to the ordinary queue of its type (a nested execution is no rollback)
     item = deployment.dispatcher.pending.popleft()
+    assert queue_for(item.type, item.rollback) == QUEUE_DEFAULT
+    # ... and whose child's last step committed, but the process died before it settled the parent's task
     claimed = deployment.store.claim(item.task_run_id, item.attempt, "worker-1", LEASE)
     assert claimed is not None
     with deployment.store.transaction() as tx:
