@@ -23,13 +23,13 @@ Doc = dict[str, Any]
 PROJECT = "shop"
 
 
-def release(api: ServedApp, web: HTTPServer, *, rollback: bool = False) -> Doc:
-    """Stage Release: `Wait`, a POLL of /ready once a second until it answers ready, then `Deploy`, a GET of
-    /deploy; with `rollback`, the stage's rollback is `Restore`."""
+def release(api: ServedApp, web: HTTPServer, *, rollback: bool = False, interval: float = 1) -> Doc:
+    """Stage Release: `Wait`, a POLL of /ready every `interval` seconds until it answers ready, then `Deploy`, a
+    GET of /deploy; with `rollback`, the stage's rollback is `Restore`."""
     wait = {
         "url": web.url_for("/ready"),
         "pollCount": 100,
-        "pollIntervalSeconds": 1,
+        "pollIntervalSeconds": interval,
         "exitCriteria": {"success": "${responseJson.ready} == true"},
         # An answer other than 2xx fails the task rather than being polled again.
         "ignoreFailure": False,
@@ -131,7 +131,8 @@ def test_a_queued_attempt_is_not_run_while_paused_and_runs_once_resumed(
         lambda request: Response(f'{{"ready": {str(ready["ready"]).lower()}}}', content_type="application/json")
     )
     web.expect_request("/deploy").respond_with_json({"ok": True})
-    execution_id = started(api.http, release(api, web))
+    # (three seconds between polls: time enough to pause it before its next attempt's message is delivered)
+    execution_id = started(api.http, release(api, web, interval=3))
     wait_until(
         lambda: task_of(execution(api, execution_id), "Release", "Wait")["attempt"] == 2,
         what="the POLL's second attempt to be queued",
