@@ -1,5 +1,5 @@
 """The `rollway` command line: servers (serve, worker) and the API from a terminal (apply, run, executions,
-approve, reject)."""
+approve, reject, cancel, pause, resume, rollback, rerun)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import click
 import yaml
 
-from api.client import Client
+from api.client import Client, resolve_execution
 from orchestrator.cdtemplate import MODELS, request_body
 from orchestrator.document import DEFAULT_PROJECT
 from orchestrator.errors import RollwayError
@@ -404,6 +404,58 @@ def approve(ctx: click.Context, operation_id: str, comments: str) -> None:
 def reject(ctx: click.Context, operation_id: str, comments: str) -> None:
     """Reject a waiting user operation by id (or a unique start of one): its task fails and its stage rolls back."""
     _answer(ctx, operation_id, "reject", comments)
+
+
+def _control(ctx: click.Context, execution_id: str, verb: str) -> None:
+    """POST /api/executions/<id>/<verb> for an id or a unique start of one, and print what it answered."""
+    client = _client(ctx)
+    full = resolve_execution(client, execution_id)
+    answer = client.call("POST", f"/api/executions/{full}/{verb}")
+    if "executionId" in answer:  # a rerun answers the new execution
+        click.echo(f"execution #{answer['executionIndex']} {answer['executionId']} started ({verb} of {full})")
+        return
+    line = f"execution {answer['pipeline']} #{answer['index']} {answer['id']} {answer['status']}"
+    click.echo(f"{line} {answer['statusMessage']}".rstrip())
+
+
+@cli.command()
+@click.argument("execution_id")
+@click.pass_context
+def cancel(ctx: click.Context, execution_id: str) -> None:
+    """Cancel an execution by id (or a unique start of one): nothing more of it starts."""
+    _control(ctx, execution_id, "cancel")
+
+
+@cli.command()
+@click.argument("execution_id")
+@click.pass_context
+def pause(ctx: click.Context, execution_id: str) -> None:
+    """Pause an execution by id (or a unique start of one): nothing new starts, running tasks finish."""
+    _control(ctx, execution_id, "pause")
+
+
+@cli.command()
+@click.argument("execution_id")
+@click.pass_context
+def resume(ctx: click.Context, execution_id: str) -> None:
+    """Resume a paused execution by id (or a unique start of one)."""
+    _control(ctx, execution_id, "resume")
+
+
+@cli.command()
+@click.argument("execution_id")
+@click.pass_context
+def rollback(ctx: click.Context, execution_id: str) -> None:
+    """Roll back a completed or failed execution by hand: the rollback pipelines of the stages it deployed run."""
+    _control(ctx, execution_id, "rollback")
+
+
+@cli.command()
+@click.argument("execution_id")
+@click.pass_context
+def rerun(ctx: click.Context, execution_id: str) -> None:
+    """Start a new execution of the same pipeline with the same input."""
+    _control(ctx, execution_id, "rerun")
 
 
 def main() -> None:

@@ -60,6 +60,37 @@ class Client:
         raise ApiError(f"there is no user operation whose id starts with '{prefix}'")
 
 
+# What one page of `GET /api/executions` holds at most (the API's own limit), and the length of a whole id (a UUID).
+PAGE = 1000
+FULL_ID = 36
+
+
+def resolve_execution(client: Client, prefix: str) -> str:
+    """The full id of the execution whose id starts with `prefix`; ApiError when none or several match.
+
+    A whole id is taken as given (the API answers 404 if it is unknown); a shorter one is looked for among the
+    executions the token sees, newest first, a page at a time.
+    """
+    wanted = prefix.strip().lower()
+    if not wanted:
+        raise ApiError("give an execution id (or the start of one)")
+    if len(wanted) == FULL_ID:
+        return wanted
+    matches: list[str] = []
+    offset = 0
+    while True:
+        page = client.call("GET", "/api/executions", params={"limit": PAGE, "offset": offset})
+        matches += [str(item["id"]) for item in page if str(item["id"]).lower().startswith(wanted)]
+        if len(matches) > 1:
+            raise ApiError(f"'{prefix}' is the start of {len(matches)} execution ids; give more of it")
+        if len(page) < PAGE:
+            break
+        offset += PAGE
+    if not matches:
+        raise ApiError(f"there is no execution whose id starts with '{prefix}'")
+    return matches[0]
+
+
 def _describe(response: httpx.Response) -> str:
     try:
         error = response.json()["error"]

@@ -137,6 +137,24 @@ def _pipeline_of(execution: Execution) -> PipelineRecord:
         raise gone from error
 
 
+@blueprint.post("/executions/<execution_id>/pause")
+@allow(Action.RUN)
+def pause(execution_id: str) -> tuple[Response, int]:
+    """Pause a running or waiting execution: nothing new starts, running tasks finish; 409 otherwise."""
+    _visible_execution(execution_id)
+    execution = services().engine.pause(execution_id, requester())
+    return jsonify(execution_view(execution)), 202
+
+
+@blueprint.post("/executions/<execution_id>/resume")
+@allow(Action.RUN)
+def resume(execution_id: str) -> tuple[Response, int]:
+    """Resume a paused execution; 409 when it is not paused."""
+    _visible_execution(execution_id)
+    execution = services().engine.resume(execution_id, requester())
+    return jsonify(execution_view(execution)), 202
+
+
 def _visible_execution(execution_id: str) -> Execution:
     """An execution of a project the caller sees; 404, like a missing one, otherwise."""
     execution = services().store.get_execution(execution_id)

@@ -71,3 +71,6 @@ NOTIFY_MAX_ATTEMPTS = 6
 NOTIFY_CLAIM_SECONDS = HTTP_DEADLINE_SECONDS + 60.0
 # One SMTP conversation's network waits (connect, each command).
 SMTP_TIMEOUT_SECONDS = 30.0
+# How deep Pipeline tasks may nest executions (a top-level execution's child is at depth 1): A -> B -> A would
+# otherwise start executions for ever. Past it the Pipeline task fails, so its parent's rollback runs.
+MAX_NESTING_DEPTH = 5

@@ -17,7 +17,7 @@ from orchestrator.errors import BindingError, ExpressionError, PipelineInvalid, 
 from orchestrator.inputs import reference_head
 from orchestrator.notifications import NOTICE_NAMES, read_notifications
 from orchestrator.pipeline import InputMeta, Pipeline, RollbackLink, Stage, Task, TaskKey
-from orchestrator.tasktypes import RESPONSE_NAMES, TASK_TYPES, check_task_input, endpoint_problems
+from orchestrator.tasktypes import PIPELINE, RESPONSE_NAMES, TASK_TYPES, check_task_input, endpoint_problems
 
 MAX_NAME_LENGTH = 200  # the width of the name columns
 DEFAULT_PROJECT = "default"
@@ -389,6 +389,8 @@ class _Checker:
             self.expression(task.pre_condition, _join(path, "preCondition"), key, frozenset())
         if task.rollback is not None:
             self.link(task.rollback, _join(path, "rollback"), lambda other: not self.pipeline.runs_before(key, other))
+        if task.type == PIPELINE and task.input.get("pipeline") == self.pipeline.name:
+            self.problem(_join(path, "input", "pipeline"), "a pipeline cannot run itself as a nested pipeline")
 
     def endpoints(self, task: Task, path: str) -> None:
         lookup = self.reader.endpoints

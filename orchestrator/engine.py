@@ -6,6 +6,10 @@ any number of processes. What a step decides to send (task runs for workers) is 
 transaction (the outbox, see `outbox.py`) and sent only after it commits, so a worker never receives a task
 run it cannot yet see, and a send that never happens is found by the sweep. Executions that ended are
 settled after the commit too (`finished`), and again by the sweep if that follow-up was lost.
+
+A step that locks more than one execution locks a parent before its children (a rollback's, or the nested
+executions of Pipeline tasks, see `nesting.py`): cancel, pause and resume reach a parent's nested executions in
+the same step.
 """
 
 from __future__ import annotations
@@ -18,20 +22,21 @@ from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator import defaults, expressions, planner, rollback, tasktypes, useroperations
+from orchestrator import defaults, expressions, nesting, planner, rollback, tasktypes, useroperations
 from orchestrator.bindings import Scope, resolve
 from orchestrator.errors import Conflict, InputInvalid, InvalidTransition, PipelineDisabled, Problem, RollwayError
 from orchestrator.execution import Execution, ExecutionState, PipelineRecord, Relation, TaskRun
 from orchestrator.inputs import BoundTask, bind_task, input_problems
 from orchestrator.outbox import Dispatch, Schedule
+from orchestrator.outbox import countdown as seconds_until
 from orchestrator.outcome import Failed, Lost, Outcome, Succeeded, Waiting
 from orchestrator.pipeline import Pipeline, TaskKey
 from orchestrator.redaction import Secrets, mask_secrets, redact_message
 from orchestrator.schema import now
 from orchestrator.sealing import conceal
-from orchestrator.status import ExecutionStatus, RunStatus, check_execution
+from orchestrator.status import EXECUTION_ALLOWED, ExecutionStatus, RunStatus, check_execution
 from orchestrator.store import Store
-from orchestrator.tasktypes import USER_OPERATION
+from orchestrator.tasktypes import PIPELINE, USER_OPERATION
 from orchestrator.transaction import Transaction
 from orchestrator.useroperations import Approval, OperationKind, OperationStatus, UserOperation, VariableReads
 from orchestrator.variables import ProjectVariables, project_values
@@ -165,10 +170,86 @@ class Engine:
         actor = requested_by or "a user"
         with self.store.locked(execution_id) as (tx, state):
             check_execution(state.execution.status, ExecutionStatus.CANCELED)
-            tx.transition(execution_id, ExecutionStatus.CANCELED, f"canceled by {actor}", actor)
-            effects.ended.append(execution_id)
+            self._control(
+                tx,
+                state.execution,
+                ExecutionStatus.CANCELED,
+                message=f"canceled by {actor}",
+                actor=actor,
+                effects=effects,
+            )
         self._follow_up(effects)
         return self.store.get_execution(execution_id)
+
+    def pause(self, execution_id: str, requested_by: str = "") -> Execution:
+        """Pause an execution: nothing new of it starts, and its queued runs wait; tasks already running finish and
+        their outcome is recorded (a failure still rolls it back).
+
+        Raises InvalidTransition (a 409) unless it is RUNNING or WAITING.
+        """
+        effects = Effects()
+        actor = requested_by or "a user"
+        with self.store.locked(execution_id) as (tx, state):
+            check_execution(state.execution.status, ExecutionStatus.PAUSED)
+            self._control(
+                tx, state.execution, ExecutionStatus.PAUSED, message=f"paused by {actor}", actor=actor, effects=effects
+            )
+        self._follow_up(effects)
+        return self.store.get_execution(execution_id)
+
+    def resume(self, execution_id: str, requested_by: str = "") -> Execution:
+        """Resume a paused execution: RUNNING again (WAITING while a user operation of it is still ACTIVE), what
+        became ready starts, and its queued runs are sent again (their messages were dropped while it was paused).
+
+        Raises InvalidTransition (a 409) unless it is PAUSED.
+        """
+        effects = Effects()
+        actor = requested_by or "a user"
+        with self.store.locked(execution_id) as (tx, state):
+            status = state.execution.status
+            if status is not ExecutionStatus.PAUSED:
+                raise InvalidTransition(f"only a PAUSED execution can be resumed; this one is {status}")
+            self._resume(tx, state.execution, f"resumed by {actor}", actor, effects)
+        self._follow_up(effects)
+        return self.store.get_execution(execution_id)
+
+    def _resume(self, tx: Transaction, execution: Execution, message: str, actor: str, effects: Effects) -> None:
+        """Resume a paused execution and its paused nested ones, in this step."""
+        waiting = useroperations.active_count(tx.conn, execution.id) > 0
+        new = ExecutionStatus.WAITING if waiting else ExecutionStatus.RUNNING
+        if not tx.transition(execution.id, new, message, actor):
+            return
+        stamp = now()
+        held = tx.resend_queued(execution.id, stamp + timedelta(seconds=self.horizon), stamp)
+        effects.dispatch += [
+            Dispatch(run.id, run.attempt, run.type, execution.rollback, seconds_until(run.dispatch_after, stamp))
+            for run in held
+        ]
+        self._advance(tx, tx.state(execution.id), effects)
+        for child_id in tx.nested_in(execution.id):
+            child = tx.execution(child_id, lock=True)
+            if child.status is ExecutionStatus.PAUSED:
+                self._resume(tx, child, f"resumed with {_named(execution)}", actor, effects)
+
+    def _control(
+        self, tx: Transaction, execution: Execution, new: ExecutionStatus, *, message: str, actor: str, effects: Effects
+    ) -> None:
+        """Cancel or pause an execution, and with it its nested executions that allow it (a child still queued
+        behind its pipeline's concurrency cannot be paused, one rolling back cannot be canceled), in this step."""
+        if not tx.transition(execution.id, new, message, actor):
+            return
+        if new.is_terminal:
+            effects.ended.append(execution.id)
+        why = f"{'canceled' if new is ExecutionStatus.CANCELED else 'paused'} with {_named(execution)}"
+        self._control_nested(tx, execution, new, why=why, actor=actor, effects=effects)
+
+    def _control_nested(
+        self, tx: Transaction, execution: Execution, new: ExecutionStatus, *, why: str, actor: str, effects: Effects
+    ) -> None:
+        for child_id in tx.nested_in(execution.id):
+            child = tx.execution(child_id, lock=True)
+            if new in EXECUTION_ALLOWED[child.status]:
+                self._control(tx, child, new, message=why, actor=actor, effects=effects)
 
     def roll_back(self, execution_id: str, requested_by: str = "", *, requested_by_admin: bool = False) -> Execution:
         """A person's rollback of an ended execution ("put production back on the last known-good release").
@@ -265,11 +346,14 @@ class Engine:
         effects: Effects,
         lost: bool = False,
     ) -> None:
+        execution = tx.execution(run.execution_id)
         schedule = Schedule.plan(now(), countdown, self.horizon)
+        if not execution.status.runs_tasks:
+            # Paused: no worker could claim it now; the resume (or the sweep after it) sends it.
+            schedule = replace(schedule, sent=None)
         again = tx.requeue_task_run(run, state, message, schedule, actor=actor, lost=lost)
         if again is not None and schedule.sent is not None:
-            rollback = tx.execution(run.execution_id).rollback
-            effects.dispatch.append(Dispatch(again.id, again.attempt, again.type, rollback, countdown))
+            effects.dispatch.append(Dispatch(again.id, again.attempt, again.type, execution.rollback, countdown))
 
     def _lost(self, tx: Transaction, run: TaskRun, lost: Lost, actor: str, effects: Effects) -> None:
         losses = int(run.state.get(LOSSES_KEY) or 0) + 1
@@ -313,6 +397,10 @@ class Engine:
             return
         recorded, sealed = self._conceal(bound, secrets)
         recorded = self._hold_asked(tx, state, recorded, sealed=sealed, asked=asked, reads=reads, effects=effects)
+        left = self._start_nested(tx, state, recorded, effects)
+        if left is None:
+            return
+        recorded = left
         queued = tx.queue_task_runs(execution.id, recorded, Schedule.plan(now(), 0.0, self.horizon), sealed=sealed)
         effects.dispatch += [Dispatch(run.id, run.attempt, run.type, execution.rollback) for run in queued]
         if step.done:
@@ -321,6 +409,56 @@ class Engine:
             output = mask_secrets(output, variables.secrets)
             if tx.transition(execution.id, ExecutionStatus.COMPLETED, "", output=output):
                 effects.ended.append(execution.id)
+
+    def _start_nested(
+        self, tx: Transaction, state: ExecutionState, recorded: list[tuple[TaskKey, BoundTask]], effects: Effects
+    ) -> list[tuple[TaskKey, BoundTask]] | None:
+        """Start the nested execution of each Pipeline task about to start (its run waits for it, see `nesting.py`);
+        what is left to queue, or None when one could not start: its task failed, and that failure was handled."""
+        others = []
+        for key, task in recorded:
+            if state.pipeline.task(key).type != PIPELINE:
+                others.append((key, task))
+                continue
+            refused = self._nest(tx, state.execution, key, task, effects)
+            if refused is not None:
+                tx.settle_task_runs(state.execution.id, [(key, refused)], RunStatus.FAILED)
+                self._on_failure(tx, tx.state(state.execution.id), key, refused, effects)
+                return None
+        return others
+
+    def _nest(
+        self, tx: Transaction, execution: Execution, key: TaskKey, task: BoundTask, effects: Effects
+    ) -> str | None:
+        """Insert and start the child execution a Pipeline task asks for, its run waiting for it; why it cannot
+        start, if it cannot. Its input is the task's as recorded: a secret in it reaches the child masked."""
+        try:
+            asked = nesting.asked_of(task.input)
+        except ValueError as error:
+            return f"its input could not be bound: {error}"
+        too_deep = nesting.too_deep(tx.nesting_depth(execution) + 1)
+        target = tx.find_pipeline(execution.project, asked.pipeline)
+        if too_deep is not None or target is None or not target.pipeline.enabled:
+            return too_deep or nesting.unavailable(asked.pipeline, execution.project, exists=target is not None)
+        try:
+            values = bind_input(target.pipeline, asked.input)
+        except InputInvalid as error:
+            return nesting.input_refused(asked.pipeline, error)
+        child = tx.insert_execution(
+            target,
+            values,
+            f"nested in {_named(execution)} by task {_describe(key)}",
+            requested_by=execution.requested_by,
+            requested_by_admin=execution.requested_by_admin,
+            parent_id=execution.id,
+            relation=Relation.NESTED,
+        )
+        message, output = nesting.waiting(child)
+        tx.wait_for_child(execution.id, key, task, message, output)
+        log.info("execution %s: task %s started nested execution %s", execution.id, _describe(key), child.id)
+        if child.status is ExecutionStatus.RUNNING:
+            self._advance(tx, tx.state(child.id, lock=True), effects)
+        return None
 
     def _hold_asked(
         self,
@@ -456,9 +594,13 @@ class Engine:
             log.info("execution %s: %s failed and is ignored: %s", execution.id, _describe(key), message)
             self._advance(tx, state, effects)
             return
-        if not execution.status.runs_tasks:
+        # A failure that arrives while the execution is paused (its task was already running) still rolls it back.
+        if not execution.status.in_progress:
             return
         reason = f"task {_describe(key)} failed: {message}"
+        # Whether it fails or rolls back, what it started in nested executions stops with it.
+        why = f"canceled: {_named(execution)} stopped, {reason}"
+        self._control_nested(tx, execution, ExecutionStatus.CANCELED, why=why, actor="", effects=effects)
         # A rollback pipeline's own failures do not chain further rollbacks: that way lies a loop.
         plan = None
         variables = self._variables(tx, execution.project)
@@ -516,12 +658,15 @@ class Engine:
             log.warning("could not mark %d message(s) unsent; the sweep will resend them: %s", len(items), error)
 
     def finished(self, execution_id: str) -> None:
-        """After an execution ends: settle the execution it rolled back, and start queued ones."""
+        """After an execution ends: settle the execution it rolled back, or the Pipeline task it was nested by, and
+        start queued ones."""
         effects = Effects()
         with self.store.transaction() as tx:
             execution = tx.execution(execution_id)
             if execution.rollback and execution.parent_id is not None:
                 self._settle_parent(tx, execution.parent_id, effects)
+            elif execution.relation is Relation.NESTED and execution.status.is_terminal:
+                self._settle_nested(tx, execution, effects)
             if execution.pipeline_id is not None:
                 self._promote(tx, execution.pipeline_id, effects)
         self._follow_up(effects)
@@ -539,6 +684,22 @@ class Engine:
         for execution_id in promoted:
             self._advance(tx, tx.state(execution_id, lock=True), effects)
         return len(promoted)
+
+    def _settle_nested(self, tx: Transaction, child: Execution, effects: Effects) -> None:
+        """A nested execution ended: the Pipeline task that waits for it completes with its output, or fails naming
+        it and how it ended (so the parent's rollback runs)."""
+        if child.parent_id is None:
+            return  # its parent was deleted
+        tx.execution(child.parent_id, lock=True)
+        run = tx.waiting_for(child.parent_id, child.id)
+        if run is None:
+            return  # settled already, or the parent stopped and canceled it
+        completed, message, output = nesting.ended(child)
+        if completed:
+            if tx.complete_held_task_run(run.id, message, output):
+                self._advance(tx, tx.state(child.parent_id), effects)
+        elif tx.fail_held_task_run(run.id, message, output):
+            self._on_failure(tx, tx.state(child.parent_id), run.key, message, effects)
 
     def _settle_parent(self, tx: Transaction, parent_id: str, effects: Effects) -> None:
         """The step a ROLLING_BACK execution takes when one of its rollbacks ended (`rollback.next_step`)."""
@@ -580,6 +741,10 @@ def _rollback_targets(
         names = ", ".join(f"'{name}'" for name in missing)
         raise Conflict(f"cannot roll back: rollback pipeline {names} no longer exists in project '{execution.project}'")
     return [target for _, target in targets if target is not None]
+
+
+def _named(execution: Execution) -> str:
+    return f"{execution.pipeline_name} #{execution.index}"
 
 
 def _bind(

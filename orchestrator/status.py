@@ -46,6 +46,15 @@ class ExecutionStatus(StrEnum):
         return self in RUNS_TASKS
 
     @property
+    def in_progress(self) -> bool:
+        """The execution has not stopped: it runs tasks, or it is paused.
+
+        Its QUEUED task runs are kept (a paused execution's wait for its resume), and a task failing still fails it
+        or starts its rollback.
+        """
+        return self in IN_PROGRESS
+
+    @property
     def holds_slot(self) -> bool:
         """An execution in this status counts against its pipeline's `concurrency`.
 
@@ -83,6 +92,7 @@ TERMINAL = frozenset(
 # Ended with what it deployed still in place (COMPLETED, or FAILED with no rollback), or with its rollback failed.
 ROLLS_BACK_BY_HAND = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.ROLLBACK_FAILED})
 RUNS_TASKS = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.WAITING})
+IN_PROGRESS = RUNS_TASKS | {ExecutionStatus.PAUSED}
 HOLDS_SLOT = frozenset(
     {
         ExecutionStatus.RUNNING,
@@ -101,8 +111,9 @@ EXECUTION_ALLOWED: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
     _E.QUEUED: frozenset({_E.RUNNING, _E.CANCELED}),
     _E.RUNNING: frozenset({_E.WAITING, _E.PAUSED, _E.CANCELING, _E.CANCELED, _E.COMPLETED, _E.FAILED, _E.ROLLING_BACK}),
     _E.WAITING: frozenset({_E.RUNNING, _E.PAUSED, _E.CANCELING, _E.CANCELED, _E.COMPLETED, _E.FAILED, _E.ROLLING_BACK}),
-    # A task already running when the execution was paused may still fail it.
-    _E.PAUSED: frozenset({_E.RUNNING, _E.CANCELING, _E.CANCELED, _E.FAILED, _E.ROLLING_BACK}),
+    # A task already running when the execution was paused may still fail it. Resumed, it waits again while one of
+    # its tasks still waits for a person's answer.
+    _E.PAUSED: frozenset({_E.RUNNING, _E.WAITING, _E.CANCELING, _E.CANCELED, _E.FAILED, _E.ROLLING_BACK}),
     _E.CANCELING: frozenset({_E.CANCELED}),
     _E.ROLLING_BACK: frozenset({_E.ROLLBACK_COMPLETED, _E.ROLLBACK_FAILED}),
     _E.CANCELED: frozenset(),

@@ -5,7 +5,8 @@
 2. sends queued runs that are due and were never sent (the broker was down, or a long wait came due), and
    sends again those sent more than a lease ago and still not claimed (their message was lost);
 3. takes the next step of executions whose rollback ended while they still show ROLLING_BACK: settles them, or
-   starts the next rollback of a manual one (`Engine.settle`);
+   starts the next rollback of a manual one (`Engine.settle`); and settles Pipeline tasks still waiting for a
+   nested execution that ended;
 4. starts queued executions whose pipeline has a free slot;
 5. advances executions that run tasks but have none open (a step's follow-up was lost);
 6. expires ACTIVE approvals (UserOperation tasks) nobody answered in time: their task fails, so its stage rolls
@@ -15,7 +16,10 @@
 
 Every step is safe to repeat, and only one sweep runs at a time (`Store.sweep_lock`): two beats do no harm.
 A run held for a person's answer (WAITING, see `useroperations.py`) has no due time and no lease: no step sends
-or reclaims it, and its execution has an open run, so it is not taken for stalled either.
+or reclaims it, and its execution has an open run, so it is not taken for stalled either. The same holds for a
+Pipeline task's run waiting for its nested execution. A PAUSED execution runs no tasks: none of its runs is sent,
+and it is not taken for stalled; its resume sends its queued runs (and marks them sent, so a send lost then is
+sent again a lease later).
 """
 
 from __future__ import annotations
@@ -108,10 +112,13 @@ class Sweeper:
 
     def _settle(self) -> int:
         with self.store.transaction() as tx:
-            ended = tx.unsettled_parents(self.batch)
-        for parent_id in ended:
+            parents = tx.unsettled_parents(self.batch)
+            nested = tx.unsettled_nested(self.batch)
+        for parent_id in parents:
             self.engine.settle(parent_id)
-        return len(ended)
+        for child_id in nested:
+            self.engine.finished(child_id)
+        return len(parents) + len(nested)
 
     def _start(self) -> int:
         with self.store.transaction() as tx:

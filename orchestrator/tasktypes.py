@@ -433,6 +433,21 @@ def _check_user_operation(task_input: Mapping[str, object]) -> list[Problem]:
     return problems
 
 
+PIPELINE = "Pipeline"
+
+
+def _check_pipeline(task_input: Mapping[str, object]) -> list[Problem]:
+    """A Pipeline task names the pipeline to run, and may give it input (its values may hold bindings)."""
+    problems = []
+    name = task_input.get("pipeline")
+    if name is not None and (not isinstance(name, str) or not name.strip() or is_bound(name)):
+        problems.append(Problem("pipeline", f"must be the name of a pipeline of the same project, not {name!r}"))
+    properties = task_input.get("inputProperties")
+    if properties is not None and not isinstance(properties, Mapping):
+        problems.append(Problem("inputProperties", "must be an object of the nested pipeline's input names and values"))
+    return problems
+
+
 TASK_TYPES: Mapping[str, TaskType] = {
     spec.name: spec
     for spec in (
@@ -502,6 +517,15 @@ TASK_TYPES: Mapping[str, TaskType] = {
             ),
             runs_in=Runner.ENGINE,
             check=_check_user_operation,
+        ),
+        # Never sent to a worker: the engine starts a nested execution and the task waits until it ends.
+        # The engine starts the nested execution and settles the run when it ends (see `nesting.py`).
+        TaskType(
+            PIPELINE,
+            frozenset({"pipeline"}),
+            frozenset({"inputProperties"}),
+            runs_in=Runner.ENGINE,
+            check=_check_pipeline,
         ),
     )
 }

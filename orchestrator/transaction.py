@@ -37,6 +37,7 @@ from orchestrator.pipeline import TaskKey
 from orchestrator.schema import UTCDateTime, endpoints, events, executions, now, pipelines, task_runs
 from orchestrator.snapshots import DocumentCache, digest
 from orchestrator.status import EXECUTION_ALLOWED, ExecutionStatus, RunStatus, check_run, predecessors
+from orchestrator.tasktypes import PIPELINE
 from orchestrator.useroperations import cancel_active
 
 EXECUTION_COLUMNS = [column for column in executions.c if column.name != "document"]
@@ -48,6 +49,7 @@ SUMMARY_COLUMNS = [
 # Execution statuses, as lists for SQL `IN`: named once in status.py.
 RUNS_TASKS = sorted(status.value for status in ExecutionStatus if status.runs_tasks)
 HOLDS_SLOT = sorted(status.value for status in ExecutionStatus if status.holds_slot)
+IN_PROGRESS = sorted(status.value for status in ExecutionStatus if status.in_progress)
 OPEN_RUNS = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING)
 TERMINAL = sorted(status.value for status in ExecutionStatus if status.is_terminal)
 # Relations whose children roll their parent back, as a list for SQL `IN`.
@@ -64,6 +66,11 @@ _SUMMARIES = (
 _EXECUTION_RUNS_TASKS = (
     select(executions.c.id)
     .where(executions.c.id == task_runs.c.execution_id, executions.c.status.in_(RUNS_TASKS))
+    .exists()
+)
+_EXECUTION_IN_PROGRESS = (
+    select(executions.c.id)
+    .where(executions.c.id == task_runs.c.execution_id, executions.c.status.in_(IN_PROGRESS))
     .exists()
 )
 _THIS_ATTEMPT = (task_runs.c.id == bindparam("run_id"), task_runs.c.attempt == bindparam("at_attempt"))
@@ -149,6 +156,25 @@ _HOLD = run_change(
     dispatch_after=None,
     sent_at=None,
 )
+# A Pipeline task's run while its nested execution runs: bound like a queued one, never sent, its output naming
+# the child (which is how the child's end finds it).
+_WAIT_FOR_CHILD = run_change(
+    _R.NOT_STARTED,
+    _R.WAITING,
+    *_BY_KEY,
+    **_BOUND,
+    status_message=bindparam("message"),
+    output=bindparam("output"),
+    dispatch_after=None,
+    sent_at=None,
+)
+_FAIL_HELD = run_change(
+    _R.WAITING,
+    _R.FAILED,
+    task_runs.c.id == bindparam("run_id"),
+    status_message=bindparam("message"),
+    output=bindparam("output"),
+)
 _RELEASE = run_change(
     _R.WAITING,
     _R.QUEUED,
@@ -215,11 +241,12 @@ _CANCEL_QUEUED = run_change(
 _CANCEL_WAITING = run_change(
     _R.WAITING, _R.CANCELED, task_runs.c.execution_id == bindparam("in_execution"), status_message=bindparam("message")
 )
+# A paused execution's queued runs are not abandoned: their messages are dropped, and its resume sends them again.
 _CANCEL_ABANDONED = run_change(
     _R.QUEUED,
     _R.CANCELED,
     *_THIS_ATTEMPT,
-    ~_EXECUTION_RUNS_TASKS,
+    ~_EXECUTION_IN_PROGRESS,
     status_message="not run: its execution is no longer running",
 )
 _RENEW = (
@@ -654,6 +681,32 @@ class Transaction:
             moved += self._move_runs(_HOLD, values, actor)
         return moved
 
+    def wait_for_child(
+        self, execution_id: str, key: TaskKey, task: BoundTask, message: str, output: Mapping[str, Any]
+    ) -> TaskRun | None:
+        """Move a Pipeline task's NOT_STARTED run to WAITING for its nested execution, bound as `queue_task_runs`
+        would, with `output` naming the child; the run, or None if it had already left NOT_STARTED."""
+        stage, name = key
+        values = {
+            "in_execution": execution_id,
+            "in_stage": stage,
+            "named": name,
+            "given": dict(task.input),
+            "bound": dict(task.bindings),
+            "at": dict(task.endpoints),
+            "sealed": None,
+            "message": message,
+            "output": dict(output),
+            "now": now(),
+        }
+        moved = self._move_runs(_WAIT_FOR_CHILD, values, "")
+        return moved[0] if moved else None
+
+    def fail_held_task_run(self, task_run_id: str, message: str, output: Mapping[str, Any], actor: str = "") -> bool:
+        """Fail a held run with `output` (WAITING -> FAILED); False if it no longer waits."""
+        values = {"run_id": task_run_id, "message": message, "output": dict(output), "now": now()}
+        return bool(self._move_runs(_FAIL_HELD, values, actor))
+
     def release_task_run(self, task_run_id: str, message: str, schedule: Schedule, actor: str = "") -> TaskRun | None:
         """Queue a held run (WAITING -> QUEUED) for the attempt it was bound with; None if it no longer waits."""
         values = {"run_id": task_run_id, "message": message, "due": schedule.due, "sent": schedule.sent, "now": now()}
@@ -791,6 +844,21 @@ class Transaction:
         )
         return [(task_run_from_row(row), bool(row.of_rollback)) for row in self.conn.execute(query)]
 
+    def resend_queued(self, execution_id: str, horizon: datetime, stamp: datetime) -> list[TaskRun]:
+        """Mark an execution's QUEUED runs due before `horizon` as sent at `stamp`; the runs to send (a resumed
+        execution's, whose messages were dropped while it was paused). Later ones the sweep sends when due."""
+        statement = (
+            update(task_runs)
+            .where(
+                task_runs.c.execution_id == execution_id,
+                task_runs.c.status == _R.QUEUED,
+                task_runs.c.dispatch_after <= horizon,
+            )
+            .values(sent_at=stamp)
+            .returning(*task_runs.c)
+        )
+        return [task_run_from_row(row) for row in self.conn.execute(statement)]
+
     def mark_sent(self, attempts: Iterable[tuple[str, int]], stamp: datetime | None) -> None:
         """Record that these attempts (task run id, attempt) were handed to the broker at `stamp` (None: the
         send failed, so the sweep sends them as soon as the broker is back)."""
@@ -832,6 +900,55 @@ class Transaction:
             .limit(limit)
         )
         return [row.id for row in rows]
+
+    def waiting_for(self, parent_id: str, child_id: str) -> TaskRun | None:
+        """The parent's Pipeline task run that waits for this nested execution, if one still does."""
+        rows = self.conn.execute(
+            select(task_runs).where(
+                task_runs.c.execution_id == parent_id,
+                task_runs.c.status == _R.WAITING,
+                task_runs.c.type == PIPELINE,
+            )
+        )
+        found = [task_run_from_row(row) for row in rows]
+        return next((run for run in found if (run.output or {}).get("executionId") == child_id), None)
+
+    def nested_in(self, parent_id: str) -> list[str]:
+        """The ids of the parent's nested executions (of its Pipeline tasks) that have not ended, oldest first."""
+        rows = self.conn.execute(
+            select(executions.c.id)
+            .where(
+                executions.c.parent_id == parent_id,
+                executions.c.relation == Relation.NESTED.value,
+                executions.c.status.not_in(TERMINAL),
+            )
+            .order_by(executions.c.created_at, executions.c.id)
+        )
+        return [row.id for row in rows]
+
+    def nesting_depth(self, execution: Execution) -> int:
+        """How many nested executions deep this one is (0 for one that no Pipeline task started)."""
+        depth = 0
+        while execution.relation is Relation.NESTED and execution.parent_id is not None:
+            depth += 1
+            execution = self.execution(execution.parent_id)
+        return depth
+
+    def unsettled_nested(self, limit: int) -> list[str]:
+        """Nested executions that ended while a Pipeline task run of their parent still waits for one: the end's
+        follow-up (`Engine.finished`) was lost. Each parent's waiting runs are matched to the child they name."""
+        rows = self.conn.execute(
+            select(executions.c.id, task_runs.c.output)
+            .join(task_runs, task_runs.c.execution_id == executions.c.parent_id)
+            .where(
+                executions.c.relation == Relation.NESTED.value,
+                executions.c.status.in_(TERMINAL),
+                task_runs.c.status == _R.WAITING,
+                task_runs.c.type == PIPELINE,
+            )
+            .limit(limit)
+        )
+        return [row.id for row in rows if (row.output or {}).get("executionId") == row.id]
 
     def children(self, parent_ids: Iterable[str]) -> dict[str, list[Child]]:
         """The child executions of each of these executions, oldest first (those with none are left out)."""

@@ -70,6 +70,8 @@ EXPECTED_ACTIONS: dict[Route, Action] = {
     ("POST", "/api/executions/<execution_id>/cancel"): Action.RUN,
     ("POST", "/api/executions/<execution_id>/rollback"): Action.RUN,
     ("POST", "/api/executions/<execution_id>/rerun"): Action.RUN,
+    ("POST", "/api/executions/<execution_id>/pause"): Action.RUN,
+    ("POST", "/api/executions/<execution_id>/resume"): Action.RUN,
     ("POST", "/api/endpoints"): Action.EDIT,
     ("GET", "/api/endpoints"): Action.READ,
     ("GET", "/api/endpoints/<endpoint_id>"): Action.READ,
@@ -321,6 +323,13 @@ def _ended_execution(world: World, project: str, path: str) -> Call:
     return Call(path.format(execution), None, execution, f"/api/executions/{execution}")
 
 
+def _paused_execution(world: World, project: str) -> Call:
+    """Resume a new execution the bootstrap token paused."""
+    execution = world.fresh_execution(project)
+    world.made(f"/api/executions/{execution}/pause", {}, 202)
+    return Call(f"/api/executions/{execution}/resume", None, execution, f"/api/executions/{execution}")
+
+
 def _endpoint(world: World, project: str, path: str, body: Doc | None = None, fresh: bool = False) -> Call:
     endpoint = world.fresh_endpoint(project) if fresh else world.projects[project].endpoint
     return Call(path.format(endpoint), body, endpoint, f"/api/endpoints/{endpoint}")
@@ -388,6 +397,10 @@ SAMPLES: dict[Route, Sample] = {
     ("POST", "/api/executions/<execution_id>/rerun"): Sample(
         Kind.OBJECT, 202, lambda w, p: _ended_execution(w, p, "/api/executions/{}/rerun")
     ),
+    ("POST", "/api/executions/<execution_id>/pause"): Sample(
+        Kind.OBJECT, 202, lambda w, p: _execution(w, p, "/api/executions/{}/pause", fresh=True)
+    ),
+    ("POST", "/api/executions/<execution_id>/resume"): Sample(Kind.OBJECT, 202, _paused_execution),
     ("POST", "/api/endpoints"): Sample(
         Kind.CREATE,
         201,

@@ -66,6 +66,14 @@ def test_only_running_and_waiting_executions_have_tasks_moved_on() -> None:
     assert running == {E.RUNNING, E.WAITING}
 
 
+def test_a_paused_execution_is_still_in_progress_though_it_runs_no_tasks() -> None:
+    # Given every execution status
+    # When each is asked whether it is still in progress (its queued runs kept, a failure still rolling it back)
+    going = {status for status in ExecutionStatus if status.in_progress}
+    # Then running, waiting and paused ones are
+    assert going == {E.RUNNING, E.WAITING, E.PAUSED}
+
+
 def test_a_rolling_back_execution_still_holds_its_concurrency_slot() -> None:
     # Given every execution status
     # When each is asked whether it counts against its pipeline's concurrency
@@ -96,8 +104,9 @@ def test_a_canceling_execution_can_only_end_canceled() -> None:
 
 def test_a_paused_execution_resumes_to_running_and_cannot_complete_while_paused() -> None:
     # Given a paused execution
-    # When it is resumed, or something tries to complete it
+    # When it is resumed (to RUNNING, or WAITING while an approval of it waits), or something tries to complete it
     check_execution(E.PAUSED, E.RUNNING)
+    check_execution(E.PAUSED, E.WAITING)  # an approval of it still waits
     # Then resuming is allowed and completing is not
     with pytest.raises(InvalidTransition):
         check_execution(E.PAUSED, E.COMPLETED)

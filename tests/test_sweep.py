@@ -19,10 +19,11 @@ from orchestrator.document import load_pipeline
 from orchestrator.engine import Engine
 from orchestrator.execution import Execution, PipelineRecord, TaskRun
 from orchestrator.outcome import Waiting
-from orchestrator.schema import now, task_runs
+from orchestrator.schema import executions, now, task_runs
 from orchestrator.status import ExecutionStatus, RunStatus
 from orchestrator.store import Store
 from orchestrator.sweep import Sweeper
+from workers.constants import QUEUE_DEFAULT, queue_for
 from workers.dispatcher import InlineDispatcher
 from workers.executors import build_executors
 from workers.heartbeat import Heartbeat
@@ -370,3 +371,74 @@ def test_an_attempt_that_runs_past_its_limit_is_no_longer_renewed(deployment: De
     assert deployment.run("A", second).lease_expires_at == wedged.lease_expires_at
     later = deployment.run("A", first).lease_expires_at
     assert later is not None and healthy.lease_expires_at is not None and later > healthy.lease_expires_at
+
+
+def test_the_sweep_settles_a_pipeline_task_whose_nested_execution_ended_when_that_follow_up_was_lost(
+    deployment: Deployment,
+) -> None:
+    # Given a release whose Pipeline task runs Child, a pipeline of one Condition
+    deployment.save(pipeline("Child", {"Check": condition("1 == 1")}, output={"said": "yes"}))
+    record = deployment.save(pipeline("Release", {"Run": {"type": "Pipeline", "input": {"pipeline": "Child"}}}))
+    parent = deployment.engine.trigger(record, {})
+    # ... whose child's task went to the ordinary queue of its type (a nested execution is no rollback)
+    item = deployment.dispatcher.pending.popleft()
+    assert queue_for(item.type, item.rollback) == QUEUE_DEFAULT
+    # ... and whose child's last step committed, but the process died before it settled the parent's task
+    claimed = deployment.store.claim(item.task_run_id, item.attempt, "worker-1", LEASE)
+    assert claimed is not None
+    with deployment.store.transaction() as tx:
+        assert tx.finish_task_run(claimed, RunStatus.COMPLETED, "", {"result": True})
+        assert tx.transition(claimed.execution_id, ExecutionStatus.COMPLETED, output={"said": "yes"})
+    assert deployment.run("Run", parent).status is RunStatus.WAITING
+
+    # When the sweep runs
+    report = deployment.sweeper.sweep()
+
+    # Then the task completes with the child's output, and the release completes
+    assert report.settled == 1
+    run = deployment.run("Run", parent)
+    assert run.status is RunStatus.COMPLETED
+    assert run.output == {
+        "executionId": claimed.execution_id,
+        "status": "COMPLETED",
+        "outputProperties": {"said": "yes"},
+    }
+    assert deployment.execution(parent).status is ExecutionStatus.COMPLETED
+    assert deployment.sweeper.sweep().settled == 0
+
+
+def test_a_paused_execution_is_left_alone_by_the_sweep_and_its_runs_are_sent_after_a_lost_resume(
+    deployment: Deployment,
+) -> None:
+    # Given a release paused before its first task's message reached a worker
+    record = deployment.save(pipeline("Release", {"Check": condition("1 == 1")}))
+    release = deployment.engine.trigger(record, {})
+    deployment.engine.pause(release.id, "alice")
+
+    # When the message arrives, and the sweep runs long after
+    deployment.dispatcher.drain(deployment.runner)
+    deployment.age(task_runs.c.sent_at, deployment.run("Check", release).id, LEASE + 1)
+    with deployment.store.transaction() as tx:
+        tx.conn.execute(
+            update(executions)
+            .where(executions.c.id == release.id)
+            .values(updated_at=now() - timedelta(seconds=LEASE + 1))
+        )
+    report = deployment.sweeper.sweep()
+
+    # Then the run was not run and is still queued, and the sweep neither sent it nor took the release for stalled
+    assert deployment.run("Check", release).status is RunStatus.QUEUED
+    assert (report.sent, report.advanced) == (0, 0)
+    assert deployment.execution(release).status is ExecutionStatus.PAUSED
+
+    # When it is resumed but the resume's message is lost, and a lease later the sweep runs
+    deployment.engine.resume(release.id, "alice")
+    deployment.dispatcher.pending.clear()
+    deployment.age(task_runs.c.sent_at, deployment.run("Check", release).id, LEASE + 1)
+    deployment.age(task_runs.c.dispatch_after, deployment.run("Check", release).id, LEASE + 1)
+    report = deployment.sweeper.sweep()
+
+    # Then the sweep sends it, and the release completes
+    assert report.sent == 1
+    deployment.dispatcher.drain(deployment.runner)
+    assert deployment.execution(release).status is ExecutionStatus.COMPLETED

@@ -245,4 +245,4 @@ def test_every_task_type_is_declared_once_with_where_it_runs_and_its_queue() -> 
     )
     assert queue_for("K8S", rollback=True) == "rollback"
     assert TASK_TYPES["UserOperation"].runs_in is Runner.ENGINE
-    assert "UserOperation" not in worker_types
+    assert "UserOperation" not in worker_types and TASK_TYPES["Pipeline"].runs_in is Runner.ENGINE

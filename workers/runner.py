@@ -57,7 +57,7 @@ class TaskRunner:
         run = with_retry(lambda: self.store.claim(task_run_id, attempt, holder, lease), "claim")
         if run is None:
             canceled = with_retry(lambda: self.store.cancel_abandoned(task_run_id, attempt, holder), "cancel")
-            reason = "its execution is no longer running" if canceled else "not queued for this attempt"
+            reason = "its execution is no longer running" if canceled else "not queued for this attempt, or paused"
             log.info("task run %s attempt %s not run: %s", task_run_id, attempt, reason)
             return
         given = self._given(run)
