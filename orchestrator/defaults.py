@@ -59,3 +59,18 @@ EGRESS_DENY = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.
 # The largest request body the API takes (Flask's MAX_CONTENT_LENGTH), and so the most the HTTP server
 # (waitress) buffers before the app sees a request: a larger one is answered 413 before it is read, token or not.
 MAX_REQUEST_BYTES = 2_000_000
+
+# Rollback you can count on (`readiness.py`): a release starts only if every endpoint its rollback pipelines name
+# answered a probe with its credentials within this long. A minute is short enough that "it answered" still
+# means something when the rollback is needed, and long enough that a sweep or two refreshes it in time.
+PROBE_FRESH_SECONDS = 60.0
+# The sweep probes again any such endpoint whose probe is older than this, so with a sweep every
+# `SWEEP_SECONDS` a probe is refreshed before it goes stale.
+PROBE_REFRESH_SECONDS = PROBE_FRESH_SECONDS / 2
+# One probe (connect, send, read) gives up after this: a trigger that probes an endpoint inline, or a sweep
+# probing several, must not hang on a cluster that black-holes its packets.
+PROBE_TIMEOUT_SECONDS = 5.0
+# How much of a probe's answer is read: `/version` is a few hundred bytes, and nothing of it is kept.
+PROBE_BODY_LIMIT_BYTES = 16_000
+# How many endpoints one sweep probes at most; the next pass takes the rest.
+PROBE_BATCH = 20

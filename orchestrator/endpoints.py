@@ -22,6 +22,19 @@ ENDPOINT_TYPES = (KUBERNETES,)
 
 
 @dataclass(frozen=True)
+class Probe:
+    """When an endpoint was last asked whether it answers with its credentials, and what it said.
+
+    `message` is written for people (`credentials refused (HTTP 401)`, `unreachable: ...`) and never holds the
+    endpoint's credentials.
+    """
+
+    at: datetime
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """A Kubernetes API: its URL with a bearer token and CA data (or `insecure`), or a kubeconfig."""
 
@@ -38,10 +51,20 @@ class Endpoint:
     """Only an admin may mark it, change it or delete it; a non-admin's task that uses it waits for an admin."""
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    probe: Probe | None = None
+    """Its last probe (`readiness.py`); None until it is first probed, and again after its URL or credentials change."""
 
     @property
     def has_credentials(self) -> bool:
         return bool(self.token or self.ca_data or self.kubeconfig)
+
+
+def probe_of(row: object) -> Probe | None:
+    """The probe recorded in an endpoints row, or None when it was never probed (or reset since)."""
+    at = getattr(row, "probed_at", None)
+    if not isinstance(at, datetime):
+        return None
+    return Probe(at, bool(getattr(row, "probe_ok", False)), str(getattr(row, "probe_message", "") or ""))
 
 
 FIELDS = frozenset({"name", "project", "type", "url", "token", "caData", "insecure", "kubeconfig", "restricted"})

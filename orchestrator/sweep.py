@@ -8,7 +8,10 @@
 4. starts queued executions whose pipeline has a free slot;
 5. advances executions that run tasks but have none open (a step's follow-up was lost);
 6. expires ACTIVE approvals (UserOperation tasks) nobody answered in time: their task fails, so its stage rolls
-   back (`Engine.expire`).
+   back (`Engine.expire`);
+7. probes the endpoints that enabled pipelines' rollback pipelines name, when their probe is older than
+   `PROBE_REFRESH_SECONDS` (half the freshness a trigger asks for), so a release finds them answered recently
+   (`preflight.py`). Last: a probe may wait for a slow endpoint, and nothing above should wait behind it.
 
 Every step is safe to repeat, and only one sweep runs at a time (`Store.sweep_lock`): two beats do no harm.
 A run held for a person's answer (WAITING, see `useroperations.py`) has no due time and no lease: no step sends
@@ -42,6 +45,7 @@ class SweepReport:
     started: int = 0
     advanced: int = 0
     expired: int = 0
+    probed: int = 0
     skipped: bool = False
 
     def __str__(self) -> str:
@@ -50,7 +54,7 @@ class SweepReport:
         return (
             f"sweep: {self.reclaimed} lost run(s) reclaimed, {self.sent} message(s) sent, {self.settled} "
             f"rollback(s) settled, {self.started} queued execution(s) started, {self.advanced} advanced, "
-            f"{self.expired} approval(s) expired"
+            f"{self.expired} approval(s) expired, {self.probed} endpoint(s) probed"
         )
 
 
@@ -75,6 +79,7 @@ class Sweeper:
                 started=self._start(),
                 advanced=self._advance(),
                 expired=self._expire(),
+                probed=self.engine.preflight.refresh(),
             )
         counts = (report.reclaimed, report.sent, report.settled, report.started, report.advanced, report.expired)
         if any(counts):

@@ -376,10 +376,12 @@ class Transaction:
         requested_by: str,
         requested_by_admin: bool = False,
         rollback_of: str | None = None,
+        note: str = "",
     ) -> Execution:
         """Record a new execution with a task run per task; RUNNING, or QUEUED at the concurrency limit.
 
-        A rollback never waits in a queue: putting the environment back comes first.
+        A rollback never waits in a queue: putting the environment back comes first. `note` leads the message of
+        its first event (a forced start says what it overrode).
         """
         pipeline = record.pipeline
         # The counter UPDATE locks the pipeline row, so concurrent triggers count active runs one by one.
@@ -445,9 +447,8 @@ class Transaction:
                 for position, (_, _, task, stage) in enumerate(pipeline.ordered_tasks())
             ],
         )
-        self._execution_event(
-            execution_id, previous=None, status=status, message=message or comments, actor=requested_by, stamp=stamp
-        )
+        said = "; ".join(part for part in (note, message or comments) if part)
+        self._execution_event(execution_id, previous=None, status=status, message=said, actor=requested_by, stamp=stamp)
         return self.execution(execution_id)
 
     def _execution_event(

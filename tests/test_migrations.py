@@ -174,6 +174,8 @@ def test_a_database_made_by_create_all_of_the_durable_execution_schema_is_taken_
         conn.execute(text("ALTER TABLE task_runs DROP COLUMN sealed_input"))
         conn.execute(text("ALTER TABLE executions DROP COLUMN requested_by_admin"))
         conn.execute(text("ALTER TABLE endpoints DROP COLUMN restricted"))
+        for column in ("probed_at", "probe_ok", "probe_message"):
+            conn.execute(text(f"ALTER TABLE endpoints DROP COLUMN {column}"))
 
     # When it is upgraded, Then nothing is added twice and it is at head
     migrations.upgrade(engine)
