@@ -49,7 +49,7 @@ class Preflight:
         self.refresh_seconds = refresh_seconds
 
     def check(self, pipeline: Pipeline) -> list[Problem]:
-        """Why a release of `pipeline` must not start (empty: it may); stale probes are made first."""
+        """Why a release of `pipeline` must not start (empty: it may); stale or failed probes are made again first."""
         names = readiness.targets(pipeline)
         if not names:
             return []
@@ -60,7 +60,13 @@ class Preflight:
             found = _probes(tx.conn, project, wanted)
             known = _variable_names(tx.conn, project)
         stamp = now()
-        stale = [endpoint_id for endpoint_id, probe in found.values() if not readiness.is_fresh(probe, stamp)]
+        # A failed probe is asked again too: whoever triggers may just have fixed the endpoint, and a refusal
+        # on an answer from before the fix would only teach them to force.
+        stale = [
+            endpoint_id
+            for endpoint_id, probe in found.values()
+            if not readiness.is_fresh(probe, stamp, self.fresh_seconds) or not (probe and probe.ok)
+        ]
         if stale and self.prober is not None:
             self.probe(stale)
             with self.store.transaction() as tx:
