@@ -212,7 +212,11 @@ def test_a_webhook_delivery_is_refused_alike_and_a_redelivery_after_the_fix_star
     rollback = api.create(rollback_pipeline(enabled=False))
     release = api.create(release_pipeline())
     secret = "a-webhook-secret-of-some-length"
-    api.create_at("/api/triggers", {"name": "shop-push", "project": "shop", "pipeline": "Shop", "secret": secret})
+    definition = {"name": "shop-push", "project": "shop", "pipeline": "Shop", "secret": secret}
+    # (a hook is unattended: its definition cannot carry force, an override needs someone who read the reasons)
+    unattended = api.http.post("/api/triggers", json={**definition, "force": True})
+    assert unattended.status_code == 400 and "force" in unattended.json()["error"]["message"], unattended.text
+    api.create_at("/api/triggers", definition)
 
     def deliver() -> httpx.Response:
         body = json.dumps({"after": "abc123"}).encode()
