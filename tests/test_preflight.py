@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,8 +15,14 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from kubesim import KubeSim
+from orchestrator import preflight
+from orchestrator.document import load_pipeline
+from orchestrator.endpoints import Endpoint, Probe
+from orchestrator.preflight import Preflight
 from orchestrator.settings import Settings
+from orchestrator.store import Store
 from orchestrator.webhooks import sign
+from workers.probe import EndpointProber
 
 from rollway_testing import SECRET_KEY, TOKEN, ServedApp, client_for, ended, wait_until
 
@@ -287,3 +294,43 @@ def test_the_sweep_probes_rollback_endpoints_and_refreshes_a_probe_as_it_ages(
         wait_until(lambda: (now := probe()) is not None and now["at"] > first["at"], timeout=60, what="a fresh probe")
     finally:
         beat.stop()
+
+
+# -- the I/O of the check on each store backend, with the real prober
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """A store that can seal endpoint credentials, on each backend."""
+    sealing = Store.connect(database_url, SECRET_KEY)
+    yield sealing
+    sealing.dispose()
+
+
+def test_a_probe_of_an_endpoint_changed_meanwhile_is_not_kept(store: Store, prod: KubeSim) -> None:
+    # Given an endpoint read for a probe, then given a new token before the probe's answer is recorded
+    store.add_endpoint(Endpoint(id="e1", name="prod-rollback", project="shop", type="kubernetes", url=prod.url))
+    read = store.get_endpoint("e1")
+    store.replace_endpoint(replace(read, token=CLUSTER_TOKEN))
+
+    # When the answer to the old credentials comes back
+    kept = preflight.record(store, read, Probe(datetime.now(UTC), False, "credentials refused"))
+
+    # Then it is dropped: it says nothing of the new token
+    assert not kept and store.get_endpoint("e1").probe is None
+
+
+def test_without_a_prober_an_endpoint_never_probed_refuses_the_release(store: Store, prod: KubeSim) -> None:
+    # Given a release whose rollback uses an endpoint nobody has probed, checked by an engine that cannot probe
+    store.add_endpoint(Endpoint(id="e1", name="prod-rollback", project="shop", type="kubernetes", url=prod.url))
+    store.add_pipeline(load_pipeline(rollback_pipeline(), store.rollback_target))
+    release = store.add_pipeline(load_pipeline(release_pipeline(), store.rollback_target))
+
+    # Then the check does not take the endpoint on trust; with the real prober it probes it and lets it through
+    assert [problem.message for problem in Preflight(store).check(release.pipeline)] == [
+        f"endpoint 'prod-rollback' of rollback pipeline '{ROLLBACK}' has not been probed yet"
+    ]
+    store.replace_endpoint(replace(store.get_endpoint("e1"), token=CLUSTER_TOKEN))
+    assert Preflight(store, EndpointProber()).check(release.pipeline) == []
+    probe = store.get_endpoint("e1").probe
+    assert probe is not None and probe.ok
