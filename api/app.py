@@ -29,6 +29,7 @@ from orchestrator.store import Store
 from orchestrator.tokens import Tokens
 from workers.celery_app import make_celery
 from workers.dispatcher import CeleryDispatcher
+from workers.probe import EndpointProber
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
         for_api=True,
     )
     celery = celery or make_celery(settings)
-    engine = Engine(store, CeleryDispatcher(celery), settings.sweep_seconds)
+    engine = Engine(store, CeleryDispatcher(celery), settings.sweep_seconds, EndpointProber(settings.egress_deny))
     app.extensions[EXTENSION] = Services(
         settings, store, engine, celery, Tokens(store.engine), AuditTrail(store.engine)
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
 from api.auth import API_PREFIX, allow, audited, visible_project
 from api.serialize import timestamp
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("audit", __name__)
 
 CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+NOTE = "audit_note"
 MAX_LIMIT = 1000
 
 
@@ -32,7 +33,13 @@ def entry_view(entry: Entry) -> dict[str, object]:
         "path": entry.path,
         "route": entry.route,
         "status": entry.status,
+        "note": entry.note,
     }
+
+
+def note(text: str) -> None:
+    """Have the current request's audit entry say `text` too (what its answer alone does not say)."""
+    setattr(g, NOTE, text)
 
 
 def record(response: Response) -> Response:
@@ -52,6 +59,7 @@ def record(response: Response) -> Response:
             path=request.path,
             route=request.endpoint or "",
             status=response.status_code,
+            note=g.get(NOTE),
         )
     except Exception as error:  # the answer matters more than its audit entry
         log.warning("audit entry for %s %s not written: %s", request.method, request.path, type(error).__name__)

@@ -222,6 +222,7 @@ def _inputs(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--project", default=None)
 @click.option("--wait/--no-wait", default=False, help="wait for the execution to end; exit 1 unless COMPLETED")
 @click.option("--timeout", default=3600.0, show_default=True, help="seconds --wait waits before giving up")
+@click.option("--force", is_flag=True, help="start it even though its rollback could not run (recorded)")
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -231,13 +232,14 @@ def run(
     project: str | None,
     wait: bool,
     timeout: float,
+    force: bool,
 ) -> None:
     """Run a pipeline by name."""
     client = _client(ctx)
     pipeline = client.find_pipeline(name, project)
     if pipeline is None:
         raise click.ClickException(f"there is no pipeline named '{name}'")
-    body = {"input": _inputs(pairs), "comments": comments}
+    body = {"input": _inputs(pairs), "comments": comments} | ({"force": True} if force else {})
     answer = client.call("POST", f"/api/pipelines/{pipeline['id']}/executions", json=body)
     click.echo(f"execution {name} #{answer['executionIndex']} {answer['executionId']} {answer['status']}")
     if wait:

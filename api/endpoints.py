@@ -1,4 +1,5 @@
-"""The endpoints API: the clusters tasks deploy to. Credentials go in, never come out."""
+"""The endpoints API: the clusters tasks deploy to. Credentials go in, never come out; each endpoint shows its last
+probe (whether it answered with its credentials: what a release whose rollback uses it is checked against)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 from api.auth import allow, principal, project_for_new, require_visible, visible_project
 from api.serialize import timestamp
 from api.services import json_object, services
-from orchestrator.endpoints import SMTP, Endpoint, changed_body, endpoint_from_body
+from orchestrator.endpoints import SMTP, Endpoint, Probe, changed_body, endpoint_from_body
 from orchestrator.errors import Forbidden
 from orchestrator.policy import Action
 from orchestrator.transaction import new_id
@@ -33,6 +34,7 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
         **_smtp_view(endpoint),
         "createdAt": timestamp(endpoint.created_at),
         "updatedAt": timestamp(endpoint.updated_at),
+        "probe": probe_view(endpoint.probe),
     }
 
 
@@ -46,6 +48,13 @@ def _smtp_view(endpoint: Endpoint) -> dict[str, Any]:
         "username": endpoint.username,
         "hasPassword": bool(endpoint.password),
     }
+
+
+def probe_view(probe: Probe | None) -> dict[str, Any] | None:
+    """An endpoint's last probe (None: never probed, or not since its URL or credentials changed)."""
+    if probe is None:
+        return None
+    return {"at": timestamp(probe.at), "ok": probe.ok, "message": probe.message}
 
 
 @blueprint.post("/endpoints")

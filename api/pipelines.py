@@ -7,10 +7,12 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, request
 
+from api import audit
 from api.auth import allow, principal, project_for_new, requester, require_visible, visible_project
 from api.serialize import pipeline_document, pipeline_view
 from api.services import json_object, services
 from api.variables import variable_exists
+from orchestrator import readiness
 from orchestrator.decoding import dump_yaml_documents, parse_text
 from orchestrator.document import load_pipeline, to_document
 from orchestrator.errors import BadRequest
@@ -120,14 +122,22 @@ def export(pipeline_id: str) -> Response:
 @allow(Action.RUN)
 def trigger(pipeline_id: str) -> tuple[Response, int]:
     record = _visible_pipeline(pipeline_id)
-    body = json_object(frozenset({"input", "comments"}))
+    body = json_object(frozenset({"input", "comments", "force"}))
     given = {} if body.get("input") is None else body["input"]
     comments = "" if body.get("comments") is None else body["comments"]
+    force = body.get("force", False)
     if not isinstance(given, dict):
         raise BadRequest("'input' must be an object of input names and values")
     if not isinstance(comments, str):
         raise BadRequest("'comments' must be a string")
-    execution = services().engine.trigger(record, given, comments, requester(), requested_by_admin=principal().is_admin)
+    if not isinstance(force, bool):
+        raise BadRequest("'force' must be true or false")
+    started = services().engine.start(
+        record, given, comments, requester(), requested_by_admin=principal().is_admin, force=force
+    )
+    if started.overridden:
+        audit.note(readiness.override_note(started.overridden, requester()))
+    execution = started.execution
     link = f"/api/executions/{execution.id}"
     answer = {"executionId": execution.id, "executionIndex": execution.index, "executionLink": link}
     response = jsonify(answer | {"status": execution.status.value})

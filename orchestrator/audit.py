@@ -2,7 +2,8 @@
 
 Every API request that may change something (POST, PUT, PATCH, DELETE) leaves one entry, refused ones included:
 a 403 or a 404 someone keeps getting is as telling as a change that went through. Entries name the route and the
-path, never a request body, so nothing secret is written here.
+path, never a request body, so nothing secret is written here; a handler may add a note of its own (a trigger
+forced past its rollback check records the reasons it overrode).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy import Engine, select
 from orchestrator.schema import audit, now
 
 MAX_PATH = 2000
+MAX_NOTE = 4000
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,12 @@ class Entry:
     path: str
     route: str
     status: int
+    note: str | None = None
+    """What the answer alone does not say (a trigger forced past its rollback check, and why); None mostly."""
 
 
 def _entry(row: Any) -> Entry:
-    return Entry(row.id, row.at, row.actor, row.project, row.method, row.path, row.route, row.status)
+    return Entry(row.id, row.at, row.actor, row.project, row.method, row.path, row.route, row.status, row.note)
 
 
 class AuditTrail:
@@ -42,7 +46,17 @@ class AuditTrail:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def record(self, *, actor: str, project: str | None, method: str, path: str, route: str, status: int) -> None:
+    def record(
+        self,
+        *,
+        actor: str,
+        project: str | None,
+        method: str,
+        path: str,
+        route: str,
+        status: int,
+        note: str | None = None,
+    ) -> None:
         values = {
             "at": now(),
             "actor": actor[:200],
@@ -51,6 +65,7 @@ class AuditTrail:
             "path": path[:MAX_PATH],
             "route": route[:100],
             "status": status,
+            "note": None if note is None else note[:MAX_NOTE],
         }
         with self.engine.begin() as conn:
             conn.execute(audit.insert().values(**values))

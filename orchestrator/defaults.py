@@ -74,3 +74,17 @@ SMTP_TIMEOUT_SECONDS = 30.0
 # How deep Pipeline tasks may nest executions (a top-level execution's child is at depth 1): A -> B -> A would
 # otherwise start executions for ever. Past it the Pipeline task fails, so its parent's rollback runs.
 MAX_NESTING_DEPTH = 5
+# Rollback you can count on (`readiness.py`): a release starts only if every endpoint its rollback pipelines name
+# answered a probe with its credentials within this long. A minute is short enough that "it answered" still
+# means something when the rollback is needed, and long enough that a sweep or two refreshes it in time.
+PROBE_FRESH_SECONDS = 60.0
+# The sweep probes again any such endpoint whose probe is older than this, so with a sweep every
+# `SWEEP_SECONDS` a probe is refreshed before it goes stale.
+PROBE_REFRESH_SECONDS = PROBE_FRESH_SECONDS / 2
+# One probe (connect, send, read) gives up after this: a trigger that probes an endpoint inline, or a sweep
+# probing several, must not hang on a cluster that black-holes its packets.
+PROBE_TIMEOUT_SECONDS = 5.0
+# How much of a probe's answer is read: `/version` is a few hundred bytes, and nothing of it is kept.
+PROBE_BODY_LIMIT_BYTES = 16_000
+# How many endpoints one sweep probes at most; the next pass takes the rest.
+PROBE_BATCH = 20

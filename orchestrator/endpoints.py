@@ -26,6 +26,19 @@ ENDPOINT_TYPES = (KUBERNETES, SMTP)
 
 
 @dataclass(frozen=True)
+class Probe:
+    """When an endpoint was last asked whether it answers with its credentials, and what it said.
+
+    `message` is written for people (`credentials refused (HTTP 401)`, `unreachable: ...`) and never holds the
+    endpoint's credentials.
+    """
+
+    at: datetime
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """A Kubernetes API: its URL with a bearer token and CA data (or `insecure`), or a kubeconfig."""
 
@@ -47,10 +60,20 @@ class Endpoint:
     starttls: bool = False
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    probe: Probe | None = None
+    """Its last probe (`readiness.py`); None until it is first probed, and again after its URL or credentials change."""
 
     @property
     def has_credentials(self) -> bool:
         return bool(self.token or self.ca_data or self.kubeconfig)
+
+
+def probe_of(row: object) -> Probe | None:
+    """The probe recorded in an endpoints row, or None when it was never probed (or reset since)."""
+    at = getattr(row, "probed_at", None)
+    if not isinstance(at, datetime):
+        return None
+    return Probe(at, bool(getattr(row, "probe_ok", False)), str(getattr(row, "probe_message", "") or ""))
 
 
 FIELDS = frozenset(

@@ -22,15 +22,24 @@ from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator import defaults, expressions, nesting, planner, rollback, tasktypes, useroperations
+from orchestrator import defaults, expressions, nesting, planner, readiness, rollback, tasktypes, useroperations
 from orchestrator.bindings import Scope, resolve
-from orchestrator.errors import Conflict, InputInvalid, InvalidTransition, PipelineDisabled, Problem, RollwayError
+from orchestrator.errors import (
+    Conflict,
+    InputInvalid,
+    InvalidTransition,
+    PipelineDisabled,
+    Problem,
+    RollbackNotReady,
+    RollwayError,
+)
 from orchestrator.execution import Execution, ExecutionState, PipelineRecord, Relation, TaskRun
 from orchestrator.inputs import BoundTask, bind_task, input_problems
 from orchestrator.outbox import Dispatch, Schedule
 from orchestrator.outbox import countdown as seconds_until
 from orchestrator.outcome import Failed, Lost, Outcome, Succeeded, Waiting
 from orchestrator.pipeline import Pipeline, TaskKey
+from orchestrator.preflight import Preflight, Prober
 from orchestrator.redaction import Secrets, mask_secrets, redact_message
 from orchestrator.schema import now
 from orchestrator.sealing import conceal
@@ -71,6 +80,14 @@ class Effects:
     superseded: list[tuple[UserOperation, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Started:
+    """A triggered execution, and the reasons its rollback could not run that `force` overrode (empty: none)."""
+
+    execution: Execution
+    overridden: list[Problem] = field(default_factory=list)
+
+
 def bind_input(pipeline: Pipeline, given: Mapping[str, Any]) -> dict[str, Any]:
     """An execution's input: the pipeline's defaults overlaid with what was given.
 
@@ -105,10 +122,19 @@ class Engine:
     one stays in the database until the sweep before it is due (see `outbox.Schedule`).
     """
 
-    def __init__(self, store: Store, dispatcher: Dispatcher, horizon: float = defaults.SWEEP_SECONDS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        dispatcher: Dispatcher,
+        horizon: float = defaults.SWEEP_SECONDS,
+        prober: Prober | None = None,
+    ) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.horizon = horizon
+        # Whether a release's rollback could run, checked on every trigger; `prober` asks endpoints (see
+        # `preflight.py`): without one, an endpoint the sweep has not probed lately refuses the release.
+        self.preflight = Preflight(store, prober)
         store.on_notices = self.notify
 
     def notify(self, notice_ids: Sequence[str]) -> None:
@@ -126,9 +152,34 @@ class Engine:
         *,
         requested_by_admin: bool = False,
         alongside: Callable[[Transaction, Execution], None] | None = None,
+        force: bool = False,
     ) -> Execution:
-        """Start an execution of a saved pipeline (or queue it behind the running ones).
+        """Start an execution of a saved pipeline (or queue it behind the running ones); see `start`."""
+        return self.start(
+            record,
+            given,
+            comments,
+            requested_by,
+            requested_by_admin=requested_by_admin,
+            alongside=alongside,
+            force=force,
+        ).execution
 
+    def start(
+        self,
+        record: PipelineRecord,
+        given: Mapping[str, Any],
+        comments: str = "",
+        requested_by: str = "",
+        *,
+        requested_by_admin: bool = False,
+        alongside: Callable[[Transaction, Execution], None] | None = None,
+        force: bool = False,
+    ) -> Started:
+        """Start an execution of a saved pipeline (or queue it behind the running ones), and say what it overrode.
+
+        A release whose rollback could not run (`readiness.py`) is refused with RollbackNotReady, listing why,
+        unless `force`: then it starts, and its first event records who forced it past which reasons.
         Once the execution is committed the trigger has succeeded: if the broker cannot take its first tasks
         now, the sweep sends them when it can. `alongside` writes something with the new execution in the same
         transaction (the webhook delivery that started it): if it raises, the execution is not saved either.
@@ -137,22 +188,29 @@ class Engine:
         if not record.pipeline.enabled:
             raise PipelineDisabled(f"pipeline '{record.name}' is disabled; enable it before running it")
         values = bind_input(record.pipeline, given)
+        # Checked before anything is written: a refused release leaves no execution (nor a webhook delivery).
+        reasons = self.preflight.check(record.pipeline)
+        if reasons and not force:
+            raise RollbackNotReady(readiness.refusal(record.pipeline, reasons), reasons)
+        note = readiness.override_note(reasons, requested_by) if reasons else ""
         effects = Effects()
         with self.store.transaction() as tx:
             execution = tx.insert_execution(
-                record, values, comments, requested_by=requested_by, requested_by_admin=requested_by_admin
+                record, values, comments, requested_by=requested_by, requested_by_admin=requested_by_admin, note=note
             )
             if alongside is not None:
                 alongside(tx, execution)
             if execution.status is ExecutionStatus.RUNNING:
                 self._advance(tx, tx.state(execution.id, lock=True), effects)
+        if reasons:
+            log.warning("execution %s of %s: %s", execution.id, record.name, note)
         try:
             self._follow_up(effects)
         except SQLAlchemyError as error:
             # Saved is saved: answering an error now would have the caller trigger it twice. The sweep settles
             # what this follow-up could not.
             log.warning("execution %s: its follow-up is left to the sweep: %s", execution.id, error)
-        return execution
+        return Started(execution, reasons)
 
     def advance(self, execution_id: str) -> None:
         """Start whatever is ready in an execution; complete it when nothing is left to run."""

@@ -88,6 +88,12 @@ class PipelineDisabled(Conflict):
     code = "pipeline_disabled"
 
 
+class RollbackNotReady(Conflict):
+    """A release was refused because its rollback could not run (`readiness.py`); `details` lists each reason."""
+
+    code = "rollback_not_ready"
+
+
 class InvalidTransition(Conflict):
     """A status change that the transition table does not allow."""
 

@@ -171,6 +171,12 @@ endpoints = Table(
     Column("credentials", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Its last probe (`preflight.py`): when it was asked whether it answers with its credentials, and what it said.
+    # NULL until first probed, and again once its URL or credentials change. A release whose rollback uses it
+    # starts only on a recent answer.
+    Column("probed_at", UTCDateTime, nullable=True),
+    Column("probe_ok", Boolean, nullable=True),
+    Column("probe_message", Text, nullable=True),
     UniqueConstraint("project", "name", name="uq_endpoints_project_name"),
 )
 
@@ -241,6 +247,8 @@ audit = Table(
     Column("path", Text, nullable=False),
     Column("route", String(100), nullable=False),
     Column("status", Integer, nullable=False),
+    # What the answer alone does not say, written by the handler: a trigger forced past its rollback check, and why.
+    Column("note", Text, nullable=True),
     Index("ix_audit_project", "project", "id"),
 )
 

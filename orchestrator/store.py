@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from orchestrator import defaults, migrations, notices
 from orchestrator.document import RollbackTarget, to_document
-from orchestrator.endpoints import Endpoint
+from orchestrator.endpoints import Endpoint, probe_of
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.execution import Child, Event, Execution, ExecutionState, PipelineRecord, TaskRun
 from orchestrator.notices import Notice
@@ -108,6 +108,11 @@ def upgrade_schema(settings: Settings) -> tuple[str | None, str]:
 
 
 SWEEP_LOCK_KEY = 0x53776565  # "Swee"
+
+
+def _access(endpoint: Endpoint) -> tuple[object, ...]:
+    """What decides whether and how an endpoint answers: a change of any of it makes its last probe moot."""
+    return (endpoint.type, endpoint.url, endpoint.insecure, endpoint.token, endpoint.ca_data, endpoint.kubeconfig)
 
 
 class Store:
@@ -382,6 +387,7 @@ class Store:
             starttls=credentials.get("starttls") == "true",
             created_at=row.created_at,
             updated_at=row.updated_at,
+            probe=probe_of(row),
         )
 
     def _endpoint_values(self, endpoint: Endpoint) -> dict[str, Any]:
@@ -428,9 +434,11 @@ class Store:
                     raise NotFound(f"there is no endpoint with id '{endpoint.id}'")
                 if (current.project, current.name) != (endpoint.project, endpoint.name):
                     self._refuse_if_used(conn, current.project, current.name, "renamed or moved")
-                conn.execute(
-                    endpoints.update().where(endpoints.c.id == endpoint.id).values(**self._endpoint_values(endpoint))
-                )
+                values = self._endpoint_values(endpoint)
+                if _access(self._endpoint(current)) != _access(endpoint):
+                    # Its last answer was to another URL or other credentials: it says nothing of these.
+                    values |= {"probed_at": None, "probe_ok": None, "probe_message": None}
+                conn.execute(endpoints.update().where(endpoints.c.id == endpoint.id).values(**values))
         except IntegrityError as error:
             raise Conflict(f"project '{endpoint.project}' already has an endpoint named '{endpoint.name}'") from error
         return self.get_endpoint(endpoint.id)

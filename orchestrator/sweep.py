@@ -13,6 +13,9 @@
    back (`Engine.expire`);
 7. sends pipeline notifications that are due and no worker took: one whose follow-up was lost, or that failed and
    waited out its backoff (`notices.py`).
+8. probes the endpoints that enabled pipelines' rollback pipelines name, when their probe is older than
+   `PROBE_REFRESH_SECONDS` (half the freshness a trigger asks for), so a release finds them answered recently
+   (`preflight.py`). Last: a probe may wait for a slow endpoint, and nothing above should wait behind it.
 
 Every step is safe to repeat, and only one sweep runs at a time (`Store.sweep_lock`): two beats do no harm.
 A run held for a person's answer (WAITING, see `useroperations.py`) has no due time and no lease: no step sends
@@ -50,6 +53,7 @@ class SweepReport:
     advanced: int = 0
     expired: int = 0
     notified: int = 0
+    probed: int = 0
     skipped: bool = False
 
     def __str__(self) -> str:
@@ -58,7 +62,8 @@ class SweepReport:
         return (
             f"sweep: {self.reclaimed} lost run(s) reclaimed, {self.sent} message(s) sent, {self.settled} "
             f"rollback(s) settled, {self.started} queued execution(s) started, {self.advanced} advanced, "
-            f"{self.expired} approval(s) expired, {self.notified} notification(s) sent"
+            f"{self.expired} approval(s) expired, {self.notified} notification(s) sent, "
+            f"{self.probed} endpoint(s) probed"
         )
 
 
@@ -84,6 +89,7 @@ class Sweeper:
                 advanced=self._advance(),
                 expired=self._expire(),
                 notified=self._notify(),
+                probed=self.engine.preflight.refresh(),
             )
         counts = (report.reclaimed, report.sent, report.settled, report.started, report.advanced, report.expired)
         if any(counts) or report.notified:

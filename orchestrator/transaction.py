@@ -442,12 +442,14 @@ class Transaction:
         relation: Relation | None = None,
         start: bool = True,
         created_at: datetime | None = None,
+        note: str = "",
     ) -> Execution:
         """Record a new execution with a task run per task; RUNNING, or QUEUED at the concurrency limit.
 
         A child names its parent and how it is related (both or neither). A rollback never waits in a queue:
         putting the environment back comes first. Without `start` it is NOT_STARTED, for its parent to start
         later (a manual rollback's rollbacks after the first); `created_at` orders such siblings for certain.
+        `note` leads the message of its first event (a forced start says what it overrode).
         """
         if (parent_id is None) != (relation is None):
             raise ValueError("a child execution names both its parent and its relation")
@@ -518,9 +520,8 @@ class Transaction:
                 for position, (_, _, task, stage) in enumerate(pipeline.ordered_tasks())
             ],
         )
-        self._execution_event(
-            execution_id, previous=None, status=status, message=message or comments, actor=requested_by, stamp=stamp
-        )
+        said = "; ".join(part for part in (note, message or comments) if part)
+        self._execution_event(execution_id, previous=None, status=status, message=said, actor=requested_by, stamp=stamp)
         return self.execution(execution_id)
 
     def _execution_event(

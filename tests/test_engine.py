@@ -14,7 +14,7 @@ from werkzeug import Request, Response
 
 from orchestrator.document import load_pipeline
 from orchestrator.engine import Engine
-from orchestrator.errors import InputInvalid, InvalidTransition, PipelineDisabled
+from orchestrator.errors import InputInvalid, InvalidTransition, PipelineDisabled, RollbackNotReady
 from orchestrator.execution import Execution, PipelineRecord, Relation
 from orchestrator.outcome import Lost
 from orchestrator.status import ExecutionStatus, RunStatus
@@ -260,6 +260,34 @@ def test_a_task_link_wins_and_a_failing_rollback_gives_rollback_failed(harness: 
     assert parent.status is ExecutionStatus.ROLLBACK_FAILED
     rollbacks = harness.store.list_executions(rollback=True)
     assert [(item.pipeline_name, item.status) for item in rollbacks] == [("Task Undo", ExecutionStatus.FAILED)]
+
+
+def test_the_engine_refuses_a_release_whose_rollback_is_disabled_and_force_records_the_override(
+    harness: Harness,
+) -> None:
+    # Given a release linked to a rollback pipeline that is disabled (the check is the engine's: every way of
+    # triggering goes through it, the API, webhooks, the CLI and the demo alike)
+    harness.save(pipeline("Undo", {"R": stage("Fine", Fine=condition("true"))}, enabled=False))
+    record = harness.save(
+        pipeline("Release", {"S": {**stage("Go", Go=condition("true")), "rollback": {"pipeline": "Undo"}}})
+    )
+
+    # When it is triggered, Then it is refused with the reason, and nothing was inserted
+    with pytest.raises(RollbackNotReady) as refused:
+        harness.engine.trigger(record, {}, "", "tester")
+    assert [problem.message for problem in refused.value.details] == ["rollback pipeline 'Undo' is disabled"]
+    assert harness.store.list_executions() == []
+
+    # When it is forced, Then it runs, and its first event says who forced it past what
+    execution = harness.engine.trigger(record, {}, "", "tester", force=True)
+    harness.dispatcher.drain(harness.runner)
+    assert harness.store.get_execution(execution.id).status is ExecutionStatus.COMPLETED
+    first = harness.store.events(execution.id)[0]
+    assert (first.actor, first.message) == (
+        "tester",
+        "forced: tester started it although its rollback could not run (1 problem(s)): "
+        "rollback pipeline 'Undo' is disabled",
+    )
 
 
 def test_without_a_link_a_failure_fails_the_execution_and_ignore_failure_lets_it_complete(harness: Harness) -> None:

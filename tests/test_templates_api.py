@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from api.cli import cli
+from kubesim import KubeSim
 
 from rollway_testing import TOKEN, ServedApp, template_request
 
@@ -58,7 +59,7 @@ def request_body(**changes: Any) -> Doc:
 
 @pytest.fixture
 def endpoints(api: ServedApp) -> list[Doc]:
-    """The dev and prod clusters of project shop (nothing listens there: no test runs a pipeline)."""
+    """The dev and prod clusters of project shop (nothing listens there unless a test starts a cluster for them)."""
     return [
         api.create_at(
             "/api/endpoints", {"name": name, "project": "shop", "type": "kubernetes", "url": url, "insecure": True}
@@ -142,24 +143,28 @@ def test_generating_creates_the_pipeline_disabled_and_its_rollbacks_enabled(
 def test_the_seed_scenarios_pipeline_once_enabled_takes_an_image_and_starts(
     api: ServedApp, endpoints: list[Doc]
 ) -> None:
-    # Given the seed scenario's pipeline, reviewed and enabled
-    created = api.create_at("/api/templates/cd", request_body())
-    pipeline_id = created["pipeline"]["id"]
-    main = api.http.get(f"/api/pipelines/{pipeline_id}").json()
-    assert {"Create Service", "Create Secret", "Create Deployment", "Verify Deployment"} <= set(
-        main["stages"]["Development"]["tasks"]
-    )
-    assert api.http.patch(f"/api/pipelines/{pipeline_id}", json={"enabled": True}).status_code == 200
+    # Given the dev and prod clusters really serving (a release starts only if its rollback's clusters answer)
+    with KubeSim() as dev, KubeSim() as prod:
+        for endpoint, sim in zip(endpoints, (dev, prod), strict=True):
+            assert api.http.patch(f"/api/endpoints/{endpoint['id']}", json={"url": sim.url}).status_code == 200
+        # ... and the seed scenario's pipeline, reviewed and enabled
+        created = api.create_at("/api/templates/cd", request_body())
+        pipeline_id = created["pipeline"]["id"]
+        main = api.http.get(f"/api/pipelines/{pipeline_id}").json()
+        assert {"Create Service", "Create Secret", "Create Deployment", "Verify Deployment"} <= set(
+            main["stages"]["Development"]["tasks"]
+        )
+        assert api.http.patch(f"/api/pipelines/{pipeline_id}", json={"enabled": True}).status_code == 200
 
-    # When it is run without an image, Then the image is asked for
-    missing = api.http.post(f"/api/pipelines/{pipeline_id}/executions", json={"input": {}})
-    assert missing.status_code == 400 and "input.image" in missing.text
+        # When it is run without an image, Then the image is asked for
+        missing = api.http.post(f"/api/pipelines/{pipeline_id}/executions", json={"input": {}})
+        assert missing.status_code == 400 and "input.image" in missing.text
 
-    # When it is run with one, Then an execution starts (no worker runs it here)
-    started = api.http.post(
-        f"/api/pipelines/{pipeline_id}/executions", json={"input": {"image": "nginx", "tag": "1.26"}}
-    )
-    assert started.status_code == 202, started.text
+        # When it is run with one, Then an execution starts (no worker runs it here)
+        started = api.http.post(
+            f"/api/pipelines/{pipeline_id}/executions", json={"input": {"image": "nginx", "tag": "1.26"}}
+        )
+        assert started.status_code == 202, started.text
 
 
 def test_generating_without_rollback_creates_the_pipeline_alone(api: ServedApp, endpoints: list[Doc]) -> None:

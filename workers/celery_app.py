@@ -23,6 +23,7 @@ from workers.executors import build_executors
 from workers.heartbeat import Heartbeat
 from workers.http import HttpClient
 from workers.notifier import Notifier
+from workers.probe import EndpointProber
 from workers.runner import TaskRunner
 
 
@@ -50,7 +51,8 @@ class Context:
 
     @cached_property
     def engine(self) -> Engine:
-        return Engine(self.store, self.dispatcher, self.settings.sweep_seconds)
+        prober = EndpointProber(self.settings.egress_deny)
+        return Engine(self.store, self.dispatcher, self.settings.sweep_seconds, prober)
 
     @cached_property
     def notifier(self) -> Notifier:

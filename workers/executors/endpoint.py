@@ -51,15 +51,22 @@ def target(url: str, endpoints: Mapping[str, str], lookup: EndpointLookup | None
             f"url {url!r} is a path: the task needs the endpoint it is on (endpoints: {{{KUBERNETES_SERVER}: NAME}})"
         )
     try:
-        endpoint = lookup(endpoint_id)
-        configuration = configuration_of(endpoint)
-        ca = configuration.ca_cert_data  # PEM text, as `configuration_of` sets it
-        ca_pem = ca.decode() if isinstance(ca, bytes) else ca
-        tls = _trust(configuration.verify_ssl, ca_pem, configuration.cert_file, configuration.key_file)
-        header = configuration.get_api_key_with_prefix("BearerToken")
-        return Target(str(configuration.host).rstrip("/") + url, _authorization(header), tls)
+        return through(lookup(endpoint_id), url)
     except (ClusterError, NotFound, ssl.SSLError, ValueError) as error:
         raise ClusterError(f"the endpoint of url {url!r} cannot be used: {error}") from error
+
+
+def through(endpoint: Endpoint, path: str) -> Target:
+    """The request of a path on an endpoint's API, with its credentials and CA, as the K8S task connects.
+
+    Raises ClusterError, ssl.SSLError or ValueError when its credentials cannot be used.
+    """
+    configuration = configuration_of(endpoint)
+    ca = configuration.ca_cert_data  # PEM text, as `configuration_of` sets it
+    ca_pem = ca.decode() if isinstance(ca, bytes) else ca
+    tls = _trust(configuration.verify_ssl, ca_pem, configuration.cert_file, configuration.key_file)
+    header = configuration.get_api_key_with_prefix("BearerToken")
+    return Target(str(configuration.host).rstrip("/") + path, _authorization(header), tls)
 
 
 def _authorization(header: str | None) -> dict[str, str]:
