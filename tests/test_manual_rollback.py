@@ -13,12 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from pytest_httpserver import HTTPServer
 from test_e2e_templates import GOOD, NAME, NEWER, generate, release, served
 
+from api.cli import cli
 from kubesim import KubeSim
 
-from rollway_testing import ServedApp, client_for, ended, execution, wait_until
+from rollway_testing import TOKEN, ServedApp, client_for, ended, execution, wait_until
 
 Doc = dict[str, Any]
 PROJECT = "shop"
@@ -256,3 +258,42 @@ def test_a_rerun_is_refused_when_the_pipeline_is_disabled_or_gone_or_an_input_wa
     # ... and once the pipeline is deleted, its run cannot be rerun either
     assert api.http.delete(f"/api/pipelines/{plain['id']}").status_code == 204
     assert "'Plain', no longer exists" in error_of(api.http.post(f"/api/executions/{done['id']}/rerun"), 409)
+
+
+def test_the_cli_rolls_back_and_reruns_by_a_unique_start_of_the_id(api: ServedApp, worker: Any) -> None:
+    # Given a completed release whose stage links a rollback pipeline
+    api.create(pipeline("Undo-Cli", {"Back": condition("true")}))
+    released = run(
+        api, api.create(pipeline("Cli-Release", {"Dev": condition("true")}, {"Dev": {"pipeline": "Undo-Cli"}}))
+    )
+    assert released["status"] == "COMPLETED"
+
+    def rollway(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(
+            cli, ["--url", api.url, *args], env={"ROLLWAY_API_TOKEN": TOKEN, "ROLLWAY_URL": None}
+        )
+        return result.exit_code, result.output
+
+    # When `rollway rerun` is given the first 8 characters of its id
+    code, output = rollway("rerun", released["id"][:8])
+
+    # Then a new execution of it started, and the line names it
+    assert code == 0, output
+    [rerun] = [
+        item
+        for item in api.http.get("/api/executions", params={"pipeline": "Cli-Release"}).json()
+        if item["index"] == 2
+    ]
+    assert f"execution #2 {rerun['id']} started" in output
+    assert ended(api, rerun["id"])["status"] == "COMPLETED"
+
+    # When `rollway rollback` is given the start of the first one's id
+    code, output = rollway("rollback", released["id"][:8])
+
+    # Then it rolls back by hand, to ROLLBACK_COMPLETED through its rollback pipeline
+    assert code == 0 and "ROLLING_BACK" in output, output
+    assert settled(api, released["id"])["status"] == "ROLLBACK_COMPLETED"
+
+    # And a second rollback of it is refused in one line, with a non-zero exit and no traceback
+    code, output = rollway("rollback", released["id"][:8])
+    assert code != 0 and "ROLLBACK_COMPLETED" in output and "Traceback" not in output, output
