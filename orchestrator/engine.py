@@ -10,6 +10,11 @@ settled after the commit too (`finished`), and again by the sweep if that follow
 A step that locks more than one execution locks a parent before its children (a rollback's, or the nested
 executions of Pipeline tasks, see `nesting.py`): cancel, pause and resume reach a parent's nested executions in
 the same step.
+
+This module owns triggering and advancing executions, the outcomes of task runs and what follows a committed
+step; the `Engine` combines it with parts that own one concern each (`steps.py` declares what they share):
+holding runs for a person's answer (`holds.py`), control and nested executions (`control.py`), and rollbacks
+(`rollbacks.py`).
 """
 
 from __future__ import annotations
@@ -17,38 +22,33 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator import defaults, expressions, nesting, planner, readiness, rollback, tasktypes, useroperations
+from orchestrator import defaults, expressions, planner, readiness, tasktypes
 from orchestrator.bindings import Scope, resolve
-from orchestrator.errors import (
-    Conflict,
-    InputInvalid,
-    InvalidTransition,
-    PipelineDisabled,
-    Problem,
-    RollbackNotReady,
-    RollwayError,
-)
+from orchestrator.control import Control, Nesting
+from orchestrator.errors import PipelineDisabled, Problem, RollbackNotReady, RollwayError
 from orchestrator.execution import Execution, ExecutionState, PipelineRecord, Relation, TaskRun
-from orchestrator.inputs import BoundTask, bind_task, input_problems
+from orchestrator.holds import Holds, approvals
+from orchestrator.inputs import BoundTask, bind_input, bind_task
 from orchestrator.outbox import Dispatch, Schedule
-from orchestrator.outbox import countdown as seconds_until
 from orchestrator.outcome import Failed, Lost, Outcome, Succeeded, Waiting
-from orchestrator.pipeline import Pipeline, TaskKey
+from orchestrator.pipeline import TaskKey
 from orchestrator.preflight import Preflight, Prober
 from orchestrator.redaction import Secrets, mask_secrets, redact_message
+from orchestrator.rollbacks import Rollbacks
 from orchestrator.schema import now
 from orchestrator.sealing import conceal
-from orchestrator.status import EXECUTION_ALLOWED, ExecutionStatus, RunStatus, check_execution
+from orchestrator.status import ExecutionStatus, RunStatus
+from orchestrator.steps import Effects
 from orchestrator.store import Store
-from orchestrator.tasktypes import PIPELINE, USER_OPERATION
 from orchestrator.transaction import Transaction
-from orchestrator.useroperations import Approval, OperationKind, OperationStatus, UserOperation, VariableReads
+from orchestrator.useroperations import VariableReads
 from orchestrator.variables import ProjectVariables, project_values
+
+__all__ = ["LOSSES_KEY", "Dispatcher", "Effects", "Engine", "Started", "bind_input"]
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +70,6 @@ class Dispatcher(Protocol):
         """Have a worker send a notification (see `notices.py`); raises as `dispatch` does."""
 
 
-@dataclass
-class Effects:
-    """What a committed step leaves to do: messages to send, executions that just ended, and other executions'
-    approvals a newer one superseded (`cancelPreviousPendingUserOp`), with why."""
-
-    dispatch: list[Dispatch] = field(default_factory=list)
-    ended: list[str] = field(default_factory=list)
-    superseded: list[tuple[UserOperation, str]] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class Started:
     """A triggered execution, and the reasons its rollback could not run that `force` overrode (empty: none)."""
@@ -88,34 +78,7 @@ class Started:
     overridden: list[Problem] = field(default_factory=list)
 
 
-def bind_input(pipeline: Pipeline, given: Mapping[str, Any]) -> dict[str, Any]:
-    """An execution's input: the pipeline's defaults overlaid with what was given.
-
-    Raises InputInvalid listing every unknown name, every mandatory input left empty and every value too deep.
-    """
-    problems = [
-        Problem(f"input.{name}", f"pipeline '{pipeline.name}' has no input named '{name}'")
-        for name in given
-        if name not in pipeline.input
-    ]
-    problems += input_problems(given)
-    values = {**pipeline.input, **{name: value for name, value in given.items() if name in pipeline.input}}
-    # Only text can be blank (and a value nested too deeply could not even be turned into text).
-    problems += [
-        Problem(f"input.{name}", f"is mandatory: {pipeline.input_meta[name].description or 'give a value'}")
-        for name in pipeline.mandatory_inputs()
-        if values.get(name) is None or (isinstance(values[name], str) and not values[name].strip())
-    ]
-    if problems:
-        raise InputInvalid(f"the input of pipeline '{pipeline.name}' has {len(problems)} problem(s)", problems)
-    return values
-
-
-def _describe(key: TaskKey) -> str:
-    return f"{key[0]}.{key[1]}"
-
-
-class Engine:
+class Engine(Holds, Control, Nesting, Rollbacks):
     """Moves executions forward.
 
     `horizon` is the sweep interval: a wait up to that long goes to the broker as a countdown at once, a longer
@@ -219,148 +182,6 @@ class Engine:
             self._advance(tx, state, effects)
         self._follow_up(effects)
 
-    def cancel(self, execution_id: str, requested_by: str = "") -> Execution:
-        """Cancel an execution: nothing more of it starts; tasks already running end on their own.
-
-        Raises InvalidTransition (a 409) when the execution is past canceling, e.g. already ended or rolling back.
-        """
-        effects = Effects()
-        actor = requested_by or "a user"
-        with self.store.locked(execution_id) as (tx, state):
-            check_execution(state.execution.status, ExecutionStatus.CANCELED)
-            self._control(
-                tx,
-                state.execution,
-                ExecutionStatus.CANCELED,
-                message=f"canceled by {actor}",
-                actor=actor,
-                effects=effects,
-            )
-        self._follow_up(effects)
-        return self.store.get_execution(execution_id)
-
-    def pause(self, execution_id: str, requested_by: str = "") -> Execution:
-        """Pause an execution: nothing new of it starts, and its queued runs wait; tasks already running finish and
-        their outcome is recorded (a failure still rolls it back).
-
-        Raises InvalidTransition (a 409) unless it is RUNNING or WAITING.
-        """
-        effects = Effects()
-        actor = requested_by or "a user"
-        with self.store.locked(execution_id) as (tx, state):
-            check_execution(state.execution.status, ExecutionStatus.PAUSED)
-            self._control(
-                tx, state.execution, ExecutionStatus.PAUSED, message=f"paused by {actor}", actor=actor, effects=effects
-            )
-        self._follow_up(effects)
-        return self.store.get_execution(execution_id)
-
-    def resume(self, execution_id: str, requested_by: str = "") -> Execution:
-        """Resume a paused execution: RUNNING again (WAITING while a user operation of it is still ACTIVE), what
-        became ready starts, and its queued runs are sent again (their messages were dropped while it was paused).
-
-        Raises InvalidTransition (a 409) unless it is PAUSED.
-        """
-        effects = Effects()
-        actor = requested_by or "a user"
-        with self.store.locked(execution_id) as (tx, state):
-            status = state.execution.status
-            if status is not ExecutionStatus.PAUSED:
-                raise InvalidTransition(f"only a PAUSED execution can be resumed; this one is {status}")
-            self._resume(tx, state.execution, f"resumed by {actor}", actor, effects)
-        self._follow_up(effects)
-        return self.store.get_execution(execution_id)
-
-    def _resume(self, tx: Transaction, execution: Execution, message: str, actor: str, effects: Effects) -> None:
-        """Resume a paused execution and its paused nested ones, in this step."""
-        waiting = useroperations.active_count(tx.conn, execution.id) > 0
-        new = ExecutionStatus.WAITING if waiting else ExecutionStatus.RUNNING
-        if not tx.transition(execution.id, new, message, actor):
-            return
-        stamp = now()
-        held = tx.resend_queued(execution.id, stamp + timedelta(seconds=self.horizon), stamp)
-        effects.dispatch += [
-            Dispatch(run.id, run.attempt, run.type, execution.rollback, seconds_until(run.dispatch_after, stamp))
-            for run in held
-        ]
-        self._advance(tx, tx.state(execution.id), effects)
-        for child_id in tx.nested_in(execution.id):
-            child = tx.execution(child_id, lock=True)
-            if child.status is ExecutionStatus.PAUSED:
-                self._resume(tx, child, f"resumed with {_named(execution)}", actor, effects)
-
-    def _control(
-        self, tx: Transaction, execution: Execution, new: ExecutionStatus, *, message: str, actor: str, effects: Effects
-    ) -> None:
-        """Cancel or pause an execution, and with it its nested executions that allow it (a child still queued
-        behind its pipeline's concurrency cannot be paused, one rolling back cannot be canceled), in this step."""
-        if not tx.transition(execution.id, new, message, actor):
-            return
-        if new.is_terminal:
-            effects.ended.append(execution.id)
-        why = f"{'canceled' if new is ExecutionStatus.CANCELED else 'paused'} with {_named(execution)}"
-        self._control_nested(tx, execution, new, why=why, actor=actor, effects=effects)
-
-    def _control_nested(
-        self, tx: Transaction, execution: Execution, new: ExecutionStatus, *, why: str, actor: str, effects: Effects
-    ) -> None:
-        for child_id in tx.nested_in(execution.id):
-            child = tx.execution(child_id, lock=True)
-            if new in EXECUTION_ALLOWED[child.status]:
-                self._control(tx, child, new, message=why, actor=actor, effects=effects)
-
-    def roll_back(self, execution_id: str, requested_by: str = "", *, requested_by_admin: bool = False) -> Execution:
-        """A person's rollback of an ended execution ("put production back on the last known-good release").
-
-        The rollback pipelines of the stages it deployed run as its children (relation manual_rollback), newest
-        stage first and one after the other (`rollback.plan_manual_rollback`, `rollback.next_step`): it goes
-        ROLLING_BACK, then ROLLBACK_COMPLETED when all completed, or ROLLBACK_FAILED at the first that did not.
-        Conflict (409) unless it is COMPLETED, FAILED or ROLLBACK_FAILED, when nothing it deployed has a
-        rollback link, or when a linked rollback pipeline no longer exists.
-        """
-        effects = Effects()
-        actor = requested_by or "a user"
-        with self.store.locked(execution_id) as (tx, state):
-            execution = state.execution
-            if not execution.status.rolls_back_by_hand:
-                raise InvalidTransition(
-                    f"execution #{execution.index} of '{execution.pipeline_name}' is {execution.status}: only a "
-                    "COMPLETED, FAILED or ROLLBACK_FAILED execution can be rolled back by hand"
-                )
-            variables = self._variables(tx, execution.project)
-            plans = rollback.plan_manual_rollback(state.pipeline, state.runs, state.scope(variables), actor)
-            targets = _rollback_targets(tx, execution, plans)
-            cause = f"manual rollback requested by {actor}: " + ", then ".join(plan.pipeline for plan in plans)
-            tx.transition(execution.id, ExecutionStatus.ROLLING_BACK, f"rolling back: {cause}", actor, cause=cause)
-            stamp = now()
-            children = [
-                tx.insert_execution(
-                    target,
-                    {**target.pipeline.input, **mask_secrets(plan.input, variables.secrets)},
-                    plan.comments,
-                    requested_by=actor,
-                    requested_by_admin=requested_by_admin,
-                    parent_id=execution.id,
-                    relation=Relation.MANUAL_ROLLBACK,
-                    start=False,
-                    # Strictly increasing, so the order they run in never depends on the clock's resolution.
-                    created_at=stamp + timedelta(microseconds=position),
-                )
-                for position, (plan, target) in enumerate(zip(plans, targets, strict=True))
-            ]
-            log.info("execution %s: %s", execution.id, cause)
-            self._start_child(tx, children[0].id, f"started by the {cause}", effects)
-        self._follow_up(effects)
-        return self.store.get_execution(execution_id)
-
-    def settle(self, parent_id: str) -> None:
-        """Take the next step of a ROLLING_BACK execution whose rollback ended: start its next manual rollback, or
-        settle it; the sweep's way back when the step after that end was lost."""
-        effects = Effects()
-        with self.store.transaction() as tx:
-            self._settle_parent(tx, parent_id, effects)
-        self._follow_up(effects)
-
     def task_finished(self, run: TaskRun, outcome: Outcome, actor: str = "") -> None:
         """Record how an attempt at a task run ended and move its execution on, in one step.
 
@@ -440,7 +261,7 @@ class Engine:
         step = planner.plan(state.pipeline, state.statuses(), lambda text: expressions.check(text, scope.lookup))
         tx.settle_task_runs(execution.id, step.skip, RunStatus.SKIPPED)
         bound, unbound, reads = _bind(tx, state, step.start, scope)
-        asked, unasked = _approvals(state.pipeline, bound)
+        asked, unasked = approvals(state.pipeline, bound)
         unbound += unasked
         bound = [(key, task) for key, task in bound if key not in dict(unasked)]
         # Read after binding: the project's variables are loaded only if a binding asked for one.
@@ -468,168 +289,6 @@ class Engine:
             if tx.transition(execution.id, ExecutionStatus.COMPLETED, "", output=output):
                 effects.ended.append(execution.id)
 
-    def _start_nested(
-        self, tx: Transaction, state: ExecutionState, recorded: list[tuple[TaskKey, BoundTask]], effects: Effects
-    ) -> list[tuple[TaskKey, BoundTask]] | None:
-        """Start the nested execution of each Pipeline task about to start (its run waits for it, see `nesting.py`);
-        what is left to queue, or None when one could not start: its task failed, and that failure was handled."""
-        others = []
-        for key, task in recorded:
-            if state.pipeline.task(key).type != PIPELINE:
-                others.append((key, task))
-                continue
-            refused = self._nest(tx, state.execution, key, task, effects)
-            if refused is not None:
-                tx.settle_task_runs(state.execution.id, [(key, refused)], RunStatus.FAILED)
-                self._on_failure(tx, tx.state(state.execution.id), key, refused, effects)
-                return None
-        return others
-
-    def _nest(
-        self, tx: Transaction, execution: Execution, key: TaskKey, task: BoundTask, effects: Effects
-    ) -> str | None:
-        """Insert and start the child execution a Pipeline task asks for, its run waiting for it; why it cannot
-        start, if it cannot. Its input is the task's as recorded: a secret in it reaches the child masked."""
-        try:
-            asked = nesting.asked_of(task.input)
-        except ValueError as error:
-            return f"its input could not be bound: {error}"
-        too_deep = nesting.too_deep(tx.nesting_depth(execution) + 1)
-        target = tx.find_pipeline(execution.project, asked.pipeline)
-        if too_deep is not None or target is None or not target.pipeline.enabled:
-            return too_deep or nesting.unavailable(asked.pipeline, execution.project, exists=target is not None)
-        try:
-            values = bind_input(target.pipeline, asked.input)
-        except InputInvalid as error:
-            return nesting.input_refused(asked.pipeline, error)
-        child = tx.insert_execution(
-            target,
-            values,
-            f"nested in {_named(execution)} by task {_describe(key)}",
-            requested_by=execution.requested_by,
-            requested_by_admin=execution.requested_by_admin,
-            parent_id=execution.id,
-            relation=Relation.NESTED,
-        )
-        message, output = nesting.waiting(child)
-        tx.wait_for_child(execution.id, key, task, message, output)
-        log.info("execution %s: task %s started nested execution %s", execution.id, _describe(key), child.id)
-        if child.status is ExecutionStatus.RUNNING:
-            self._advance(tx, tx.state(child.id, lock=True), effects)
-        return None
-
-    def _hold_asked(
-        self,
-        tx: Transaction,
-        state: ExecutionState,
-        recorded: list[tuple[TaskKey, BoundTask]],
-        *,
-        sealed: Mapping[TaskKey, str],
-        asked: Mapping[TaskKey, Approval],
-        reads: Mapping[TaskKey, frozenset[str]],
-        effects: Effects,
-    ) -> list[tuple[TaskKey, BoundTask]]:
-        """Hold the UserOperation tasks about to start, and a non-admin's tasks that use something restricted;
-        what is left to queue. A UserOperation task already waits for a person, so it is never held twice."""
-        execution = state.execution
-        others = [(key, task) for key, task in recorded if key not in asked]
-        held = {key: approval.waiting for key, approval in asked.items()}
-        if not execution.requested_by_admin:
-            held |= _restrictions(tx, execution.project, others, reads)
-        if held:
-            self._hold(tx, state, [(key, task, held[key]) for key, task in recorded if key in held], sealed, asked)
-            for key, approval in asked.items():
-                if approval.cancel_previous and execution.pipeline_id is not None:
-                    why = f"canceled: execution #{execution.index} of the pipeline asked for the same approval"
-                    previous = useroperations.pending_before(tx.conn, execution.pipeline_id, key, execution.id)
-                    effects.superseded += [(operation, why) for operation in previous]
-        return [(key, task) for key, task in recorded if key not in held]
-
-    def _hold(
-        self,
-        tx: Transaction,
-        state: ExecutionState,
-        held: list[tuple[TaskKey, BoundTask, str]],
-        sealed: Mapping[TaskKey, str],
-        asked: Mapping[TaskKey, Approval],
-    ) -> None:
-        """Hold runs that need a person's answer, each with an ACTIVE user operation (an APPROVAL for the tasks
-        `asked`, else RESTRICTED, for an admin); the execution goes WAITING."""
-        execution = state.execution
-        for run in tx.hold_task_runs(execution.id, held, sealed=sealed):
-            approval = asked.get(run.key)
-            kind = OperationKind.RESTRICTED if approval is None else OperationKind.APPROVAL
-            useroperations.open_operation(
-                tx.conn,
-                run,
-                kind,
-                summary=run.status_message if approval is None else approval.summary or approval.waiting,
-                requested_by=execution.requested_by,
-                approval=approval,
-            )
-        key, _, summary = held[0]
-        more = f" (and {len(held) - 1} more task(s))" if len(held) > 1 else ""
-        if execution.status is ExecutionStatus.RUNNING:
-            tx.transition(execution.id, ExecutionStatus.WAITING, f"task {_describe(key)} is {summary}{more}")
-
-    def respond(self, operation: UserOperation, approve: bool, actor: str, comments: str = "") -> UserOperation:
-        """Answer an ACTIVE user operation: approved, a RESTRICTED one's run is queued and sent, an APPROVAL's
-        completes with the answer as its output and the execution goes on; rejected, it fails (and its stage's
-        rollback runs as for any failure). Conflict (409) when it was answered or canceled already."""
-        new = OperationStatus.APPROVED if approve else OperationStatus.REJECTED
-        verdict = f"{new.value.lower()} by {actor}" + (f": {comments}" if comments else "")
-        return self._close(operation, new, verdict, actor, comments=comments, responder=actor)
-
-    def expire(self, operation: UserOperation, actor: str) -> UserOperation | None:
-        """Expire an ACTIVE approval whose time ran out: its task fails, so its stage rolls back; None when it was
-        answered meanwhile."""
-        try:
-            return self._close(operation, OperationStatus.EXPIRED, "", actor)
-        except Conflict:
-            return None
-
-    def _close(
-        self,
-        operation: UserOperation,
-        new: OperationStatus,
-        verdict: str,
-        actor: str,
-        *,
-        comments: str = "",
-        responder: str = "",
-    ) -> UserOperation:
-        """Settle an ACTIVE user operation as `new` and move its run and execution on, in one step; `verdict` is
-        the run's message (an expiry's names how long it waited)."""
-        effects = Effects()
-        with self.store.locked(operation.execution_id) as (tx, state):
-            answered = useroperations.settle(tx.conn, operation, new, actor=responder, comments=comments)
-            if new is OperationStatus.EXPIRED:
-                verdict = useroperations.expired_message(tx.task_run(answered.task_run_id).input or {})
-            execution = state.execution
-            key = (answered.stage, answered.task)
-            # The execution waits while any of its runs waits for an answer (Code Stream's WAITING).
-            if execution.status is ExecutionStatus.WAITING and not useroperations.active_count(tx.conn, execution.id):
-                tx.transition(execution.id, ExecutionStatus.RUNNING, f"task {_describe(key)} {verdict}", actor)
-            if new is not OperationStatus.APPROVED:
-                if tx.refuse_task_run(answered.task_run_id, verdict, actor):
-                    self._on_failure(tx, tx.state(execution.id), key, verdict, effects)
-            elif answered.kind is OperationKind.APPROVAL:
-                if tx.complete_held_task_run(answered.task_run_id, verdict, answered.output(), actor):
-                    self._advance(tx, tx.state(execution.id), effects)
-            else:
-                schedule = Schedule.plan(now(), 0.0, self.horizon)
-                if (run := tx.release_task_run(answered.task_run_id, verdict, schedule, actor)) is not None:
-                    effects.dispatch.append(Dispatch(run.id, run.attempt, run.type, execution.rollback))
-        self._follow_up(effects)
-        return answered
-
-    def _supersede(self, operation: UserOperation, why: str) -> None:
-        """Cancel another execution's pending approval a newer one replaced: its task fails, as a rejection's."""
-        try:
-            self._close(operation, OperationStatus.CANCELED, why, "")
-        except Conflict:
-            log.info("user operation %s was answered before a newer execution superseded it", operation.id)
-
     def _variables(self, tx: Transaction, project: str) -> ProjectVariables:
         """The project's variables for a binding scope, read in this step's transaction when a binding asks."""
         return ProjectVariables(lambda: project_values(tx.conn, self.store.vault, project))
@@ -645,45 +304,6 @@ class Engine:
             if full is not None:
                 sealed[key] = full
         return recorded, sealed
-
-    def _on_failure(self, tx: Transaction, state: ExecutionState, key: TaskKey, message: str, effects: Effects) -> None:
-        execution = state.execution
-        if state.pipeline.task(key).ignore_failure:
-            log.info("execution %s: %s failed and is ignored: %s", execution.id, _describe(key), message)
-            self._advance(tx, state, effects)
-            return
-        # A failure that arrives while the execution is paused (its task was already running) still rolls it back.
-        if not execution.status.in_progress:
-            return
-        reason = f"task {_describe(key)} failed: {message}"
-        # Whether it fails or rolls back, what it started in nested executions stops with it.
-        why = f"canceled: {_named(execution)} stopped, {reason}"
-        self._control_nested(tx, execution, ExecutionStatus.CANCELED, why=why, actor="", effects=effects)
-        # A rollback pipeline's own failures do not chain further rollbacks: that way lies a loop.
-        plan = None
-        variables = self._variables(tx, execution.project)
-        if not execution.rollback:
-            plan = rollback.plan_rollback(state.pipeline, key, message, state.scope(variables))
-        target = None if plan is None else tx.find_pipeline(execution.project, plan.pipeline)
-        if plan is None or target is None:
-            if plan is not None:
-                reason += f"; rollback pipeline '{plan.pipeline}' no longer exists"
-            if tx.transition(execution.id, ExecutionStatus.FAILED, reason):
-                effects.ended.append(execution.id)
-            return
-        # A rollback input bound to a secret variable is recorded masked: the rollback pipeline reads the variable.
-        child = tx.insert_execution(
-            target,
-            {**target.pipeline.input, **mask_secrets(plan.input, variables.secrets)},
-            plan.comments,
-            requested_by=execution.requested_by,
-            requested_by_admin=execution.requested_by_admin,
-            parent_id=execution.id,
-            relation=Relation.ROLLBACK,
-        )
-        tx.transition(execution.id, ExecutionStatus.ROLLING_BACK, f"rolling back: {reason}", cause=reason)
-        log.info("execution %s: %s; rollback execution %s started", execution.id, reason, child.id)
-        self._advance(tx, tx.state(child.id, lock=True), effects)
 
     # -- after a step has committed
 
@@ -743,67 +363,6 @@ class Engine:
             self._advance(tx, tx.state(execution_id, lock=True), effects)
         return len(promoted)
 
-    def _settle_nested(self, tx: Transaction, child: Execution, effects: Effects) -> None:
-        """A nested execution ended: the Pipeline task that waits for it completes with its output, or fails naming
-        it and how it ended (so the parent's rollback runs)."""
-        if child.parent_id is None:
-            return  # its parent was deleted
-        tx.execution(child.parent_id, lock=True)
-        run = tx.waiting_for(child.parent_id, child.id)
-        if run is None:
-            return  # settled already, or the parent stopped and canceled it
-        completed, message, output = nesting.ended(child)
-        if completed:
-            if tx.complete_held_task_run(run.id, message, output):
-                self._advance(tx, tx.state(child.parent_id), effects)
-        elif tx.fail_held_task_run(run.id, message, output):
-            self._on_failure(tx, tx.state(child.parent_id), run.key, message, effects)
-
-    def _settle_parent(self, tx: Transaction, parent_id: str, effects: Effects) -> None:
-        """The step a ROLLING_BACK execution takes when one of its rollbacks ended (`rollback.next_step`)."""
-        parent = tx.execution(parent_id, lock=True)
-        if parent.status is not ExecutionStatus.ROLLING_BACK:
-            return
-        rollbacks = [child for child in tx.children([parent_id]).get(parent_id, []) if child.relation.rolls_back]
-        step = rollback.next_step(rollbacks)
-        if step.start is not None:
-            self._start_child(tx, step.start, "the rollback before it completed", effects)
-            return
-        if step.outcome is None:
-            return
-        for child in step.not_started:
-            if tx.transition(child.id, ExecutionStatus.CANCELED, "not run: a rollback before it did not complete"):
-                effects.ended.append(child.id)
-        message = "; ".join(part for part in (parent.cause, step.message) if part)
-        if tx.transition(parent.id, step.outcome, message):
-            effects.ended.append(parent.id)
-
-    def _start_child(self, tx: Transaction, child_id: str, message: str, effects: Effects) -> None:
-        """Start a NOT_STARTED child execution and queue its first tasks."""
-        if tx.transition(child_id, ExecutionStatus.RUNNING, message):
-            self._advance(tx, tx.state(child_id, lock=True), effects)
-
-
-def _rollback_targets(
-    tx: Transaction, execution: Execution, plans: list[rollback.RollbackPlan]
-) -> list[PipelineRecord]:
-    """The saved rollback pipelines of a manual rollback's plans; Conflict when there are none or one is gone."""
-    if not plans:
-        raise Conflict(
-            f"execution #{execution.index} of '{execution.pipeline_name}' has nothing to roll back: no stage it "
-            "deployed (ran a task of) has a rollback link"
-        )
-    targets = [(plan.pipeline, tx.find_pipeline(execution.project, plan.pipeline)) for plan in plans]
-    missing = sorted({name for name, target in targets if target is None})
-    if missing:
-        names = ", ".join(f"'{name}'" for name in missing)
-        raise Conflict(f"cannot roll back: rollback pipeline {names} no longer exists in project '{execution.project}'")
-    return [target for _, target in targets if target is not None]
-
-
-def _named(execution: Execution) -> str:
-    return f"{execution.pipeline_name} #{execution.index}"
-
 
 def _bind(
     tx: Transaction, state: ExecutionState, keys: Iterable[TaskKey], scope: Scope
@@ -829,35 +388,3 @@ def _bind(
         bound.append((key, replace(given, endpoints={role: str(found) for role, found in ids.items()})))
         read[key] = frozenset(reads.names)
     return bound, unbound, read
-
-
-def _approvals(
-    pipeline: Pipeline, bound: list[tuple[TaskKey, BoundTask]]
-) -> tuple[dict[TaskKey, Approval], list[tuple[TaskKey, str]]]:
-    """What each UserOperation task about to start asks, and those whose bound input asks nothing sensible."""
-    asked, unasked = {}, []
-    for key, task in bound:
-        if pipeline.task(key).type != USER_OPERATION:
-            continue
-        try:
-            asked[key] = useroperations.approval_of(task.input)
-        except ValueError as error:
-            unasked.append((key, f"its input could not be bound: {error}"))
-    return asked, unasked
-
-
-def _restrictions(
-    tx: Transaction, project: str, bound: list[tuple[TaskKey, BoundTask]], reads: Mapping[TaskKey, frozenset[str]]
-) -> dict[TaskKey, str]:
-    """The tasks of a non-admin's run that must wait for an admin, with why: they use a RESTRICTED variable or a
-    restricted endpoint. Nothing is read when no task reads a variable or has an endpoint."""
-    variables = useroperations.restricted_variables(tx.conn, project) if any(reads.values()) else frozenset()
-    endpoints = useroperations.restricted_endpoints(tx.conn, [i for _, task in bound for i in task.endpoints.values()])
-    held = {}
-    for key, task in bound:
-        why = useroperations.restriction(
-            reads.get(key, frozenset()) & variables, [endpoints[i] for i in task.endpoints.values() if i in endpoints]
-        )
-        if why is not None:
-            held[key] = why
-    return held

@@ -19,7 +19,7 @@ from typing import Any
 from orchestrator import expressions
 from orchestrator.bindings import Scope, resolve
 from orchestrator.errors import BindingError, InputInvalid, Problem
-from orchestrator.pipeline import Task
+from orchestrator.pipeline import Pipeline, Task
 from orchestrator.structured import bind_documents, bind_headers, bind_url
 from orchestrator.tasktypes import TASK_TYPES, TaskType, check_task_input
 
@@ -112,3 +112,26 @@ def _shallow(lookup: Callable[[str], object]) -> Callable[[str], object]:
         return value
 
     return shallow
+
+
+def bind_input(pipeline: Pipeline, given: Mapping[str, Any]) -> dict[str, Any]:
+    """An execution's input: the pipeline's defaults overlaid with what was given.
+
+    Raises InputInvalid listing every unknown name, every mandatory input left empty and every value too deep.
+    """
+    problems = [
+        Problem(f"input.{name}", f"pipeline '{pipeline.name}' has no input named '{name}'")
+        for name in given
+        if name not in pipeline.input
+    ]
+    problems += input_problems(given)
+    values = {**pipeline.input, **{name: value for name, value in given.items() if name in pipeline.input}}
+    # Only text can be blank (and a value nested too deeply could not even be turned into text).
+    problems += [
+        Problem(f"input.{name}", f"is mandatory: {pipeline.input_meta[name].description or 'give a value'}")
+        for name in pipeline.mandatory_inputs()
+        if values.get(name) is None or (isinstance(values[name], str) and not values[name].strip())
+    ]
+    if problems:
+        raise InputInvalid(f"the input of pipeline '{pipeline.name}' has {len(problems)} problem(s)", problems)
+    return values
