@@ -1,6 +1,6 @@
 """The SQLAlchemy store: pipelines, executions and task runs, on SQLite or PostgreSQL.
 
-Reads are methods here; writes to executions happen in a `Transaction` (see `transaction.py`), opened
+Reads are methods here; writes to executions happen in a `Transaction` (see `transaction/`), opened
 with `transaction()` or, to serialize every step of one execution, with `locked(execution_id)`.
 """
 
