@@ -18,6 +18,7 @@ from orchestrator.settings import Settings, sqlite_url
 from orchestrator.store import Store
 
 from rollway_testing import (
+    FIGURES,
     POSTGRES_DB,
     REDIS_URL,
     SECRET_KEY,
@@ -30,6 +31,26 @@ from rollway_testing import (
     unavailable,
     wait_until,
 )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures of each fault test (tests/faults), so they can be quoted from a plain `pytest` run.
+
+    They travel as the test's user properties, which pytest-xdist hands from its workers to the process that
+    writes the summary.
+    """
+    lines = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == FIGURES
+    ]
+    if lines:
+        terminalreporter.section("fault suite figures")
+        for line in lines:
+            terminalreporter.write_line(str(line))
 
 
 @pytest.fixture(scope="session")

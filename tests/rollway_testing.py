@@ -22,10 +22,31 @@ from werkzeug.serving import BaseWSGIServer
 from orchestrator.settings import Settings
 
 CI = os.environ.get("CI") == "true"
-REDIS_URL = os.environ.get("ROLLWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Under pytest-xdist every worker process ("gw0", "gw1", ...) has a database and a Redis index of its own, so
+# the per-test flushes of one worker never reach another's tests.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_SLOT = int(XDIST_WORKER[2:]) if XDIST_WORKER[:2] == "gw" and XDIST_WORKER[2:].isdigit() else 0
+
+
+def worker_database(name: str) -> str:
+    """A test database's name for this xdist worker (the name itself outside xdist)."""
+    return f"{name}_{XDIST_WORKER}" if XDIST_WORKER else name
+
+
+def _worker_redis(url: str) -> str:
+    """The Redis URL with this worker's own db index: the given one, counting down one per xdist worker."""
+    base, _, index = url.rpartition("/")
+    if not _SLOT or not index.isdigit():
+        return url
+    return f"{base}/{(int(index) - _SLOT) % 16}"
+
+
+REDIS_URL = _worker_redis(os.environ.get("ROLLWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
 POSTGRES_SERVER = os.environ.get("ROLLWAY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
-POSTGRES_DB = os.environ.get("ROLLWAY_TEST_DATABASE", "rollway_test")
+POSTGRES_DB = worker_database(os.environ.get("ROLLWAY_TEST_DATABASE", "rollway_test"))
 TOKEN = "test-token"
+# The user property under which a fault test hands its one-line figures to the run's summary (tests/conftest.py).
+FIGURES = "fault figures"
 SECRET_KEY = "test-secret-key-that-is-long-and-random-enough"
 
 

@@ -19,28 +19,28 @@ from sqlalchemy.engine import make_url
 from kubesim import KubeSim
 from orchestrator.store import Store
 
-from rollway_testing import SECRET_KEY, TOKEN, create_database, fresh_schema, truncate, unavailable
+from rollway_testing import (
+    FIGURES,
+    SECRET_KEY,
+    TOKEN,
+    create_database,
+    fresh_schema,
+    truncate,
+    unavailable,
+    worker_database,
+)
 
-FAULTS_DB = os.environ.get("ROLLWAY_TEST_FAULTS_DATABASE", "rollway_faults")
-SUMMARIES: list[str] = []
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The figures of each fault test, so they can be quoted from a plain `pytest` run."""
-    if SUMMARIES:
-        terminalreporter.section("fault suite figures")
-        for line in SUMMARIES:
-            terminalreporter.write_line(line)
+FAULTS_DB = worker_database(os.environ.get("ROLLWAY_TEST_FAULTS_DATABASE", "rollway_faults"))
 
 
 @pytest.fixture
-def report() -> Callable[[str, str], None]:
+def report(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
     """`report(fault, summary)`: print a test's one-line figures and list them at the end of the run."""
 
     def add(fault: str, summary: str) -> None:
         line = f"{fault}: {summary}"
         print(line)
-        SUMMARIES.append(line)
+        request.node.user_properties.append((FIGURES, line))
 
     return add
 
