@@ -12,6 +12,7 @@ from api import (
     auth,
     endpoints,
     executions,
+    health,
     pipelines,
     templates,
     tokens,
@@ -67,5 +68,6 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     api.register_blueprint(useroperations.blueprint)
     api.register_blueprint(audit.blueprint)
     app.register_blueprint(api)
+    app.register_blueprint(health.blueprint)
     register_error_handlers(app)
     return app
