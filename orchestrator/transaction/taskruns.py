@@ -54,18 +54,8 @@ class TaskRunMoves(TransactionBase):
         stamp = now()
         moved: list[TaskRun] = []
         for (stage, name), task in bound:
-            values = {
-                "in_execution": execution_id,
-                "in_stage": stage,
-                "named": name,
-                "given": dict(task.input),
-                "bound": dict(task.bindings),
-                "at": dict(task.endpoints),
-                "sealed": (sealed or {}).get((stage, name)),
-                "due": schedule.due,
-                "sent": schedule.sent,
-                "now": stamp,
-            }
+            values = _bound(execution_id, (stage, name), task, (sealed or {}).get((stage, name)))
+            values |= {"due": schedule.due, "sent": schedule.sent, "now": stamp}
             moved += self._move_runs(_QUEUE, values, actor)
         return moved
 
@@ -81,17 +71,8 @@ class TaskRunMoves(TransactionBase):
         stamp = now()
         moved: list[TaskRun] = []
         for (stage, name), task, message in held:
-            values = {
-                "in_execution": execution_id,
-                "in_stage": stage,
-                "named": name,
-                "given": dict(task.input),
-                "bound": dict(task.bindings),
-                "at": dict(task.endpoints),
-                "sealed": (sealed or {}).get((stage, name)),
-                "message": message,
-                "now": stamp,
-            }
+            values = _bound(execution_id, (stage, name), task, (sealed or {}).get((stage, name)))
+            values |= {"message": message, "now": stamp}
             moved += self._move_runs(_HOLD, values, actor)
         return moved
 
@@ -100,19 +81,7 @@ class TaskRunMoves(TransactionBase):
     ) -> TaskRun | None:
         """Move a Pipeline task's NOT_STARTED run to WAITING for its nested execution, bound as `queue_task_runs`
         would, with `output` naming the child; the run, or None if it had already left NOT_STARTED."""
-        stage, name = key
-        values = {
-            "in_execution": execution_id,
-            "in_stage": stage,
-            "named": name,
-            "given": dict(task.input),
-            "bound": dict(task.bindings),
-            "at": dict(task.endpoints),
-            "sealed": None,
-            "message": message,
-            "output": dict(output),
-            "now": now(),
-        }
+        values = _bound(execution_id, key, task, None) | {"message": message, "output": dict(output), "now": now()}
         moved = self._move_runs(_WAIT_FOR_CHILD, values, "")
         return moved[0] if moved else None
 
@@ -231,3 +200,17 @@ class TaskRunMoves(TransactionBase):
         }
         moved = self._move_runs(_AGAIN[lost], values, actor)
         return moved[0] if moved else None
+
+
+def _bound(execution_id: str, key: TaskKey, task: BoundTask, sealed: str | None) -> dict[str, Any]:
+    """The parameters every move of a NOT_STARTED run that binds it shares: which run, and what it is given."""
+    stage, name = key
+    return {
+        "in_execution": execution_id,
+        "in_stage": stage,
+        "named": name,
+        "given": dict(task.input),
+        "bound": dict(task.bindings),
+        "at": dict(task.endpoints),
+        "sealed": sealed,
+    }
