@@ -22,6 +22,7 @@ from api import (
 )
 from api.errors import register_error_handlers
 from api.services import EXTENSION, Services
+from api.web import pages
 from orchestrator import defaults
 from orchestrator.audit import AuditTrail
 from orchestrator.engine import Engine
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     """The Rollway API on these settings; executions are sent to Celery through `celery` (made if None)."""
-    app = Flask("rollway")
+    # The pages serve their own static files (api/web/static), so the app has none of its own.
+    app = Flask("rollway", static_folder=None)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = defaults.MAX_REQUEST_BYTES
     store = Store.connect(
@@ -69,5 +71,6 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     api.register_blueprint(audit.blueprint)
     app.register_blueprint(api)
     app.register_blueprint(health.blueprint)
+    pages.register(app, settings)
     register_error_handlers(app)
     return app

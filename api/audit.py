@@ -43,12 +43,12 @@ def note(text: str) -> None:
 
 
 def record(response: Response) -> Response:
-    """After every `/api` request that may change something: one audit entry, whatever the answer was.
+    """After every `/api` request or page form that may change something: one audit entry, whatever the answer was.
 
     Never turns an answer into an error: if the entry cannot be written (the database is away, which the
     answer most likely says already), that is logged and the answer goes out as it is.
     """
-    if request.method not in CHANGES or not request.path.startswith(API_PREFIX):
+    if request.method not in CHANGES or not (request.path.startswith(API_PREFIX) or request.blueprint == "web"):
         return response
     actor, project = audited()
     try:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from flask import current_app, g, request
 
 from api.services import services
+from api.web import session as web_session
 from orchestrator.document import DEFAULT_PROJECT
 from orchestrator.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from orchestrator.policy import Action, Principal, allows, bootstrap
@@ -27,6 +28,7 @@ PUBLIC = "public"
 ANONYMOUS = "anonymous"
 # Longer than a project name may be (200), so it matches no stored project.
 NO_PROJECT = "-" * 201
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 View = TypeVar("View", bound=Callable[..., object])
 
@@ -54,12 +56,28 @@ def route_rule(endpoint: str | None) -> Action | str | None:
 
 
 def _authenticate() -> Principal:
-    settings = services().settings
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    """The principal of the request's bearer token; for a read without one, of the web session's token."""
+    header = request.headers.get("Authorization", "")
+    if not header and request.method in SAFE_METHODS and (held := web_session.held_token()) is not None:
+        # The pages' own scripts read the API with the session cookie; anything that changes state goes through
+        # a page form, which checks its CSRF token.
+        return authenticate(held)
+    scheme, _, presented = header.partition(" ")
     presented = presented.strip()
+    if scheme.lower() != "bearer" and presented:
+        raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
+    return authenticate(presented or None)
+
+
+def authenticate(presented: str | None) -> Principal:
+    """Who a presented token (None: no token) is; Unauthorized when it is none.
+
+    Without ROLLWAY_API_TOKEN the API is open: no token means the anonymous admin.
+    """
+    settings = services().settings
     if settings.api_token is None and not presented:
         return bootstrap(ANONYMOUS)
-    if scheme.lower() != "bearer" or not presented:
+    if not presented:
         raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
     if settings.api_token is not None and hmac.compare_digest(presented.encode(), settings.api_token.encode()):
         return bootstrap()

@@ -154,6 +154,8 @@ def stages_view(pipeline: Pipeline, runs: list[TaskRun]) -> list[dict[str, Any]]
                 "startedAt": timestamp(min(started)) if started else None,
                 "finishedAt": timestamp(max(finished)) if finished and status.is_terminal else None,
                 "tasks": [task_run_view(run, secrets) for run in stage_runs],
+                # Task names by parallel group, in run order: the tasks of one group run side by side.
+                "groups": [list(group) for group in stage.groups],
             }
         )
     return views
