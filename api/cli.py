@@ -49,7 +49,7 @@ def cli(ctx: click.Context, url: str) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--threads", default=8, show_default=True, type=int)
+@click.option("--threads", default=32, show_default=True, type=int, help="requests served at once")
 def serve(host: str, port: int, threads: int) -> None:
     """Serve the API; on anything but loopback only with ROLLWAY_API_TOKEN set."""
     import waitress

@@ -7,11 +7,14 @@ The pages read and act through the API's own handlers, so they see, redact and r
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from flask import flash, redirect, render_template, request, stream_with_context, url_for
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
 from api import executions as api_executions
@@ -24,12 +27,18 @@ from orchestrator.feed import ActivityFeed
 from orchestrator.policy import Action
 from orchestrator.status import ExecutionStatus
 
+log = logging.getLogger(__name__)
+
 FILTERS = ("pipeline", "project", "status", "rollback")
 PAGE_SIZE = 50
 # A stream ends after this long and the browser's EventSource reconnects: no request holds a thread for ever.
 STREAM_SECONDS = 55.0
 STREAM_POLL_SECONDS = 1.0
 HEARTBEAT_SECONDS = 15.0
+# Each open stream holds one of the server's threads: at most this many at once per process (`rollway serve
+# --threads` is 32 by default), so pages can never starve the API; beyond it the pages poll instead.
+MAX_STREAMS = 12
+_streams = threading.BoundedSemaphore(MAX_STREAMS)
 ACTIONS = {
     "cancel": api_executions.cancel,
     "pause": api_executions.pause,
@@ -81,32 +90,48 @@ def execution_stream() -> Response:
     given = request.headers.get("Last-Event-ID") or request.args.get("after") or ""
     after = int(given) if given.isdigit() else feed.latest_id()
 
+    if not _streams.acquire(blocking=False):
+        busy = Response("too many live pages on this server; the page refreshes itself instead", status=503)
+        busy.headers["Retry-After"] = "30"
+        return busy
+
     def events() -> Iterator[str]:
-        cursor = after
-        seen = frozenset(change.id for change in feed.changes_after(cursor, project) if change.id <= cursor)
-        deadline = time.monotonic() + STREAM_SECONDS
-        quiet_since = time.monotonic()
-        yield "retry: 2000\n\n"
-        while time.monotonic() < deadline:
-            changes = feed.changes_after(cursor, project, seen)
-            if changes:
-                cursor = max(cursor, *(change.id for change in changes))
-                seen = frozenset({*seen, *(change.id for change in changes)})
-                body = {
-                    "executions": sorted({change.execution_id for change in changes}),
-                    "statuses": {change.execution_id: change.status for change in changes},
-                }
-                yield f"id: {cursor}\nevent: change\ndata: {json.dumps(body)}\n\n"
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since > HEARTBEAT_SECONDS:
-                yield ": still here\n\n"
-                quiet_since = time.monotonic()
-            time.sleep(STREAM_POLL_SECONDS)
+        try:
+            yield from _changes(feed, project, after)
+        except SQLAlchemyError as error:
+            # The database went away mid-stream: end it; the browser reconnects once `retry` has passed.
+            log.info("execution stream ended: the database is unavailable (%s)", type(error).__name__)
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream")
+    # The server closes the answer whether the stream ended or the browser went away: the slot comes back.
+    response.call_on_close(_streams.release)
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response
+
+
+def _changes(feed: ActivityFeed, project: str | None, after: int) -> Iterator[str]:
+    """The stream's messages: `change` events after id `after`, a comment now and then while nothing moves."""
+    yield "retry: 2000\n\n"
+    cursor = after
+    seen = frozenset(change.id for change in feed.changes_after(cursor, project) if change.id <= cursor)
+    deadline = time.monotonic() + STREAM_SECONDS
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        changes = feed.changes_after(cursor, project, seen)
+        if changes:
+            cursor = max(cursor, *(change.id for change in changes))
+            seen = frozenset({*seen, *(change.id for change in changes)})
+            body = {
+                "executions": sorted({change.execution_id for change in changes}),
+                "statuses": {change.execution_id: change.status for change in changes},
+            }
+            yield f"id: {cursor}\nevent: change\ndata: {json.dumps(body)}\n\n"
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > HEARTBEAT_SECONDS:
+            yield ": still here\n\n"
+            quiet_since = time.monotonic()
+        time.sleep(STREAM_POLL_SECONDS)
 
 
 def _detail(execution_id: str) -> dict[str, Any]:

@@ -1,12 +1,18 @@
 // Rollway's pages work without this script; with it, lists and details follow the execution event log live.
 "use strict";
 
+// Follow the server's change stream; where there is none (an old browser, a server with every stream slot taken),
+// ask again every few seconds instead.
 function follow(streamUrl, onChange) {
-  if (!window.EventSource) return;
-  const source = new EventSource(streamUrl);
   const indicator = document.querySelector("[data-live-indicator]");
+  const poll = () => setInterval(() => onChange({ executions: null }), 5000);
+  if (!window.EventSource) return poll();
+  const source = new EventSource(streamUrl);
   source.addEventListener("open", () => indicator && indicator.classList.add("on"));
-  source.addEventListener("error", () => indicator && indicator.classList.remove("on"));
+  source.addEventListener("error", () => {
+    if (indicator) indicator.classList.remove("on");
+    if (source.readyState === EventSource.CLOSED) poll();
+  });
   source.addEventListener("change", (event) => onChange(JSON.parse(event.data)));
 }
 
@@ -43,7 +49,7 @@ function liveExecutionDetail() {
   const refresh = debounced(() => swap(holder, holder.dataset.fragment, true), 250);
   follow(holder.dataset.stream, (change) => {
     const related = [holder.dataset.execution, ...[...holder.querySelectorAll("[data-link]")].map((a) => a.pathname.split("/").pop())];
-    if (change.executions.some((id) => related.includes(id))) refresh();
+    if (change.executions === null || change.executions.some((id) => related.includes(id))) refresh();
   });
 }
 
