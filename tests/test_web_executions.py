@@ -9,14 +9,18 @@ Against the API over HTTP on PostgreSQL and Redis with a real worker; the browse
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from pytest_httpserver import HTTPServer
 
+from orchestrator.settings import Settings
+
 from browser_support import chromium, logged_in, screenshot
-from rollway_testing import ServedApp, WorkerProcess, ended, started, token_for
+from rollway_testing import ServedApp, WorkerProcess, ended, settings_env, started, token_for
+from serve_process import ServeProcess
 
 Doc = dict[str, Any]
 PROJECT = "shop"
@@ -137,3 +141,18 @@ def test_the_session_cookie_is_http_only_and_forms_need_their_csrf_token(api: Se
         assert client.get("/api/pipelines").status_code == 200, "the pages' scripts read the API with the cookie"
         assert client.post("/api/pipelines", json={"name": "x"}).status_code == 401, "but change nothing with it"
         assert client.post("/executions/nope/cancel", data={}).status_code == 403
+
+
+def test_an_installed_rollway_serve_serves_the_pages_with_their_files(settings: Settings, tmp_path: Path) -> None:
+    """The templates and static files ship in the package: `rollway serve` as installed renders the login page,
+    its style sheet and script, and sends anyone not logged in there."""
+    served = ServeProcess(settings_env(settings), tmp_path / "serve.log").start()
+    try:
+        with httpx.Client(base_url=served.url, follow_redirects=False) as client:
+            assert client.get("/executions").headers["Location"].startswith("/login")
+            login = client.get("/login")
+            assert login.status_code == 200 and 'name="token"' in login.text
+            assert "badge" in client.get("/static/rollway.css").text
+            assert "EventSource" in client.get("/static/rollway.js").text
+    finally:
+        served.stop()
