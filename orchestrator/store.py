@@ -124,6 +124,7 @@ class Store:
         self.documents = DocumentCache()
         # Called with the ids of the notifications a committed transaction recorded (the engine sends them).
         self.on_notices: Callable[[list[str]], None] | None = None
+        self.disposed = False
 
     @classmethod
     def connect(
@@ -156,6 +157,8 @@ class Store:
         return store
 
     def dispose(self) -> None:
+        """Close the pool for good: long readers (the pages' live streams) see `disposed` and stop."""
+        self.disposed = True
         self.engine.dispose()
 
     @contextmanager
