@@ -89,8 +89,7 @@ def test_a_pipeline_card_shows_its_deliveries_and_a_viewer_elsewhere_sees_none(
     assert run_to_end(api, elsewhere) == "COMPLETED"
 
     # When
-    page = logged_in(browser, api.url)
-    page.goto("/dashboard")
+    page = logged_in(browser, api.url, next_page="/dashboard")
 
     # Then
     assert card_text(page, "Release", "[data-count='COMPLETED'] b") == "2"
@@ -104,14 +103,22 @@ def test_a_pipeline_card_shows_its_deliveries_and_a_viewer_elsewhere_sees_none(
     assert "delivered" in per_day and "1 failed" in per_day, per_day
     assert page.query_selector("section[data-pipeline='Release_Rollback']") is None, "a rollback run is no delivery"
     assert page.query_selector("section[data-pipeline='Elsewhere']") is not None
+    page.select_option("select[name=pipeline]", "Elsewhere")
+    page.click("form.filters button")
+    page.wait_for_url("**pipeline=Elsewhere**")
+    assert page.query_selector("section[data-pipeline='Release']") is None, "the filter keeps to one pipeline"
     page.click("nav a:has-text('Dashboard')")
+    page.wait_for_selector("section[data-pipeline='Release']")
     screenshot(page, "dashboard")
 
-    viewer = logged_in(browser, api.url, token_for(api, "viewer", "viewer-elsewhere", project="other"))
-    viewer.goto("/dashboard?period=24h")
+    page.context.close()
+    elsewhere_viewer = token_for(api, "viewer", "viewer-elsewhere", project="other")
+    viewer = logged_in(browser, api.url, elsewhere_viewer, next_page="/dashboard?period=24h")
+    assert "last 24 hours" in viewer.inner_text(".heading")
     assert viewer.query_selector("section[data-pipeline='Release']") is None
     assert card_text(viewer, "Elsewhere", "[data-rate]") == "100%"
     assert card_text(viewer, "Elsewhere", "[data-metric='mttr'] dd") == "no data"
+    viewer.context.close()
 
 
 def test_a_period_not_offered_is_a_400_page_naming_the_choices(api: ServedApp) -> None:
