@@ -17,7 +17,14 @@ from orchestrator.errors import BindingError, ExpressionError, PipelineInvalid, 
 from orchestrator.inputs import reference_head
 from orchestrator.notifications import NOTICE_NAMES, read_notifications
 from orchestrator.pipeline import InputMeta, Pipeline, RollbackLink, Stage, Task, TaskKey
-from orchestrator.tasktypes import PIPELINE, RESPONSE_NAMES, TASK_TYPES, check_task_input, endpoint_problems
+from orchestrator.tasktypes import (
+    PIPELINE,
+    RESPONSE_NAMES,
+    TASK_TYPES,
+    check_task_input,
+    check_written_input,
+    endpoint_problems,
+)
 
 MAX_NAME_LENGTH = 200  # the width of the name columns
 DEFAULT_PROJECT = "default"
@@ -300,7 +307,9 @@ class _Reader:
             type_name = None
         task_input = self.mapping(task.get("input"), _join(path, "input"))
         if type_name is not None:
-            for problem in check_task_input(str(type_name), task_input):
+            for problem in check_task_input(str(type_name), task_input) + check_written_input(
+                str(type_name), task_input
+            ):
                 self.problem(_join(path, "input", problem.path), problem.message)
         endpoints = self.mapping(task.get("endpoints"), _join(path, "endpoints"))
         for key, value in endpoints.items():

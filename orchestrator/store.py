@@ -112,7 +112,10 @@ SWEEP_LOCK_KEY = 0x53776565  # "Swee"
 
 def _access(endpoint: Endpoint) -> tuple[object, ...]:
     """What decides whether and how an endpoint answers: a change of any of it makes its last probe moot."""
-    return (endpoint.type, endpoint.url, endpoint.insecure, endpoint.token, endpoint.ca_data, endpoint.kubeconfig)
+    return (
+        *(endpoint.type, endpoint.url, endpoint.insecure, endpoint.token, endpoint.ca_data, endpoint.kubeconfig),
+        endpoint.known_hosts,
+    )
 
 
 class Store:
@@ -388,6 +391,7 @@ class Store:
             password=credentials.get("password"),
             sender=credentials.get("from"),
             starttls=credentials.get("starttls") == "true",
+            known_hosts=credentials.get("known_hosts"),
             created_at=row.created_at,
             updated_at=row.updated_at,
             probe=probe_of(row),
@@ -404,6 +408,7 @@ class Store:
                 ("password", endpoint.password),
                 ("from", endpoint.sender),
                 ("starttls", "true" if endpoint.starttls else None),
+                ("known_hosts", endpoint.known_hosts),
             )
             if value
         }

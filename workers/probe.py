@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Sequence
 
 from orchestrator import defaults
-from orchestrator.endpoints import KUBERNETES, Endpoint
+from orchestrator.endpoints import KUBERNETES, SSH, Endpoint
 from orchestrator.errors import ClusterError, EndpointError
 from orchestrator.settings import DEFAULT_EGRESS_DENY, Network
 from workers.egress import EgressDenied
@@ -35,6 +35,10 @@ class EndpointProber:
         self.http = HttpClient(deny, timeout=timeout, deadline=timeout, body_limit=defaults.PROBE_BODY_LIMIT_BYTES)
 
     def __call__(self, endpoint: Endpoint) -> tuple[bool, str]:
+        if endpoint.type == SSH:
+            # Its known hosts are all it has: the host an SSH task logs in to is the task's, and so are its
+            # credentials. A host whose key is not listed is refused when the task connects.
+            return True, "not probed: an ssh endpoint holds known host keys, and its tasks name their hosts"
         try:
             target = _target(endpoint)
         except (ClusterError, ssl.SSLError, ValueError) as error:
