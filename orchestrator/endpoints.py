@@ -47,7 +47,8 @@ class Probe:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A Kubernetes API: its URL with a bearer token and CA data (or `insecure`), or a kubeconfig."""
+    """A Kubernetes API (its URL with a bearer token and CA data, or `insecure`, or a kubeconfig), a mail server
+    (`smtp`), or the known hosts of SSH tasks (`ssh`)."""
 
     id: str
     name: str

@@ -13,6 +13,7 @@ way of handing values to later tasks).
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Mapping, Sequence
 from shlex import quote
@@ -27,6 +28,8 @@ _HOST_NAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0
 # What `mktemp -d` prints: a path of plain characters (checked before it is used in a command line).
 _TEMPORARY = re.compile(r"/[A-Za-z0-9._/-]+\Z")
 
+# How long after the worker gave up on a script the remote `timeout` kills it.
+TIMEOUT_GRACE_SECONDS = 5
 # Makes the private directory and writes the script (given on standard input) into it; prints the directory.
 PREPARE = 'umask 077 && d=$(mktemp -d) && cat > "$d/script" && chmod 700 "$d/script" && printf %s "$d"'
 
@@ -115,21 +118,28 @@ def temporary_directory(printed: str) -> str:
 def run_command(
     directory: str,
     script: str,
+    *,
     arguments: Sequence[object] = (),
     environment: Mapping[str, object] | None = None,
     working_directory: str | None = None,
+    timeout: float | None = None,
 ) -> str:
     """The command line that runs the script written by `PREPARE` in `directory`, its output and errors merged.
 
-    A script that starts with `#!` is run by the interpreter it names; any other by `sh`.
+    A script that starts with `#!` is run by the interpreter it names; any other by `sh`. With a `timeout`, a host
+    that has coreutils' (or busybox's) `timeout` stops the script a little after the worker stopped waiting for
+    it, so a script the task gave up on does not run on unseen.
     """
     path = f"{directory}/script"
     exports = [f"{name}={quote(as_text(value))}" for name, value in (environment or {}).items()]
     exports.append(f"{RESPONSE_FILE}={quote(directory + '/response')}")
     runner = quote(path) if script.startswith("#!") else f"sh {quote(path)}"
-    words = " ".join([runner, *(quote(as_text(item)) for item in arguments)])
+    words = " ".join([runner, *(quote(as_text(item)) for item in arguments)]) + " </dev/null 2>&1"
+    if timeout is not None:
+        limit = math.ceil(timeout) + TIMEOUT_GRACE_SECONDS
+        words = f"if command -v timeout >/dev/null; then timeout -s KILL {limit} {words}; else {words}; fi"
     steps = [f"cd -- {quote(working_directory)}"] if working_directory else []
-    steps += ["export " + " ".join(exports), f"{words} </dev/null 2>&1"]
+    steps += ["export " + " ".join(exports), words]
     return " && ".join(steps)
 
 

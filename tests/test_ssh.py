@@ -225,7 +225,9 @@ def test_a_script_runs_remotely_and_its_response_file_feeds_the_next_task(
         assert sshd.password not in text and key_body not in text
 
 
-def test_a_failing_script_fails_and_rolls_back_unless_told_to_go_on(api: ServedApp, worker: Any, sshd: Sshd) -> None:
+def test_a_failing_script_fails_and_rolls_back_unless_told_to_go_on_and_a_slow_one_is_stopped(
+    api: ServedApp, worker: Any, sshd: Sshd
+) -> None:
     # Given a script that exits 3, in a stage linked to a rollback pipeline, and the same script told to go on
     # (as Code Stream's exports write it: the string 'true')
     endpoint(api, "hosts", sshd.known_hosts)
@@ -236,9 +238,11 @@ def test_a_failing_script_fails_and_rolls_back_unless_told_to_go_on(api: ServedA
         "Remote-Fail", {"Deploy": ssh_task(sshd, "echo broken; exit 3")}, rollback={"pipeline": "Remote-Undo"}
     )
     going_on = pipeline("Remote-Go-On", {"Deploy": ssh_task(sshd, "exit 3", continueOnCommandFailure="true")})
+    # ... and a script that runs past its timeout
+    slow = pipeline("Remote-Slow", {"Deploy": ssh_task(sshd, "sleep 60", timeout=1)})
 
-    # When both run
-    failed_id, went_on_id = run(api, failing), run(api, going_on)
+    # When they run
+    failed_id, went_on_id, slow_id = run(api, failing), run(api, going_on), run(api, slow)
 
     # Then the failing one's task failed with the exit code and its stage's rollback ran
     failed = ended(api, failed_id)
@@ -250,21 +254,32 @@ def test_a_failing_script_fails_and_rolls_back_unless_told_to_go_on(api: ServedA
     went_on = ended(api, went_on_id)
     assert went_on["status"] == "COMPLETED", went_on
     assert task_of(went_on, "Remote", "Deploy")["output"]["exitCode"] == 3
+    # ... and the slow one failed, stopped at its timeout
+    stopped = ended(api, slow_id)
+    assert stopped["status"] == "FAILED", stopped
+    assert "ran longer than its timeout of 1 s" in task_of(stopped, "Remote", "Deploy")["statusMessage"]
 
 
-def test_a_host_key_not_in_the_endpoint_is_refused(api: ServedApp, worker: Any, sshd: Sshd) -> None:
+def test_a_host_key_not_in_the_endpoint_is_refused_and_a_denied_address_is_not_reached(
+    api: ServedApp, worker: Any, sshd: Sshd
+) -> None:
     # Given one endpoint that lists another key for the server, and one that lists only another host
     endpoint(api, "impostor", sshd.other_key)
     endpoint(api, "elsewhere", sshd.known_hosts.replace(f"]:{sshd.port}", "]:1"))
     secret(api, "sshPassword", sshd.password)
 
+    # ... and a task whose host is a cloud metadata address (denied by the default ROLLWAY_EGRESS_DENY)
+    metadata = ssh_task(sshd, "echo ran", server="impostor")
+    metadata["input"]["host"] = "169.254.169.254"
+
     # When a task logs in through each
     mismatched = run(api, pipeline("Remote-Impostor", {"Run": ssh_task(sshd, "echo ran", server="impostor")}))
     unknown = run(api, pipeline("Remote-Unknown", {"Run": ssh_task(sshd, "echo ran", server="elsewhere")}))
+    denied = run(api, pipeline("Remote-Metadata", {"Run": metadata}))
 
-    # Then both fail naming the host key problem, and nothing ran
+    # Then each fails naming its problem, and nothing ran
     messages = {}
-    for name, execution_id in (("mismatched", mismatched), ("unknown", unknown)):
+    for name, execution_id in (("mismatched", mismatched), ("unknown", unknown), ("denied", denied)):
         view = ended(api, execution_id)
         assert view["status"] == "FAILED", view
         task = task_of(view, "Remote", "Run")
@@ -272,6 +287,7 @@ def test_a_host_key_not_in_the_endpoint_is_refused(api: ServedApp, worker: Any, 
         messages[name] = task["statusMessage"]
     assert f"host key of 127.0.0.1:{sshd.port} does not match" in messages["mismatched"]
     assert f"host key of 127.0.0.1:{sshd.port} is unknown" in messages["unknown"]
+    assert "169.254.169.254 is denied by ROLLWAY_EGRESS_DENY" in messages["denied"]
 
 
 def test_an_ssh_task_and_endpoint_are_checked_when_saved(api: ServedApp) -> None:

@@ -3,9 +3,10 @@ sweep ask it (`orchestrator/preflight.py` records the answers).
 
 A Kubernetes endpoint is asked `GET /version` with its token (or kubeconfig credentials) and trusting its CA, built
 by the code the K8S task connects with (`workers/configuration.py`, through `executors/endpoint.py`); any other
-endpoint is asked a GET of its URL. The request goes through the REST tasks' HTTP client, so it keeps to the same
-egress policy (`ROLLWAY_EGRESS_DENY`, see `workers/egress.py`) and the same redirect and body limits, with a short
-timeout of its own. What the answer says is kept as a sentence for people: never a body, never a credential.
+endpoint is asked a GET of its URL, except an ssh endpoint (known host keys, no host of its own), which is not
+asked. The request goes through the REST tasks' HTTP client, so it keeps to the same egress policy
+(`ROLLWAY_EGRESS_DENY`, see `workers/egress.py`) and the same redirect and body limits, with a short timeout of its
+own. What the answer says is kept as a sentence for people: never a body, never a credential.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def build_executors(http: HttpClient, endpoints: Callable[[str], Endpoint]) -> d
         "METRIC": MetricExecutor(http),
         "Condition": ConditionExecutor(),
         "K8S": K8sExecutor(endpoints),
-        "SSH": SshExecutor(endpoints),
+        "SSH": SshExecutor(endpoints, http.deny),
     }
     declared = {name for name, spec in TASK_TYPES.items() if spec.runs_in is Runner.WORKER}
     if declared != executors.keys():

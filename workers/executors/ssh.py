@@ -11,8 +11,9 @@ arguments and environment, then its `$SCRIPT_RESPONSE_FILE` read back and the di
 from __future__ import annotations
 
 import io
+import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,9 @@ from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 from orchestrator import defaults, sshcommand
 from orchestrator.endpoints import SSH
 from orchestrator.errors import NotFound
+from orchestrator.settings import DEFAULT_EGRESS_DENY, Network
 from orchestrator.tasktypes import SSH_LIMITS, SSH_SERVER, bound_number, read_flag
+from workers.egress import refusal
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall
 from workers.executors.endpoint import EndpointLookup
 
@@ -127,12 +130,17 @@ class Ran:
 
 
 class SshExecutor:
-    """Runs SSH tasks; `endpoints` finds the task's sshServer endpoint by id."""
+    """Runs SSH tasks; `endpoints` finds the task's sshServer endpoint by id, `deny` is the networks no task may
+    reach (`ROLLWAY_EGRESS_DENY`, as for REST and POLL tasks)."""
 
     def __init__(
-        self, endpoints: EndpointLookup, connect_timeout: float = defaults.SSH_CONNECT_TIMEOUT_SECONDS
+        self,
+        endpoints: EndpointLookup,
+        deny: Sequence[Network] = DEFAULT_EGRESS_DENY,
+        connect_timeout: float = defaults.SSH_CONNECT_TIMEOUT_SECONDS,
     ) -> None:
         self.endpoints = endpoints
+        self.deny = tuple(deny)
         self.connect_timeout = connect_timeout
 
     def execute(self, call: TaskCall) -> Outcome:
@@ -169,17 +177,26 @@ class SshExecutor:
     def _run(self, task: SshTask, keys: str) -> Ran:
         deadline = time.monotonic() + task.timeout
         client = self._connect(task, keys)
+        directory = None
         try:
             printed, _, status = _exec(client, sshcommand.PREPARE, task.script.encode(), deadline, 4096)
             if status != 0:
                 raise Refused(f"the script could not be written to a temporary directory on {task.host}")
             directory = sshcommand.temporary_directory(printed.decode(errors="replace"))
             command = sshcommand.run_command(
-                directory, task.script, task.arguments, task.environment, task.working_directory
+                directory,
+                task.script,
+                arguments=task.arguments,
+                environment=task.environment,
+                working_directory=task.working_directory,
+                timeout=task.timeout,
             )
             response, truncated, exit_code = _exec(client, command, None, deadline, defaults.SSH_RESPONSE_LIMIT_BYTES)
             limit = defaults.SSH_RESPONSE_FILE_LIMIT_BYTES
             values, _, _ = _exec(client, sshcommand.collect_command(directory, limit), None, deadline, limit)
+        except TimedOut:
+            self._clean_up(client, directory)
+            raise
         except ValueError as error:
             raise Refused(str(error)) from None
         except (paramiko.SSHException, OSError) as error:
@@ -188,6 +205,38 @@ class SshExecutor:
             client.close()
         text = response.decode(errors="replace")
         return Ran(text, exit_code, truncated, sshcommand.response_values(values.decode(errors="replace")))
+
+    def _clean_up(self, client: paramiko.SSHClient, directory: str | None) -> None:
+        """Remove a timed-out script's directory, if the connection still lets us (the script itself is stopped
+        by the remote `timeout` when the host has it: see `sshcommand.run_command`)."""
+        if directory is None:
+            return
+        try:
+            deadline = time.monotonic() + self.connect_timeout
+            _exec(client, sshcommand.collect_command(directory, 0), None, deadline, 0)
+        except (TimedOut, paramiko.SSHException, OSError):
+            pass
+
+    def _socket(self, task: SshTask) -> socket.socket:
+        """A connection to the task's host, at an address the egress policy allows (checked, then connected to)."""
+        try:
+            found = socket.getaddrinfo(task.host, task.port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as error:
+            raise Refused(f"cannot resolve {task.host}: {error}") from None
+        refused = refusal(task.host, [str(sockaddr[0]) for *_, sockaddr in found], self.deny)
+        if refused is not None:
+            raise Refused(refused)
+        failure: OSError = OSError(f"{task.host} resolves to no address")
+        for family, kind, protocol, _, sockaddr in found:
+            connection = socket.socket(family, kind, protocol)
+            connection.settimeout(self.connect_timeout)
+            try:
+                connection.connect(sockaddr)
+                return connection
+            except OSError as error:
+                connection.close()
+                failure = error
+        raise Refused(f"cannot connect to {task.host}:{task.port}: {failure}")
 
     def _connect(self, task: SshTask, keys: str) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
@@ -199,6 +248,7 @@ class SshExecutor:
                 task.host,
                 task.port,
                 task.username,
+                sock=self._socket(task),
                 password=task.password,
                 pkey=None if task.private_key is None else private_key(task.private_key, task.passphrase),
                 timeout=self.connect_timeout,
