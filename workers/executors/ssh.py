@@ -243,14 +243,17 @@ class SshExecutor:
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         add_known_hosts(client.get_host_keys(), keys)
         where = f"{task.host}:{task.port}"
+        key = None if task.private_key is None else private_key(task.private_key, task.passphrase)
+        connection = self._socket(task)
         try:
+            # The host's name (not the address connected to) is what its key is looked up by.
             client.connect(
                 task.host,
                 task.port,
                 task.username,
-                sock=self._socket(task),
+                sock=connection,
                 password=task.password,
-                pkey=None if task.private_key is None else private_key(task.private_key, task.passphrase),
+                pkey=key,
                 timeout=self.connect_timeout,
                 banner_timeout=self.connect_timeout,
                 auth_timeout=self.connect_timeout,
