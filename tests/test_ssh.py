@@ -260,13 +260,15 @@ def test_a_failing_script_fails_and_rolls_back_unless_told_to_go_on_and_a_slow_o
     assert "ran longer than its timeout of 1 s" in task_of(stopped, "Remote", "Deploy")["statusMessage"]
 
 
-def test_a_host_key_not_in_the_endpoint_is_refused_and_a_denied_address_is_not_reached(
+def test_a_host_key_not_in_the_endpoint_a_denied_address_and_a_wrong_password_are_refused(
     api: ServedApp, worker: Any, sshd: Sshd
 ) -> None:
-    # Given one endpoint that lists another key for the server, and one that lists only another host
+    # Given one endpoint that lists another key for the server, one that lists only another host, and the right one
     endpoint(api, "impostor", sshd.other_key)
     endpoint(api, "elsewhere", sshd.known_hosts.replace(f"]:{sshd.port}", "]:1"))
+    endpoint(api, "hosts", sshd.known_hosts)
     secret(api, "sshPassword", sshd.password)
+    secret(api, "wrongPassword", "not-" + sshd.password)
 
     # ... and a task whose host is a cloud metadata address (denied by the default ROLLWAY_EGRESS_DENY)
     metadata = ssh_task(sshd, "echo ran", server="impostor")
@@ -276,10 +278,13 @@ def test_a_host_key_not_in_the_endpoint_is_refused_and_a_denied_address_is_not_r
     mismatched = run(api, pipeline("Remote-Impostor", {"Run": ssh_task(sshd, "echo ran", server="impostor")}))
     unknown = run(api, pipeline("Remote-Unknown", {"Run": ssh_task(sshd, "echo ran", server="elsewhere")}))
     denied = run(api, pipeline("Remote-Metadata", {"Run": metadata}))
+    wrong = ssh_task(sshd, "echo ran", password="${var.wrongPassword}")
+    refused = run(api, pipeline("Remote-Wrong", {"Run": wrong}))
 
     # Then each fails naming its problem, and nothing ran
     messages = {}
-    for name, execution_id in (("mismatched", mismatched), ("unknown", unknown), ("denied", denied)):
+    runs = {"mismatched": mismatched, "unknown": unknown, "denied": denied, "refused": refused}
+    for name, execution_id in runs.items():
         view = ended(api, execution_id)
         assert view["status"] == "FAILED", view
         task = task_of(view, "Remote", "Run")
@@ -288,6 +293,8 @@ def test_a_host_key_not_in_the_endpoint_is_refused_and_a_denied_address_is_not_r
     assert f"host key of 127.0.0.1:{sshd.port} does not match" in messages["mismatched"]
     assert f"host key of 127.0.0.1:{sshd.port} is unknown" in messages["unknown"]
     assert "169.254.169.254 is denied by ROLLWAY_EGRESS_DENY" in messages["denied"]
+    # ... and a wrong password, with the right host key, is a refused login
+    assert f"refused to log in '{USER}'" in messages["refused"]
 
 
 def test_an_ssh_task_and_endpoint_are_checked_when_saved(api: ServedApp) -> None:
