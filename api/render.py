@@ -14,6 +14,17 @@ OUTPUTS = ("table", "json", "yaml")
 # The old table's cut, which the demo's printed table (and the README showing it) keeps.
 MESSAGE_WIDTH = 90
 SHORT_ID = 8
+EXECUTION_COLUMNS = ("PIPELINE", "#", "STATUS", "ROLLBACK OF", "ID", "MESSAGE")
+WIDE_EXECUTION_COLUMNS = ("PIPELINE", "PROJECT", "#", "STATUS", "ROLLBACK OF", "ID", "CREATED", "MESSAGE")
+# An endpoint's `has...` flags as `rollway endpoints list` names them.
+CREDENTIAL_FLAGS = (
+    ("token", "hasToken"),
+    ("ca", "hasCaData"),
+    ("kubeconfig", "hasKubeconfig"),
+    ("password", "hasPassword"),
+    ("insecure", "insecure"),
+    ("restricted", "restricted"),
+)
 
 
 def clip(text: str | None, width: int | None) -> str:
@@ -52,25 +63,20 @@ def executions_table(rows: list[Row], wide: bool = False) -> str:
     cut to MESSAGE_WIDTH unless `wide`, which also shows whole ids, the project and when each was created."""
     width = None if wide else MESSAGE_WIDTH
 
-    def cells(row: Row) -> list[str]:
-        message = clip(row["comments"] if row["rollback"] else row["statusMessage"], width)
-        ids = [_short(row["rollbackOf"], wide), _short(row["id"], wide)]
-        if not wide:
-            return [row["pipeline"], str(row["index"]), row["status"], *ids, message]
-        return [
-            row["pipeline"],
-            row.get("project") or "",
-            str(row["index"]),
-            row["status"],
-            *ids,
-            row.get("createdAt") or "",
-            message,
-        ]
+    def cells(row: Row) -> dict[str, str]:
+        return {
+            "PIPELINE": row["pipeline"],
+            "PROJECT": row.get("project") or "",
+            "#": str(row["index"]),
+            "STATUS": row["status"],
+            "ROLLBACK OF": _short(row["rollbackOf"], wide),
+            "ID": _short(row["id"], wide),
+            "CREATED": row.get("createdAt") or "",
+            "MESSAGE": clip(row["comments"] if row["rollback"] else row["statusMessage"], width),
+        }
 
-    header = ["PIPELINE", "#", "STATUS", "ROLLBACK OF", "ID", "MESSAGE"]
-    if wide:
-        header = ["PIPELINE", "PROJECT", "#", "STATUS", "ROLLBACK OF", "ID", "CREATED", "MESSAGE"]
-    return table(header, [cells(row) for row in rows])
+    header = WIDE_EXECUTION_COLUMNS if wide else EXECUTION_COLUMNS
+    return table(header, [[cells(row)[column] for column in header] for row in rows])
 
 
 def pipelines_table(rows: list[Row]) -> str:
@@ -100,18 +106,7 @@ def endpoints_table(rows: list[Row]) -> str:
 
 def credentials(row: Row) -> str:
     """Which credentials an endpoint holds, and how it is checked, as `token,ca,insecure` (never the values)."""
-    held = [
-        name
-        for name, flag in (
-            ("token", "hasToken"),
-            ("ca", "hasCaData"),
-            ("kubeconfig", "hasKubeconfig"),
-            ("password", "hasPassword"),
-        )
-        if row.get(flag)
-    ]
-    marks = held + (["insecure"] if row.get("insecure") else []) + (["restricted"] if row.get("restricted") else [])
-    return ",".join(marks) or "-"
+    return ",".join(name for name, flag in CREDENTIAL_FLAGS if row.get(flag)) or "-"
 
 
 def _probe(row: Row) -> str:
