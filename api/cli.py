@@ -36,6 +36,9 @@ class _Commands(click.Group):
             return super().invoke(ctx)
         except RollwayError as error:
             raise click.ClickException(error.message) from error
+        except KeyError as error:  # an answer lacking a field every Rollway answer has: another server answered
+            url = (ctx.obj or {}).get("url", "the API")
+            raise click.ClickException(f"{url} answered without the field {error}: is it the Rollway API?") from error
 
 
 @click.group(cls=_Commands)

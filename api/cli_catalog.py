@@ -28,7 +28,7 @@ def _documents(path: Path) -> list[Any]:
 
 
 @click.command()
-@click.option("-f", "--file", "path", required=True, type=FILE)
+@click.option("-f", "--file", "path", required=True, type=FILE, help="a YAML file of one or more pipelines")
 @click.option("--dry-run", is_flag=True, help="validate the whole file and say what would change; save nothing")
 @click.pass_context
 def apply(ctx: click.Context, path: Path, dry_run: bool) -> None:

@@ -449,21 +449,24 @@ def test_a_url_that_is_not_rollway_is_one_line_naming_it(web: HTTPServer) -> Non
         "<html>\n<body><h1>404 Not Found</h1></body>\n</html>\n", status=404, content_type="text/html"
     )
     web.expect_request("/api/pipelines").respond_with_data("hello there\n", content_type="text/plain")
+    web.expect_request("/api/endpoints").respond_with_json([{"hello": "there"}])
     url = web.url_for("/").rstrip("/")
 
     # When Rollway commands are pointed at it, and at a port where nothing listens
     html = rollway_process("--url", url, "executions")
     text = rollway_process("--url", url, "pipelines")
+    json_rows = rollway_process("--url", url, "endpoints", "list")
     refused = rollway_process("--url", "http://127.0.0.1:9", "describe", "abcd")
 
     # Then each fails with one line naming the URL and what came back, never a traceback
-    for result in (html, text, refused):
+    for result in (html, text, json_rows, refused):
         assert result.returncode == 1, result
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "Traceback" not in result.stderr + result.stdout
     assert f"{url} does not answer like the Rollway API: GET /api/executions got HTTP 404 (text/html)" in html.stderr
     assert "404 Not Found" in html.stderr
     assert "got HTTP 200 (text/plain): 'hello there'" in text.stderr
+    assert f"{url} answered without the field 'project': is it the Rollway API?" in json_rows.stderr
     assert "cannot reach the Rollway API at http://127.0.0.1:9" in refused.stderr
 
 
