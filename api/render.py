@@ -167,7 +167,7 @@ def _links(execution: Row) -> list[str]:
     if execution.get("rollbackOf"):
         lines.append(f"Rolls back: {execution['rollbackOf']}")
     if execution.get("rollbackExecutionId"):
-        lines.append(f"Rolled back by: {execution['rollbackExecutionId']}")
+        lines.append(f"Rollback:   {execution['rollbackExecutionId']}")
     for child in execution.get("children") or []:
         lines.append(
             f"Child:      {child['id']}  {child['pipeline']} #{child['index']}  {child['relation']}  {child['status']}"

@@ -200,7 +200,7 @@ def test_describe_shows_stages_tasks_errors_links_and_history(api: ServedApp, wo
     )
     gate_error = next(task for task in execution(api, execution_id)["stages"][1]["tasks"])["statusMessage"]
     assert gate_error and f"      {gate_error}" in text
-    assert f"Rolled back by: {child}" in text
+    assert f"Rollback:   {child}" in text
     assert re.search(rf"Child:\s+{child}\s+Release_Rollback #1\s+\S+\s+COMPLETED", text), text
     history = text[text.index("History:") :]
     assert "Check.Gate  RUNNING -> FAILED" in history and "ROLLING_BACK -> ROLLBACK_COMPLETED" in history
@@ -277,31 +277,56 @@ def test_a_token_is_revoked_by_a_unique_start_of_its_id(api: ServedApp) -> None:
 # -- pipelines
 
 
-def test_pipelines_lists_enable_and_disable_switch_and_export_prints_the_masked_yaml(api: ServedApp) -> None:
-    # Given a SECRET variable, and a disabled pipeline whose description holds its value
+def test_pipelines_lists_them_as_a_table_or_json(api: ServedApp) -> None:
+    # Given a disabled pipeline and an enabled one of another project
+    api.create(pipeline_doc("Release"))
+    api.create(pipeline_doc("Other", project="elsewhere", enabled=True))
+
+    # When the pipelines are listed, and one project's as JSON
+    listed = rollway(api, "pipelines")
+    as_json = rollway(api, "pipelines", "-o", "json", "--project", "daily")
+
+    # Then the table shows project, name, whether enabled and the stages; JSON is the API's answer
+    assert listed.exit_code == 0, listed.output
+    assert [row[:4] for row in table_rows(listed.output)] == [
+        ["daily", "Release", "no", "Check"],
+        ["elsewhere", "Other", "yes", "Check"],
+    ]
+    assert [(item["name"], item["enabled"]) for item in json.loads(as_json.output)] == [("Release", False)]
+
+
+def test_enable_and_disable_switch_a_pipeline_by_name(api: ServedApp) -> None:
+    # Given a disabled pipeline
+    api.create(pipeline_doc("Release"))
+
+    # When it is enabled, then disabled, and a pipeline that does not exist is enabled
+    enabled = rollway(api, "enable", "Release")
+    after_enable = api.http.get("/api/pipelines", params={"name": "Release"}).json()[0]["enabled"]
+    disabled = rollway(api, "disable", "Release", "--project", "daily")
+    missing = rollway(api, "enable", "Nope")
+
+    # Then each switch is saved and said, and the missing one is one line
+    assert enabled.exit_code == 0 and "pipeline daily/Release enabled" in enabled.output, enabled.output
+    assert after_enable is True
+    assert disabled.exit_code == 0 and "pipeline daily/Release disabled" in disabled.output, disabled.output
+    assert api.http.get("/api/pipelines", params={"name": "Release"}).json()[0]["enabled"] is False
+    assert (missing.exit_code, missing.output.strip()) == (1, "Error: there is no pipeline named 'Nope'")
+
+
+def test_export_prints_the_pipeline_as_yaml_with_secrets_masked(api: ServedApp) -> None:
+    # Given a SECRET variable, and a pipeline whose description holds its value
     secret = "hunter2-is-the-secret-value"
     api.create_at("/api/variables", {"name": "key", "project": "daily", "type": "SECRET", "value": secret})
     api.create(pipeline_doc("Release", description=f"uses {secret}"))
 
-    # When the pipelines are listed, the pipeline is enabled, listed as JSON, disabled, and exported
-    listed = rollway(api, "pipelines")
-    enabled = rollway(api, "enable", "Release")
-    as_json = rollway(api, "pipelines", "-o", "json", "--project", "daily")
-    disabled = rollway(api, "disable", "Release", "--project", "daily")
+    # When it is exported
     exported = rollway(api, "export", "Release")
-    missing = rollway(api, "enable", "Nope")
 
-    # Then the list shows it disabled, enable and disable switch it and say so, and the export is its YAML with
-    # the secret masked as the API masks it
-    assert [row[:4] for row in table_rows(listed.output)] == [["daily", "Release", "no", "Check"]]
-    assert enabled.exit_code == 0 and "pipeline daily/Release enabled" in enabled.output, enabled.output
-    assert [item["enabled"] for item in json.loads(as_json.output)] == [True]
-    assert "pipeline daily/Release disabled" in disabled.output
-    assert api.http.get("/api/pipelines", params={"name": "Release"}).json()[0]["enabled"] is False
+    # Then the output is its YAML document, with the secret masked as the API masks it
+    assert exported.exit_code == 0, exported.output
     document = yaml.safe_load(exported.output)
     assert (document["name"], document["stageOrder"]) == ("Release", ["Check"])
     assert secret not in exported.output and "*****" in document["description"]
-    assert (missing.exit_code, missing.output.strip()) == (1, "Error: there is no pipeline named 'Nope'")
 
 
 # -- endpoints
