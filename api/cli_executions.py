@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -19,7 +20,12 @@ def client_of(ctx: click.Context) -> Client:
     return Client(ctx.obj["url"], ctx.obj.get("token"))
 
 
-def output_option(function: Any) -> Any:
+Command = TypeVar("Command", bound=Callable[..., Any])
+Rows = list[dict[str, Any]]
+
+
+def output_option(function: Command) -> Command:
+    """The `-o table|json|yaml` option."""
     return click.option(
         "-o", "--output", type=click.Choice(render.OUTPUTS), default="table", show_default=True, help="how to print"
     )(function)
@@ -59,7 +65,7 @@ def executions(
     client = client_of(ctx)
     params = _params(project, pipeline, status, limit)
 
-    def shown(rows: list[dict[str, Any]]) -> str:
+    def shown(rows: Rows) -> str:
         return render.shown(rows, output, lambda items: render.executions_table(items, wide))
 
     if not watch:
@@ -72,7 +78,12 @@ def executions(
 
 
 def _watch(
-    client: Client, params: dict[str, Any], shown: Any, interval: float, until_done: bool, count: int | None
+    client: Client,
+    params: dict[str, Any],
+    shown: Callable[[Rows], str],
+    interval: float,
+    until_done: bool,
+    count: int | None,
 ) -> None:
     """Print the executions each time what would be printed changes."""
     last, printed = None, 0
