@@ -12,7 +12,7 @@ from api.auth import allow, principal, project_for_new, requester, require_visib
 from api.serialize import pipeline_document, pipeline_view
 from api.services import json_object, services
 from api.variables import variable_exists
-from orchestrator import readiness
+from orchestrator import batch, readiness
 from orchestrator.decoding import dump_yaml_documents, parse_text
 from orchestrator.document import load_pipeline, to_document
 from orchestrator.errors import BadRequest
@@ -55,6 +55,55 @@ def _visible_pipeline(pipeline_id: str) -> PipelineRecord:
 def create() -> tuple[Response, int]:
     record = services().store.add_pipeline(_read_pipeline())
     return jsonify(pipeline_view(record)), 201
+
+
+@blueprint.post("/pipelines/apply")
+@allow(Action.EDIT)
+def apply_batch() -> Response:
+    """Create or replace (by project and name) every pipeline of `documents` in one transaction, or none.
+
+    A document that does not say `enabled` keeps the saved pipeline's; with `dryRun` the batch is only validated.
+    Answers each document's outcome in the order applied (rollback pipelines before those naming them).
+    """
+    body = json_object(frozenset({"documents", "dryRun"}))
+    documents = batch.check_documents(body.get("documents"))
+    dry_run = body.get("dryRun", False)
+    if not isinstance(dry_run, bool):
+        raise BadRequest("'dryRun' must be true or false")
+    # Every document's project is checked before any is validated, as for one pipeline (see `_read_pipeline`).
+    projects = [project_for_new(_named_project(document)) for document in documents]
+    store = services().store
+    lookups = batch.Lookups(store.find_pipeline, store.rollback_target, store.endpoint_exists, variable_exists())
+    planned = batch.plan(documents, projects, lookups)
+    changed = [item for item in planned if item.action is not batch.Action.UNCHANGED]
+    saved = {} if dry_run else _save(changed)
+    results = [_outcome(item, saved.get(item.position)) for item in planned]
+    return jsonify({"dryRun": dry_run, "pipelines": results})
+
+
+def _named_project(document: object) -> str | None:
+    named = document.get("project") if isinstance(document, dict) else None
+    return named if isinstance(named, str) and named else None
+
+
+def _save(changed: list[batch.Planned]) -> dict[int, PipelineRecord]:
+    """The batch's changes saved together, by their place in the batch."""
+    records = services().store.apply_pipelines(
+        [(None if item.existing is None else item.existing.id, item.pipeline) for item in changed]
+    )
+    return {item.position: record for item, record in zip(changed, records, strict=True)}
+
+
+def _outcome(item: batch.Planned, record: PipelineRecord | None) -> dict[str, Any]:
+    known = record or item.existing
+    return {
+        "action": item.action.value,
+        "id": None if known is None else known.id,
+        "project": item.pipeline.project,
+        "name": item.pipeline.name,
+        "enabled": item.pipeline.enabled,
+        "document": item.position,
+    }
 
 
 @blueprint.get("/pipelines")

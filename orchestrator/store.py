@@ -317,6 +317,28 @@ class Store:
             raise Conflict(f"project '{pipeline.project}' already has a pipeline named '{pipeline.name}'") from error
         return self.get_pipeline(pipeline_id)
 
+    def apply_pipelines(self, changes: Sequence[tuple[str | None, Pipeline]]) -> list[PipelineRecord]:
+        """Save a batch in one transaction, all or none: (None, pipeline) creates it, (id, pipeline) replaces that
+        pipeline under its own name. Conflict if a name was taken meanwhile; NotFound if a pipeline went."""
+        stamp = now()
+        ids = [pipeline_id or new_id() for pipeline_id, _ in changes]
+        try:
+            with self.engine.begin() as conn:
+                for saved_id, (pipeline_id, pipeline) in zip(ids, changes, strict=True):
+                    values = self._pipeline_values(pipeline, stamp)
+                    if pipeline_id is None:
+                        fresh = {"id": saved_id, "created_at": stamp, "execution_count": 0}
+                        conn.execute(pipelines.insert().values(**values, **fresh))
+                        continue
+                    updated = conn.execute(pipelines.update().where(pipelines.c.id == pipeline_id).values(**values))
+                    if updated.rowcount != 1:
+                        raise NotFound(f"pipeline '{pipeline.name}' was deleted meanwhile; nothing was applied")
+        except IntegrityError as error:
+            raise Conflict(
+                "a pipeline of the batch was created meanwhile by someone else; nothing was applied"
+            ) from error
+        return [self.get_pipeline(saved_id) for saved_id in ids]
+
     @staticmethod
     def _named(conn: Connection, pipeline_id: str) -> tuple[str, str]:
         """(project, name) of a pipeline."""
