@@ -285,9 +285,12 @@ def encoded(text: str) -> str:
 
 
 def check_answer(answer: httpx.Response, what: str) -> None:
-    """No 500, and an error is the JSON error shape naming a message."""
+    """No 500, and an error is the JSON error shape naming a message (a page's error is a page saying it)."""
     assert answer.status_code < 500, f"{what} -> {answer.status_code} {answer.text[:500]}"
-    if answer.status_code >= 400:
+    if answer.status_code >= 400 and answer.headers.get("Content-Type", "").startswith("text/html"):
+        assert not answer.request.url.path.startswith("/api/"), f"{what}: the API answered HTML"
+        assert "<h1>" in answer.text and '<p class="problem">' in answer.text, what
+    elif answer.status_code >= 400:
         error = answer.json()["error"]
         assert isinstance(error["code"], str) and isinstance(error["message"], str) and error["message"], what
 
