@@ -13,6 +13,7 @@ from typing import Any
 import click
 import yaml
 
+from api.cli_import import import_group
 from api.client import Client, resolve_execution
 from orchestrator.cdtemplate import MODELS, request_body
 from orchestrator.document import DEFAULT_PROJECT
@@ -458,6 +459,9 @@ def rollback(ctx: click.Context, execution_id: str) -> None:
 def rerun(ctx: click.Context, execution_id: str) -> None:
     """Start a new execution of the same pipeline with the same input."""
     _control(ctx, execution_id, "rerun")
+
+
+cli.add_command(import_group)
 
 
 def main() -> None:

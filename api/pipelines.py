@@ -9,13 +9,13 @@ from flask import Blueprint, Response, jsonify, request
 
 from api import audit
 from api.auth import allow, principal, project_for_new, requester, require_visible, visible_project
-from api.serialize import pipeline_document, pipeline_view
+from api.serialize import pipeline_document, pipeline_view, pipeline_warnings
 from api.services import json_object, services
 from api.variables import variable_exists
-from orchestrator import readiness
-from orchestrator.decoding import dump_yaml_documents, parse_text
-from orchestrator.document import load_pipeline, to_document
-from orchestrator.errors import BadRequest
+from orchestrator import gaps, readiness
+from orchestrator.decoding import MAX_DOCUMENT_BYTES, dump_yaml_documents, load_yaml_documents, parse_text
+from orchestrator.document import RollbackTarget, TargetLookup, load_pipeline, to_document
+from orchestrator.errors import BadRequest, Conflict, PipelineInvalid, Problem
 from orchestrator.execution import PipelineRecord
 from orchestrator.pipeline import Pipeline
 from orchestrator.policy import Action
@@ -57,6 +57,66 @@ def create() -> tuple[Response, int]:
     return jsonify(pipeline_view(record)), 201
 
 
+@blueprint.post("/pipelines/import")
+@allow(Action.EDIT)
+def import_() -> tuple[Response, int]:
+    """Save every pipeline of a Code Stream export (YAML, one or more documents) together, or none of them."""
+    body = request.get_data(cache=True)
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise BadRequest(f"the document is larger than {MAX_DOCUMENT_BYTES} bytes")
+    documents = [doc for doc in load_yaml_documents(body.decode("utf-8", errors="replace"), "the body") if doc]
+    if not documents:
+        raise BadRequest("the body holds no pipeline document")
+    records = services().store.add_pipelines(_read_batch(documents))
+    return jsonify([pipeline_view(record) for record in records]), 201
+
+
+def _read_batch(documents: list[object]) -> list[Pipeline]:
+    """The pipelines of one export, each in a project the caller may act in; rollback links may name pipelines
+    of the same export. PipelineInvalid lists every problem of every document (each path says which)."""
+    store = services().store
+    projects = [_named_project(document) for document in documents]
+    # A first reading, without rollback checks, tells what the export's own pipelines hold as rollback targets.
+    own: dict[tuple[str, str], RollbackTarget] = {}
+    for document, project in zip(documents, projects, strict=True):
+        try:
+            pipeline = load_pipeline(document, None, project)
+        except PipelineInvalid:
+            continue
+        own[(pipeline.project, pipeline.name)] = RollbackTarget(
+            pipeline.name, frozenset(pipeline.input), frozenset(pipeline.mandatory_inputs())
+        )
+
+    def targets(project: str, name: str) -> RollbackTarget | None:
+        return own.get((project, name)) or store.rollback_target(project, name)
+
+    return _load_all(documents, projects, targets)
+
+
+def _load_all(documents: list[object], projects: list[str], targets: TargetLookup) -> list[Pipeline]:
+    store, variables = services().store, variable_exists()
+    pipelines: list[Pipeline] = []
+    problems: list[Problem] = []
+    for index, (document, project) in enumerate(zip(documents, projects, strict=True)):
+        try:
+            pipeline = load_pipeline(document, targets, project, store.endpoint_exists, variables)
+        except PipelineInvalid as error:
+            where = f"documents[{index}]" if len(documents) > 1 else ""
+            problems += [Problem(".".join(filter(None, (where, item.path))), item.message) for item in error.details]
+            continue
+        project_for_new(pipeline.project)
+        pipelines.append(pipeline)
+    if problems:
+        count = len(problems)
+        raise PipelineInvalid(f"the export has {count} problem{'s' if count != 1 else ''}; nothing was saved", problems)
+    return pipelines
+
+
+def _named_project(document: object) -> str:
+    named = document.get("project") if isinstance(document, dict) else None
+    return project_for_new(named if isinstance(named, str) and named else None)
+
+
 @blueprint.get("/pipelines")
 @allow(Action.READ)
 def list_() -> Response:
@@ -88,6 +148,9 @@ def patch(pipeline_id: str) -> Response:
         raise BadRequest(f"{', '.join(nulls)} cannot be null; leave a field out to keep its value")
     store = services().store
     document: dict[str, Any] = to_document(current.pipeline) | changes
+    lacking = pipeline_warnings(current.pipeline) if changes.get("enabled") is True else []
+    if lacking:
+        raise Conflict(f"pipeline '{current.name}' cannot be enabled: {gaps.summary(lacking)}", lacking)
     record = store.replace_pipeline(
         pipeline_id,
         load_pipeline(document, store.rollback_target, endpoints=store.endpoint_exists, variables=variable_exists()),
