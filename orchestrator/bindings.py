@@ -220,7 +220,6 @@ class Scope:
             raise BindingError(f"'${{{ref.text}}}': there is no {ref.kind.value} named '{ref.name}'")
         return walk(source[ref.name], ref.path, f"{ref.kind.value} '{ref.name}'")
 
-
     def _task_value(self, ref: Ref) -> object:
         task = f"'{ref.stage}.{ref.task}'"
         if ref.part == "status":

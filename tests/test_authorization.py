@@ -57,6 +57,7 @@ Route = tuple[str, str]  # (method, url_map rule)
 
 EXPECTED_ACTIONS: dict[Route, Action] = {
     ("POST", "/api/pipelines"): Action.EDIT,
+    ("POST", "/api/pipelines/import"): Action.EDIT,
     ("GET", "/api/pipelines"): Action.READ,
     ("GET", "/api/pipelines/<pipeline_id>"): Action.READ,
     ("PUT", "/api/pipelines/<pipeline_id>"): Action.EDIT,
@@ -365,6 +366,13 @@ SAMPLES: dict[Route, Sample] = {
         Kind.CREATE,
         201,
         lambda w, p: Call("/api/pipelines", pipeline_doc(w.unique("New"), p), probe=f"/api/pipelines?project={p}"),
+    ),
+    ("POST", "/api/pipelines/import"): Sample(
+        Kind.CREATE,
+        201,
+        lambda w, p: Call(
+            "/api/pipelines/import", pipeline_doc(w.unique("Imported"), p), probe=f"/api/pipelines?project={p}"
+        ),
     ),
     ("GET", "/api/pipelines"): Sample(Kind.LIST, 200, lambda w, p: Call("/api/pipelines")),
     ("GET", "/api/pipelines/<pipeline_id>"): Sample(

@@ -6,8 +6,8 @@ Every problem a document has is reported at once, each with the path an author c
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import copy
+import dataclasses
 import json
 import time
 from collections.abc import Callable
