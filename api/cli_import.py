@@ -2,7 +2,8 @@
 
 Each file is sent whole to `POST /api/pipelines/import`, which saves all of its pipelines or none: a file is
 saved, saved disabled (with the warnings that keep it so: endpoints or variables missing, task types Rollway does
-not run), or refused with the API's reasons. Files after a refused one are still imported.
+not run), or refused with the API's reasons. Files after a refused one are still imported; the command exits 1
+when any file was refused.
 """
 
 from __future__ import annotations

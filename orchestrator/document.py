@@ -70,8 +70,6 @@ class RollbackTarget:
 TargetLookup = Callable[[str, str], RollbackTarget | None]
 """(project, pipeline name) -> the rollback pipeline, or None when it does not exist."""
 
-__all__ = ["EndpointLookup", "RollbackTarget", "TargetLookup", "VariableLookup", "load_pipeline", "to_document"]
-
 
 def load_pipeline(
     document: object,
