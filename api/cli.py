@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
+from api import cli_catalog, cli_executions
+from api.cli_executions import client_of
 from api.cli_import import import_group
 from api.client import Client, resolve_execution
 from orchestrator.cdtemplate import MODELS, request_body
@@ -25,7 +26,7 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELED", "ROLLBACK_COMPLETED", "ROLLBACK_F
 
 
 def _client(ctx: click.Context) -> Client:
-    return Client(ctx.obj["url"], os.environ.get("ROLLWAY_API_TOKEN") or None)
+    return client_of(ctx)
 
 
 class _Commands(click.Group):
@@ -36,15 +37,35 @@ class _Commands(click.Group):
             return super().invoke(ctx)
         except RollwayError as error:
             raise click.ClickException(error.message) from error
+        except KeyError as error:  # an answer lacking a field every Rollway answer has: another server answered
+            url = (ctx.obj or {}).get("url", "the API")
+            raise click.ClickException(f"{url} answered without the field {error}: is it the Rollway API?") from error
 
 
 @click.group(cls=_Commands)
 @click.option("--url", envvar="ROLLWAY_URL", default="http://127.0.0.1:8080", show_default=True, help="the API")
 @click.pass_context
 def cli(ctx: click.Context, url: str) -> None:
-    """Rollway: continuous delivery to Kubernetes with automatic rollback."""
+    """Rollway: continuous delivery to Kubernetes with automatic rollback.
+
+    Ids (of executions, user operations, tokens) may be given as a unique start of one.
+
+    \b
+    Settings from the environment:
+      ROLLWAY_URL             the API the client commands call (as --url)
+      ROLLWAY_API_TOKEN       client commands: the bearer token; serve: the bootstrap admin token
+      ROLLWAY_DATABASE_URL    sqlite:// or postgresql:// (default: a SQLite file under $XDG_DATA_HOME/rollway)
+      ROLLWAY_REDIS_URL       the broker and result backend (redis://)
+      ROLLWAY_REDIS_PREFIX    a prefix of Rollway's Redis keys and queues
+      ROLLWAY_SECRET_KEY      seals endpoint credentials and secret variables at rest
+      ROLLWAY_SECRET_KEY_OLD  comma-separated keys that still open what they sealed (rotation)
+      ROLLWAY_SWEEP_SECONDS   how often the sweep runs (default 15)
+      ROLLWAY_LEASE_SECONDS   how long a claimed task run may go without a heartbeat (default 60)
+      ROLLWAY_EGRESS_DENY     CIDRs REST and POLL tasks may not reach (none: every address)
+    """
     ctx.ensure_object(dict)
     ctx.obj["url"] = url
+    ctx.obj["token"] = os.environ.get("ROLLWAY_API_TOKEN") or None
 
 
 @cli.command()
@@ -181,31 +202,6 @@ def kubesim(ctx: click.Context) -> None:
     sys.exit(kubesim_main(list(ctx.args)))
 
 
-@cli.command()
-@click.option("-f", "--file", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.pass_context
-def apply(ctx: click.Context, path: Path) -> None:
-    """Create or update the pipelines in a YAML file (several documents allowed)."""
-    client = _client(ctx)
-    try:
-        documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
-    except yaml.YAMLError as error:
-        raise click.ClickException(f"{path} is not valid YAML: {error}") from error
-    # A document without a project goes to the token's own project, or the default one for a token of every
-    # project: look there, not in every project.
-    own = client.call("GET", "/api/whoami").get("project") or DEFAULT_PROJECT
-    for document in documents:
-        name = document.get("name") if isinstance(document, dict) else None
-        project = (document.get("project") if isinstance(document, dict) else None) or own
-        existing = client.find_pipeline(str(name), str(project)) if name else None
-        if existing is None:
-            saved = client.call("POST", "/api/pipelines", json=document)
-            click.echo(f"pipeline {saved['project']}/{saved['name']} created ({saved['id']})")
-        else:
-            saved = client.call("PUT", f"/api/pipelines/{existing['id']}", json=document)
-            click.echo(f"pipeline {saved['project']}/{saved['name']} updated ({saved['id']})")
-
-
 def _inputs(pairs: tuple[str, ...]) -> dict[str, str]:
     values = {}
     for pair in pairs:
@@ -257,38 +253,6 @@ def _wait(client: Client, execution_id: str, timeout: float) -> dict[str, Any]:
             return execution
         time.sleep(0.5)
     raise click.ClickException(f"execution {execution_id} did not end within {timeout:g}s; it goes on running")
-
-
-def executions_table(rows: list[dict[str, Any]]) -> str:
-    """The executions as an aligned text table."""
-    header = ("PIPELINE", "#", "STATUS", "ROLLBACK OF", "ID", "MESSAGE")
-    lines = [
-        (
-            row["pipeline"],
-            str(row["index"]),
-            row["status"],
-            (row["rollbackOf"] or "")[:8],
-            row["id"][:8],
-            (row["comments"] if row["rollback"] else row["statusMessage"])[:90],
-        )
-        for row in rows
-    ]
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines, strict=False)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in [header, *lines]
-    )
-
-
-@cli.command()
-@click.option("--pipeline", default=None)
-@click.option("--status", default=None)
-@click.option("--limit", default=20, show_default=True, type=int)
-@click.pass_context
-def executions(ctx: click.Context, pipeline: str | None, status: str | None, limit: int) -> None:
-    """List executions, newest first."""
-    params = {"limit": limit} | ({"pipeline": pipeline} if pipeline else {}) | ({"status": status} if status else {})
-    click.echo(executions_table(_client(ctx).call("GET", "/api/executions", params=params)))
 
 
 @cli.group()
@@ -363,7 +327,7 @@ def token_create(ctx: click.Context, name: str, project: str | None, role: str) 
 @click.pass_context
 def token_list(ctx: click.Context, project: str | None) -> None:
     """The tokens you may manage: never their secrets."""
-    rows = _client(ctx).call("GET", "/api/tokens", params={"project": project} if project else {})
+    rows = _client(ctx).rows("/api/tokens", params={"project": project} if project else {})
     header = ("ID", "NAME", "PROJECT", "ROLE", "CREATED BY", "LAST USED")
     table = [header] + [
         (row["id"], row["name"], row["project"], row["role"], row["createdBy"], row["lastUsedAt"] or "never")
@@ -378,9 +342,11 @@ def token_list(ctx: click.Context, project: str | None) -> None:
 @click.argument("token_id")
 @click.pass_context
 def token_revoke(ctx: click.Context, token_id: str) -> None:
-    """Revoke a token by id: every later request with it is refused."""
-    _client(ctx).call("DELETE", f"/api/tokens/{token_id}")
-    click.echo(f"token {token_id} revoked")
+    """Revoke a token by id (or a unique start of one): every later request with it is refused."""
+    client = _client(ctx)
+    full = client.resolve_token(token_id)
+    client.call("DELETE", f"/api/tokens/{full}")
+    click.echo(f"token {full} revoked")
 
 
 def _answer(ctx: click.Context, operation_id: str, action: str, comments: str) -> None:
@@ -461,6 +427,8 @@ def rerun(ctx: click.Context, execution_id: str) -> None:
     _control(ctx, execution_id, "rerun")
 
 
+for _command in (*cli_catalog.COMMANDS, cli_executions.executions, cli_executions.describe, cli_executions.logs):
+    cli.add_command(_command)
 cli.add_command(import_group)
 
 

@@ -1,9 +1,9 @@
 """`rollway import codestream FILE...`: Code Stream exports into Rollway, one report per file.
 
-Each file is sent whole to `POST /api/pipelines/import`, which saves all of its pipelines or none: a file is
-saved, saved disabled (with the warnings that keep it so: endpoints or variables missing, task types Rollway does
-not run), or refused with the API's reasons. Files after a refused one are still imported; the command exits 1
-when any file was refused.
+Each file is sent whole to `POST /api/pipelines/import`, which applies all of its pipelines or none (creating or
+updating each by project and name, as `apply` does): a pipeline is saved, or saved disabled with the warnings that
+keep it so (endpoints or variables missing, task types Rollway does not run); a file is refused with the API's
+reasons. Files after a refused one are still imported; the command exits 1 when any file was refused.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def codestream(ctx: click.Context, files: tuple[Path, ...]) -> None:
             refused += 1
             click.echo(f"{path}: refused: {error.message}")
             continue
-        for line in report(path, saved):
+        for line in report(path, saved["pipelines"]):
             click.echo(line)
     if refused:
         sys.exit(1)
@@ -53,8 +53,9 @@ def report(path: Path, saved: list[dict[str, Any]]) -> list[str]:
         name = f"{path}: pipeline {pipeline['project']}/{pipeline['name']}"
         warnings = pipeline.get("_warnings") or []
         if not warnings:
-            lines.append(f"{name} saved ({'enabled' if pipeline['enabled'] else 'disabled'})")
+            lines.append(f"{name} saved, {'enabled' if pipeline['enabled'] else 'disabled'} ({pipeline['action']})")
             continue
-        lines.append(f"{name} saved disabled with {len(warnings)} warning{'s' if len(warnings) != 1 else ''}")
+        count = f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
+        lines.append(f"{name} saved disabled with {count} ({pipeline['action']})")
         lines += [f"  - {item['path']}: {item['message']}" for item in warnings]
     return lines

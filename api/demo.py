@@ -25,8 +25,8 @@ from kubernetes import client as k8s
 from werkzeug.serving import make_server
 
 from api.app import create_app
-from api.cli import executions_table
 from api.client import Client
+from api.render import executions_table
 from kubesim import KubeSim
 from orchestrator.settings import DEFAULT_REDIS_URL, Settings, sqlite_url
 from orchestrator.store import upgrade_schema

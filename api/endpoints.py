@@ -10,7 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 from api.auth import allow, principal, project_for_new, require_visible, visible_project
 from api.serialize import timestamp
 from api.services import json_object, services
-from orchestrator.endpoints import SMTP, Endpoint, Probe, changed_body, endpoint_from_body
+from orchestrator.endpoints import SMTP, SSH, Endpoint, Probe, changed_body, endpoint_from_body
 from orchestrator.errors import Forbidden
 from orchestrator.policy import Action
 from orchestrator.transaction import new_id
@@ -32,6 +32,7 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
         "hasCaData": bool(endpoint.ca_data),
         "hasKubeconfig": bool(endpoint.kubeconfig),
         **_smtp_view(endpoint),
+        **({"knownHosts": endpoint.known_hosts} if endpoint.type == SSH else {}),
         "createdAt": timestamp(endpoint.created_at),
         "updatedAt": timestamp(endpoint.updated_at),
         "probe": probe_view(endpoint.probe),

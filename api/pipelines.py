@@ -12,10 +12,10 @@ from api.auth import allow, principal, project_for_new, requester, require_visib
 from api.serialize import pipeline_document, pipeline_view, pipeline_warnings
 from api.services import json_object, services
 from api.variables import variable_exists
-from orchestrator import gaps, readiness
+from orchestrator import batch, gaps, readiness
 from orchestrator.decoding import MAX_DOCUMENT_BYTES, dump_yaml_documents, load_yaml_documents, parse_text
-from orchestrator.document import RollbackTarget, TargetLookup, load_pipeline, to_document
-from orchestrator.errors import BadRequest, Conflict, PipelineInvalid, Problem
+from orchestrator.document import load_pipeline, to_document
+from orchestrator.errors import BadRequest, Conflict
 from orchestrator.execution import PipelineRecord
 from orchestrator.pipeline import Pipeline
 from orchestrator.policy import Action
@@ -57,64 +57,81 @@ def create() -> tuple[Response, int]:
     return jsonify(pipeline_view(record)), 201
 
 
+@blueprint.post("/pipelines/apply")
+@allow(Action.EDIT)
+def apply_batch() -> Response:
+    """Create or replace (by project and name) every pipeline of `documents` in one transaction, or none.
+
+    A document that does not say `enabled` keeps the saved pipeline's; with `dryRun` the batch is only validated.
+    Answers each document's outcome in the order applied (rollback pipelines before those naming them).
+    """
+    body = json_object(frozenset({"documents", "dryRun"}))
+    documents = batch.check_documents(body.get("documents"))
+    dry_run = body.get("dryRun", False)
+    if not isinstance(dry_run, bool):
+        raise BadRequest("'dryRun' must be true or false")
+    # Every document's project is checked before any is validated, as for one pipeline (see `_read_pipeline`).
+    projects = [project_for_new(_named_project(document)) for document in documents]
+    store = services().store
+    lookups = batch.Lookups(store.find_pipeline, store.rollback_target, store.endpoint_exists, variable_exists())
+    planned = batch.plan(documents, projects, lookups)
+    changed = [item for item in planned if item.action is not batch.Action.UNCHANGED]
+    saved = {} if dry_run else _save(changed)
+    results = [_outcome(item, saved.get(item.position)) for item in planned]
+    return jsonify({"dryRun": dry_run, "pipelines": results})
+
+
+def _named_project(document: object) -> str | None:
+    named = document.get("project") if isinstance(document, dict) else None
+    return named if isinstance(named, str) and named else None
+
+
+def _save(changed: list[batch.Planned]) -> dict[int, PipelineRecord]:
+    """The batch's changes saved together, by their place in the batch."""
+    records = services().store.apply_pipelines(
+        [(None if item.existing is None else item.existing.id, item.pipeline) for item in changed]
+    )
+    return {item.position: record for item, record in zip(changed, records, strict=True)}
+
+
+def _outcome(item: batch.Planned, record: PipelineRecord | None) -> dict[str, Any]:
+    known = record or item.existing
+    return {
+        "action": item.action.value,
+        "id": None if known is None else known.id,
+        "project": item.pipeline.project,
+        "name": item.pipeline.name,
+        "enabled": item.pipeline.enabled,
+        "document": item.position,
+    }
+
+
 @blueprint.post("/pipelines/import")
 @allow(Action.EDIT)
-def import_() -> tuple[Response, int]:
-    """Save every pipeline of a Code Stream export (YAML, one or more documents) together, or none of them."""
+def import_() -> Response:
+    """Apply every pipeline of a Code Stream export (YAML, one or more documents) together, or none of them, as
+    `apply` does; each answered with what became of it and its `_warnings`."""
     body = request.get_data(cache=True)
     if len(body) > MAX_DOCUMENT_BYTES:
         raise BadRequest(f"the document is larger than {MAX_DOCUMENT_BYTES} bytes")
-    documents = [doc for doc in load_yaml_documents(body.decode("utf-8", errors="replace"), "the body") if doc]
+    text = body.decode("utf-8", errors="replace")
+    documents = [document for document in load_yaml_documents(text, "the body") if document is not None]
     if not documents:
         raise BadRequest("the body holds no pipeline document")
-    records = services().store.add_pipelines(_read_batch(documents))
-    return jsonify([pipeline_view(record) for record in records]), 201
-
-
-def _read_batch(documents: list[object]) -> list[Pipeline]:
-    """The pipelines of one export, each in a project the caller may act in; rollback links may name pipelines
-    of the same export. PipelineInvalid lists every problem of every document (each path says which)."""
+    documents = batch.check_documents(documents)
+    projects = [project_for_new(_named_project(document)) for document in documents]
     store = services().store
-    projects = [_named_project(document) for document in documents]
-    # A first reading, without rollback checks, tells what the export's own pipelines hold as rollback targets.
-    own: dict[tuple[str, str], RollbackTarget] = {}
-    for document, project in zip(documents, projects, strict=True):
-        try:
-            pipeline = load_pipeline(document, None, project)
-        except PipelineInvalid:
-            continue
-        own[(pipeline.project, pipeline.name)] = RollbackTarget(
-            pipeline.name, frozenset(pipeline.input), frozenset(pipeline.mandatory_inputs())
-        )
-
-    def targets(project: str, name: str) -> RollbackTarget | None:
-        return own.get((project, name)) or store.rollback_target(project, name)
-
-    return _load_all(documents, projects, targets)
+    lookups = batch.Lookups(store.find_pipeline, store.rollback_target, store.endpoint_exists, variable_exists())
+    planned = batch.plan(documents, projects, lookups)
+    saved = _save([item for item in planned if item.action is not batch.Action.UNCHANGED])
+    return jsonify({"pipelines": [_imported(item, saved.get(item.position)) for item in planned]})
 
 
-def _load_all(documents: list[object], projects: list[str], targets: TargetLookup) -> list[Pipeline]:
-    store, variables = services().store, variable_exists()
-    pipelines: list[Pipeline] = []
-    problems: list[Problem] = []
-    for index, (document, project) in enumerate(zip(documents, projects, strict=True)):
-        try:
-            pipeline = load_pipeline(document, targets, project, store.endpoint_exists, variables)
-        except PipelineInvalid as error:
-            where = f"documents[{index}]" if len(documents) > 1 else ""
-            problems += [Problem(".".join(filter(None, (where, item.path))), item.message) for item in error.details]
-            continue
-        project_for_new(pipeline.project)
-        pipelines.append(pipeline)
-    if problems:
-        count = len(problems)
-        raise PipelineInvalid(f"the export has {count} problem{'s' if count != 1 else ''}; nothing was saved", problems)
-    return pipelines
-
-
-def _named_project(document: object) -> str:
-    named = document.get("project") if isinstance(document, dict) else None
-    return project_for_new(named if isinstance(named, str) and named else None)
+def _imported(item: batch.Planned, record: PipelineRecord | None) -> dict[str, Any]:
+    known = record or item.existing
+    if known is None:  # a created or updated pipeline is saved; an unchanged one exists
+        raise AssertionError(f"pipeline '{item.pipeline.name}' was neither saved nor found")
+    return pipeline_view(known) | {"action": item.action.value}
 
 
 @blueprint.get("/pipelines")

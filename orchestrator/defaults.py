@@ -88,3 +88,14 @@ PROBE_TIMEOUT_SECONDS = 5.0
 PROBE_BODY_LIMIT_BYTES = 16_000
 # How many endpoints one sweep probes at most; the next pass takes the rest.
 PROBE_BATCH = 20
+
+# SSH tasks (workers/executors/ssh.py). Connecting, the key exchange and logging in each give up after this.
+SSH_CONNECT_TIMEOUT_SECONDS = 15.0
+# A script runs at most `timeout` seconds (this when the task gives none), and never past the attempt timeout,
+# after which its heartbeat would stop and the run would count as lost while the script still ran.
+SSH_TIMEOUT_SECONDS = 600.0
+SSH_MAX_TIMEOUT_SECONDS = int(ATTEMPT_TIMEOUT_SECONDS - LEASE_SECONDS)
+# How much of what a script prints the task keeps as `response` (the rest is read and dropped, and the output
+# says `responseTruncated: true`), and how much of its `$SCRIPT_RESPONSE_FILE` is read.
+SSH_RESPONSE_LIMIT_BYTES = HTTP_BODY_LIMIT_BYTES
+SSH_RESPONSE_FILE_LIMIT_BYTES = 64_000

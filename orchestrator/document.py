@@ -24,6 +24,7 @@ from orchestrator.tasktypes import (
     TASK_TYPES,
     UNSUPPORTED_TYPES,
     check_task_input,
+    check_written_input,
     endpoint_problems,
     read_flag,
 )
@@ -317,7 +318,9 @@ class _Reader:
             )
             type_name = None
         if type_name is not None:
-            for problem in check_task_input(str(type_name), task_input):
+            for problem in check_task_input(str(type_name), task_input) + check_written_input(
+                str(type_name), task_input
+            ):
                 self.problem(_join(path, "input", problem.path), problem.message)
         endpoints = self.endpoint_names(task, path)
         if type_name is not None:

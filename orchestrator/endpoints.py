@@ -22,7 +22,14 @@ KUBERNETES = "kubernetes"
 # A mail server for email notifications: `smtp://host:port`, optional `username`/`password` (sealed like every
 # credential), `from`, and `starttls` (upgrade the connection before logging in).
 SMTP = "smtp"
-ENDPOINT_TYPES = (KUBERNETES, SMTP)
+# The hosts SSH tasks may log in to: `knownHosts` holds their keys as OpenSSH's known_hosts lines (`host key-type
+# base64-key`, `[host]:port ...`, hashed `|1|...` names). A host whose key is not there, or differs, is refused.
+SSH = "ssh"
+ENDPOINT_TYPES = (KUBERNETES, SMTP, SSH)
+# Host key types a known_hosts line may name (what OpenSSH and paramiko speak).
+SSH_KEY_TYPES = frozenset(
+    {"ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521"}
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,8 @@ class Probe:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A Kubernetes API: its URL with a bearer token and CA data (or `insecure`), or a kubeconfig."""
+    """A Kubernetes API (its URL with a bearer token and CA data, or `insecure`, or a kubeconfig), a mail server
+    (`smtp`), or the known hosts of SSH tasks (`ssh`)."""
 
     id: str
     name: str
@@ -58,6 +66,8 @@ class Endpoint:
     sender: str | None = None
     """An smtp endpoint's `from` address."""
     starttls: bool = False
+    known_hosts: str | None = None
+    """An ssh endpoint's known_hosts lines."""
     created_at: datetime | None = None
     updated_at: datetime | None = None
     probe: Probe | None = None
@@ -78,7 +88,7 @@ def probe_of(row: object) -> Probe | None:
 
 FIELDS = frozenset(
     {"name", "project", "type", "url", "token", "caData", "insecure", "kubeconfig", "restricted"}
-    | {"username", "password", "from", "starttls"}
+    | {"username", "password", "from", "starttls", "knownHosts"}
 )
 CREDENTIALS = {"token": "token", "caData": "ca_data", "kubeconfig": "kubeconfig"}
 
@@ -94,10 +104,53 @@ def _text(body: Mapping[str, Any], name: str, problems: list[Problem]) -> str | 
 def _check_url(url: str | None, kubeconfig: str | None, problems: list[Problem], kind: str = KUBERNETES) -> None:
     if kind == SMTP:
         _check_smtp_url(url, problems)
+    elif kind == SSH:
+        pass  # see _check_ssh
     elif url is None and kubeconfig is None:
         problems.append(Problem("url", "is required (or give a kubeconfig)"))
     elif url is not None and not url.lower().startswith(("http://", "https://")):
         problems.append(Problem("url", f"must be an http:// or https:// URL, not {url!r}"))
+
+
+def _check_ssh(body: Mapping[str, Any], kind: str, problems: list[Problem]) -> None:
+    """An ssh endpoint is its known hosts (the task says which host it logs in to, and as whom)."""
+    known = body.get("knownHosts")
+    if kind != SSH:
+        if known is not None:
+            problems.append(Problem("knownHosts", "is only for an ssh endpoint"))
+        return
+    problems += [
+        Problem(name, "is not for an ssh endpoint (its tasks give host and credentials)")
+        for name in ("url", "token", "caData", "kubeconfig", "insecure")
+        if body.get(name)
+    ]
+    if not isinstance(known, str) or not known.strip():
+        problems.append(Problem("knownHosts", "is required: the hosts' keys as OpenSSH known_hosts lines"))
+        return
+    problems += [
+        Problem(f"knownHosts[{number}]", problem)
+        for number, line in enumerate(known.splitlines(), 1)
+        if (problem := known_hosts_problem(line)) is not None
+    ]
+
+
+def known_hosts_problem(line: str) -> str | None:
+    """What is wrong with one known_hosts line, if anything (blank lines and # comments are fine)."""
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    if text.startswith("@"):
+        return "markers (@cert-authority, @revoked) are not supported: list each host's key"
+    fields = text.split()
+    if len(fields) < 3:
+        return "must be 'host[,host...] key-type base64-key'"
+    if fields[1] not in SSH_KEY_TYPES:
+        return f"key type must be one of {', '.join(sorted(SSH_KEY_TYPES))}, not {fields[1]!r}"
+    try:
+        base64.b64decode(fields[2], validate=True)
+    except (ValueError, binascii.Error):
+        return "the key must be base64, as ssh-keyscan prints it"
+    return None
 
 
 def _check_smtp_url(url: str | None, problems: list[Problem]) -> None:
@@ -169,6 +222,7 @@ def endpoint_from_body(body: Mapping[str, Any], endpoint_id: str, default_projec
         problems.append(Problem("restricted", "must be true or false"))
     _check_url(url, kubeconfig, problems, kind)
     _check_smtp(body, kind, problems)
+    _check_ssh(body, kind, problems)
     username = _text(body, "username", problems)
     password = _text(body, "password", problems)
     _check_ca(ca_data, problems)
@@ -192,6 +246,7 @@ def endpoint_from_body(body: Mapping[str, Any], endpoint_id: str, default_projec
         password=password,
         sender=body.get("from") or None,
         starttls=body.get("starttls") is True,
+        known_hosts=body.get("knownHosts") if kind == SSH else None,
     )
 
 
@@ -219,6 +274,8 @@ def changed_body(endpoint: Endpoint, changes: Mapping[str, Any]) -> dict[str, An
     if endpoint.type == SMTP:
         body |= {"username": endpoint.username, "password": endpoint.password, "from": endpoint.sender}
         body |= {"starttls": endpoint.starttls}
+    if endpoint.type == SSH:
+        body |= {"knownHosts": endpoint.known_hosts}
     if "url" in changes and changes["url"] != body["url"]:
         body |= dict.fromkeys(URL_CREDENTIALS)
     return body | dict(changes)

@@ -112,7 +112,10 @@ SWEEP_LOCK_KEY = 0x53776565  # "Swee"
 
 def _access(endpoint: Endpoint) -> tuple[object, ...]:
     """What decides whether and how an endpoint answers: a change of any of it makes its last probe moot."""
-    return (endpoint.type, endpoint.url, endpoint.insecure, endpoint.token, endpoint.ca_data, endpoint.kubeconfig)
+    return (
+        *(endpoint.type, endpoint.url, endpoint.insecure, endpoint.token, endpoint.ca_data, endpoint.kubeconfig),
+        endpoint.known_hosts,
+    )
 
 
 class Store:
@@ -124,6 +127,7 @@ class Store:
         self.documents = DocumentCache()
         # Called with the ids of the notifications a committed transaction recorded (the engine sends them).
         self.on_notices: Callable[[list[str]], None] | None = None
+        self.disposed = False
 
     @classmethod
     def connect(
@@ -156,6 +160,8 @@ class Store:
         return store
 
     def dispose(self) -> None:
+        """Close the pool for good: long readers (the pages' live streams) see `disposed` and stop."""
+        self.disposed = True
         self.engine.dispose()
 
     @contextmanager
@@ -311,6 +317,28 @@ class Store:
             raise Conflict(f"project '{pipeline.project}' already has a pipeline named '{pipeline.name}'") from error
         return self.get_pipeline(pipeline_id)
 
+    def apply_pipelines(self, changes: Sequence[tuple[str | None, Pipeline]]) -> list[PipelineRecord]:
+        """Save a batch in one transaction, all or none: (None, pipeline) creates it, (id, pipeline) replaces that
+        pipeline under its own name. Conflict if a name was taken meanwhile; NotFound if a pipeline went."""
+        stamp = now()
+        ids = [pipeline_id or new_id() for pipeline_id, _ in changes]
+        try:
+            with self.engine.begin() as conn:
+                for saved_id, (pipeline_id, pipeline) in zip(ids, changes, strict=True):
+                    values = self._pipeline_values(pipeline, stamp)
+                    if pipeline_id is None:
+                        fresh = {"id": saved_id, "created_at": stamp, "execution_count": 0}
+                        conn.execute(pipelines.insert().values(**values, **fresh))
+                        continue
+                    updated = conn.execute(pipelines.update().where(pipelines.c.id == pipeline_id).values(**values))
+                    if updated.rowcount != 1:
+                        raise NotFound(f"pipeline '{pipeline.name}' was deleted meanwhile; nothing was applied")
+        except IntegrityError as error:
+            raise Conflict(
+                "a pipeline of the batch was created meanwhile by someone else; nothing was applied"
+            ) from error
+        return [self.get_pipeline(saved_id) for saved_id in ids]
+
     @staticmethod
     def _named(conn: Connection, pipeline_id: str) -> tuple[str, str]:
         """(project, name) of a pipeline."""
@@ -385,6 +413,7 @@ class Store:
             password=credentials.get("password"),
             sender=credentials.get("from"),
             starttls=credentials.get("starttls") == "true",
+            known_hosts=credentials.get("known_hosts"),
             created_at=row.created_at,
             updated_at=row.updated_at,
             probe=probe_of(row),
@@ -401,6 +430,7 @@ class Store:
                 ("password", endpoint.password),
                 ("from", endpoint.sender),
                 ("starttls", "true" if endpoint.starttls else None),
+                ("known_hosts", endpoint.known_hosts),
             )
             if value
         }

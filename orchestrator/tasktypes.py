@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from orchestrator import defaults, sshcommand
 from orchestrator.bindings import BINDING
 from orchestrator.errors import Problem
 from orchestrator.manifests import read_objects
@@ -122,6 +123,8 @@ class TaskType:
     expression_fields: frozenset[str] = frozenset()
     local_names: frozenset[str] = frozenset()
     check: Checker = lambda _input: []
+    # Checks of the input as the pipeline writes it, before bindings are resolved (only when a pipeline is saved).
+    check_written: Checker = lambda _input: []
     endpoint_roles: frozenset[str] = frozenset()
     # Fields holding YAML documents, URLs and HTTP headers: bound so that no value changes their structure.
     document_fields: frozenset[str] = frozenset()
@@ -447,6 +450,54 @@ def _check_user_operation(task_input: Mapping[str, object]) -> list[Problem]:
     return problems
 
 
+SSH = "SSH"
+# The task's endpoint whose known hosts its host's key must be in (an endpoint of type ssh).
+SSH_SERVER = "sshServer"
+SSH_LIMITS: Mapping[str, Limit] = {"timeout": Limit("a number of seconds", False, defaults.SSH_MAX_TIMEOUT_SECONDS)}
+SSH_CREDENTIALS = ("password", "privatekey", "passphrase")
+
+
+def _check_ssh(task_input: Mapping[str, object]) -> list[Problem]:
+    """An SSH task's host, script, credentials (from variables: never written in the pipeline) and options."""
+    problems = [
+        problem for name in ("username", "workingDirectory") for problem in _expect(task_input, name, (str,), "text")
+    ]
+    host, script = task_input.get("host"), task_input.get("script")
+    if host is not None and not is_bound(host):
+        try:
+            sshcommand.address(host)
+        except ValueError as error:
+            problems.append(Problem("host", str(error).removeprefix("host ")))
+    if script is not None and not is_bound(script) and (not isinstance(script, str) or not script.strip()):
+        problems.append(Problem("script", "must be the script to run, as text"))
+    if not task_input.get("password") and not task_input.get("privatekey"):
+        problems.append(Problem("password", "give a password or a privatekey (each from a SECRET variable)"))
+    if task_input.get("passphrase") and not task_input.get("privatekey"):
+        problems.append(Problem("passphrase", "is the privatekey's passphrase: give the privatekey too"))
+    for name, read in (
+        ("environmentVariables", sshcommand.environment_problems),
+        ("arguments", sshcommand.argument_problems),
+    ):
+        if not is_bound(task_input.get(name)):
+            problems += [Problem(path, message) for path, message in read(task_input.get(name))]
+    return (
+        problems
+        + _flagged(task_input, "continueOnCommandFailure")
+        + _limited(task_input, "timeout", SSH_LIMITS["timeout"])
+    )
+
+
+def _written_ssh(task_input: Mapping[str, object]) -> list[Problem]:
+    """An SSH task's credentials, as the pipeline is written: each from a variable, never in the pipeline itself."""
+    return [
+        Problem(
+            name, "must come from a SECRET variable (${var.NAME}): written here, anyone who reads the pipeline has it"
+        )
+        for name in SSH_CREDENTIALS
+        if task_input.get(name) not in (None, "") and not is_bound(task_input.get(name))
+    ]
+
+
 PIPELINE = "Pipeline"
 
 
@@ -506,6 +557,19 @@ TASK_TYPES: Mapping[str, TaskType] = {
             check=_check_k8s,
             endpoint_roles=frozenset({KUBERNETES_SERVER}),
             document_fields=frozenset({"yaml"}),
+        ),
+        # A script may change anything on its host: a lost attempt is not run again (its rollback runs instead).
+        TaskType(
+            SSH,
+            frozenset({"host", "username", "script"}),
+            frozenset(
+                {*SSH_CREDENTIALS, "workingDirectory", "environmentVariables", "arguments"}
+                | {"continueOnCommandFailure", "timeout"}
+            ),
+            queue=QUEUE_HTTP,
+            check=_check_ssh,
+            check_written=_written_ssh,
+            repeatable=lambda _input: False,
         ),
         TaskType(
             "Condition",
@@ -576,6 +640,11 @@ def check_task_input(type_name: str, task_input: Mapping[str, object]) -> list[P
         for name in sorted(set(task_input) - spec.fields)
     ]
     return problems + spec.check(task_input)
+
+
+def check_written_input(type_name: str, task_input: Mapping[str, object]) -> list[Problem]:
+    """Problems with a task's input as written in its pipeline, besides `check_task_input`'s (save time only)."""
+    return TASK_TYPES[type_name].check_written(task_input)
 
 
 def safe_to_repeat(type_name: str, task_input: Mapping[str, object]) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from rollway_testing import TOKEN, unavailable
 
@@ -42,12 +43,15 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-def logged_in(browser: Any, url: str, token: str = TOKEN, width: int = WIDTHS["desktop"]) -> Any:
-    """A new page of a fresh context that has logged in at `url` with `token` through the login form."""
+def logged_in(
+    browser: Any, url: str, token: str = TOKEN, width: int = WIDTHS["desktop"], next_page: str | None = None
+) -> Any:
+    """A new page of a fresh context that has logged in at `url` with `token` through the login form, landing on
+    `next_page` (by default where the login sends everyone: the Executions list, which follows a live stream)."""
     context = browser.new_context(viewport={"width": width, "height": 900}, base_url=url)
     page = context.new_page()
     page.set_default_timeout(30_000)
-    page.goto("/login")
+    page.goto("/login" if next_page is None else f"/login?next={quote(next_page)}")
     page.fill("input[name=token]", token)
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: "/login" not in url)

@@ -1257,3 +1257,51 @@ def test_an_execution_is_canceled_once_and_then_refused_with_409(api: ServedApp)
     tasks = api.http.get(f"/api/executions/{started['executionId']}").json()["stages"][0]["tasks"]
     assert [task["status"] for task in tasks] == ["CANCELED", "NOT_STARTED"]
     error_of(api.http.post("/api/executions/no-such-execution/cancel"), 404, "not_found")
+
+
+# -- apply a batch
+
+
+def test_apply_of_a_batch_answers_each_outcome_in_the_order_applied(api: ServedApp) -> None:
+    # Given a saved pipeline, and a batch of it unchanged, a release naming a rollback of the batch, and that rollback
+    saved = api.create(pipeline_doc("Saved"))
+    release = pipeline_doc("Release")
+    release["stages"]["Check"]["rollback"] = {"pipeline": "Undo"}
+    documents = [pipeline_doc("Saved"), release, pipeline_doc("Undo")]
+
+    # When it is applied as a dry run, then for real
+    dry = api.http.post("/api/pipelines/apply", json={"documents": documents, "dryRun": True})
+    real = api.http.post("/api/pipelines/apply", json={"documents": documents})
+
+    # Then both answer each document's outcome, the rollback before the release; only the real one saved them
+    assert dry.status_code == 200, dry.text
+    outcomes = [(item["name"], item["action"], item["document"]) for item in dry.json()["pipelines"]]
+    assert outcomes == [("Saved", "unchanged", 0), ("Undo", "created", 2), ("Release", "created", 1)]
+    assert dry.json()["dryRun"] is True and [item["id"] for item in dry.json()["pipelines"]][1:] == [None, None]
+    assert real.status_code == 200, real.text
+    answered = real.json()["pipelines"]
+    assert [(item["name"], item["action"]) for item in answered] == [(name, action) for name, action, _ in outcomes]
+    assert answered[0]["id"] == saved["id"]
+    listed = {item["name"]: item["id"] for item in api.http.get("/api/pipelines", params={"project": "api"}).json()}
+    assert listed == {"Saved": saved["id"], "Undo": answered[1]["id"], "Release": answered[2]["id"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "'documents' must be a non-empty list"),
+        ({"documents": []}, "'documents' must be a non-empty list"),
+        ({"documents": {"name": "x"}}, "'documents' must be a non-empty list"),
+        ({"documents": [{"name": "x"}], "dryRun": "yes"}, "'dryRun' must be true or false"),
+        ({"documents": ["text"]}, "the pipeline has 1 problem"),
+        ({"documents": [], "extra": 1}, "unknown field(s) extra"),
+    ],
+)
+def test_apply_refuses_a_body_that_is_not_a_batch(api: ServedApp, body: Doc, message: str) -> None:
+    # When a body that is not a batch of documents is applied
+    answer = api.http.post("/api/pipelines/apply", json=body)
+
+    # Then it is a 400 saying what is wrong, and nothing is saved
+    assert answer.status_code == 400, answer.text
+    assert message in answer.json()["error"]["message"]
+    assert api.http.get("/api/pipelines").json() == []

@@ -58,6 +58,7 @@ Route = tuple[str, str]  # (method, url_map rule)
 EXPECTED_ACTIONS: dict[Route, Action] = {
     ("POST", "/api/pipelines"): Action.EDIT,
     ("POST", "/api/pipelines/import"): Action.EDIT,
+    ("POST", "/api/pipelines/apply"): Action.EDIT,
     ("GET", "/api/pipelines"): Action.READ,
     ("GET", "/api/pipelines/<pipeline_id>"): Action.READ,
     ("PUT", "/api/pipelines/<pipeline_id>"): Action.EDIT,
@@ -369,9 +370,18 @@ SAMPLES: dict[Route, Sample] = {
     ),
     ("POST", "/api/pipelines/import"): Sample(
         Kind.CREATE,
-        201,
+        200,
         lambda w, p: Call(
             "/api/pipelines/import", pipeline_doc(w.unique("Imported"), p), probe=f"/api/pipelines?project={p}"
+        ),
+    ),
+    ("POST", "/api/pipelines/apply"): Sample(
+        Kind.CREATE,
+        200,
+        lambda w, p: Call(
+            "/api/pipelines/apply",
+            {"documents": [pipeline_doc(w.unique("Applied"), p)]},
+            probe=f"/api/pipelines?project={p}",
         ),
     ),
     ("GET", "/api/pipelines"): Sample(Kind.LIST, 200, lambda w, p: Call("/api/pipelines")),

@@ -132,9 +132,9 @@ def test_apply_of_a_document_without_a_project_leaves_other_projects_alone(api: 
         ("team-a", "team a's"),
     ]
 
-    # ... and applying it again updates the default project's copy
+    # ... and applying it again finds the default project's copy (unchanged: the file is the same)
     again = rollway(api, "apply", "-f", str(path))
-    assert "pipeline default/Shared updated" in again.output, again.output
+    assert "pipeline default/Shared unchanged" in again.output, again.output
 
 
 def test_apply_of_an_invalid_pipeline_prints_the_problems_and_fails_without_a_traceback(

@@ -105,9 +105,10 @@ def test_each_export_imports_with_exactly_its_warnings_and_a_bad_file_saves_noth
             line = f"{CORPUS / file}: pipeline {PROJECT}/{name} saved"
             if paths:
                 assert found["enabled"] is False
-                assert f"{line} disabled with {len(paths)} warning{'s' if len(paths) > 1 else ''}" in result.output
+                count = f"{len(paths)} warning{'s' if len(paths) > 1 else ''}"
+                assert f"{line} disabled with {count} (created)" in result.output
             else:
-                assert line in result.output
+                assert f"{line}, {'enabled' if found['enabled'] else 'disabled'} (created)" in result.output
     # ... the refused file is reported with its reasons, and neither of its pipelines is saved
     refusal = result.output.split(f"{CORPUS / 'refused.yaml'}: refused:")[1]
     for reason in REFUSED["refused.yaml"]:

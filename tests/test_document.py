@@ -395,12 +395,12 @@ def test_an_unknown_top_level_field_is_reported_with_the_fields_that_are_known()
 def test_an_unknown_task_type_is_reported_with_every_valid_type() -> None:
     # Given a task of a type Rollway does not have
     doc = code_stream_document()
-    set_at((*GATE, "type"), "SSH")(doc)
+    set_at((*GATE, "type"), "Telnet")(doc)
     # When it is loaded
     found = problems_of(doc)
     # Then the message names the type and lists every valid one
     assert [problem.path for problem in found] == ["stages.Development.tasks.Gate.type"]
-    assert "unknown task type 'SSH'" in found[0].message
+    assert "unknown task type 'Telnet'" in found[0].message
     assert all(name in found[0].message for name in TASK_TYPES)
 
 

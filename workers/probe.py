@@ -3,9 +3,10 @@ sweep ask it (`orchestrator/preflight.py` records the answers).
 
 A Kubernetes endpoint is asked `GET /version` with its token (or kubeconfig credentials) and trusting its CA, built
 by the code the K8S task connects with (`workers/configuration.py`, through `executors/endpoint.py`); any other
-endpoint is asked a GET of its URL. The request goes through the REST tasks' HTTP client, so it keeps to the same
-egress policy (`ROLLWAY_EGRESS_DENY`, see `workers/egress.py`) and the same redirect and body limits, with a short
-timeout of its own. What the answer says is kept as a sentence for people: never a body, never a credential.
+endpoint is asked a GET of its URL, except an ssh endpoint (known host keys, no host of its own), which is not
+asked. The request goes through the REST tasks' HTTP client, so it keeps to the same egress policy
+(`ROLLWAY_EGRESS_DENY`, see `workers/egress.py`) and the same redirect and body limits, with a short timeout of its
+own. What the answer says is kept as a sentence for people: never a body, never a credential.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import ssl
 from collections.abc import Sequence
 
 from orchestrator import defaults
-from orchestrator.endpoints import KUBERNETES, Endpoint
+from orchestrator.endpoints import KUBERNETES, SSH, Endpoint
 from orchestrator.errors import ClusterError, EndpointError
 from orchestrator.settings import DEFAULT_EGRESS_DENY, Network
 from workers.egress import EgressDenied
@@ -35,6 +36,10 @@ class EndpointProber:
         self.http = HttpClient(deny, timeout=timeout, deadline=timeout, body_limit=defaults.PROBE_BODY_LIMIT_BYTES)
 
     def __call__(self, endpoint: Endpoint) -> tuple[bool, str]:
+        if endpoint.type == SSH:
+            # Its known hosts are all it has: the host an SSH task logs in to is the task's, and so are its
+            # credentials. A host whose key is not listed is refused when the task connects.
+            return True, "not probed: an ssh endpoint holds known host keys, and its tasks name their hosts"
         try:
             target = _target(endpoint)
         except (ClusterError, ssl.SSLError, ValueError) as error:

@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import flash, redirect, render_template, request, stream_with_context, url_for
@@ -85,7 +85,8 @@ def execution_rows() -> str:
 @allow(Action.READ)
 def execution_stream() -> Response:
     """Server-sent events: `change` with the ids of the executions that moved, fed by the execution event log."""
-    feed = ActivityFeed(services().store.engine)
+    store = services().store
+    feed = ActivityFeed(store.engine)
     project = visible_project(None)
     given = request.headers.get("Last-Event-ID") or request.args.get("after") or ""
     after = int(given) if given.isdigit() else feed.latest_id()
@@ -97,7 +98,7 @@ def execution_stream() -> Response:
 
     def events() -> Iterator[str]:
         try:
-            yield from _changes(feed, project, after)
+            yield from _changes(feed, project, after, lambda: store.disposed)
         except SQLAlchemyError as error:
             # The database went away mid-stream: end it; the browser reconnects once `retry` has passed.
             log.info("execution stream ended: the database is unavailable (%s)", type(error).__name__)
@@ -110,14 +111,15 @@ def execution_stream() -> Response:
     return response
 
 
-def _changes(feed: ActivityFeed, project: str | None, after: int) -> Iterator[str]:
-    """The stream's messages: `change` events after id `after`, a comment now and then while nothing moves."""
+def _changes(feed: ActivityFeed, project: str | None, after: int, closing: Callable[[], bool]) -> Iterator[str]:
+    """The stream's messages: `change` events after id `after`, a comment now and then while nothing moves; it
+    ends after STREAM_SECONDS, or as soon as `closing()` says the server is shutting down."""
     yield "retry: 2000\n\n"
     cursor = after
     seen = frozenset(change.id for change in feed.changes_after(cursor, project) if change.id <= cursor)
     deadline = time.monotonic() + STREAM_SECONDS
     quiet_since = time.monotonic()
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not closing():
         changes = feed.changes_after(cursor, project, seen)
         if changes:
             cursor = max(cursor, *(change.id for change in changes))

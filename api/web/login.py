@@ -40,8 +40,9 @@ def login_post() -> Response | tuple[str, int]:
             raise Unauthorized("enter an API token")
         authenticate(token)
     except Unauthorized as error:
+        problem = error.message if not token else "that token is not valid: unknown, revoked or mistyped"
         page = render_template(
-            "login.html", next=target, open_api=services().settings.api_token is None, problem=error.message
+            "login.html", next=target, open_api=services().settings.api_token is None, problem=problem
         )
         return page, 401
     web_session.log_in(token)

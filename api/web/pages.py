@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from api.web import executions, login
+from api.web import dashboard, executions, login
 from api.web.blueprint import register
 
-PAGE_MODULES = (executions, login)
+PAGE_MODULES = (dashboard, executions, login)
 
 __all__ = ["PAGE_MODULES", "register"]

@@ -13,6 +13,7 @@ from workers.executors.k8s import K8sExecutor
 from workers.executors.metric import MetricExecutor
 from workers.executors.poll import PollExecutor
 from workers.executors.rest import RestExecutor
+from workers.executors.ssh import SshExecutor
 from workers.http import HttpClient
 
 
@@ -28,6 +29,7 @@ def build_executors(http: HttpClient, endpoints: Callable[[str], Endpoint]) -> d
         "METRIC": MetricExecutor(http),
         "Condition": ConditionExecutor(),
         "K8S": K8sExecutor(endpoints),
+        "SSH": SshExecutor(endpoints, http.deny),
     }
     declared = {name for name, spec in TASK_TYPES.items() if spec.runs_in is Runner.WORKER}
     if declared != executors.keys():
