@@ -14,6 +14,7 @@ import click
 
 from api import cli_catalog, cli_executions
 from api.cli_executions import client_of
+from api.cli_import import import_group
 from api.client import Client, resolve_execution
 from orchestrator.cdtemplate import MODELS, request_body
 from orchestrator.document import DEFAULT_PROJECT
@@ -428,6 +429,7 @@ def rerun(ctx: click.Context, execution_id: str) -> None:
 
 for _command in (*cli_catalog.COMMANDS, cli_executions.executions, cli_executions.describe, cli_executions.logs):
     cli.add_command(_command)
+cli.add_command(import_group)
 
 
 def main() -> None:

@@ -9,13 +9,13 @@ from flask import Blueprint, Response, jsonify, request
 
 from api import audit
 from api.auth import allow, principal, project_for_new, requester, require_visible, visible_project
-from api.serialize import pipeline_document, pipeline_view
+from api.serialize import pipeline_document, pipeline_view, pipeline_warnings
 from api.services import json_object, services
 from api.variables import variable_exists
-from orchestrator import batch, readiness
-from orchestrator.decoding import dump_yaml_documents, parse_text
+from orchestrator import batch, gaps, readiness
+from orchestrator.decoding import MAX_DOCUMENT_BYTES, dump_yaml_documents, load_yaml_documents, parse_text
 from orchestrator.document import load_pipeline, to_document
-from orchestrator.errors import BadRequest
+from orchestrator.errors import BadRequest, Conflict
 from orchestrator.execution import PipelineRecord
 from orchestrator.pipeline import Pipeline
 from orchestrator.policy import Action
@@ -106,6 +106,34 @@ def _outcome(item: batch.Planned, record: PipelineRecord | None) -> dict[str, An
     }
 
 
+@blueprint.post("/pipelines/import")
+@allow(Action.EDIT)
+def import_() -> Response:
+    """Apply every pipeline of a Code Stream export (YAML, one or more documents) together, or none of them, as
+    `apply` does; each answered with what became of it and its `_warnings`."""
+    body = request.get_data(cache=True)
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise BadRequest(f"the document is larger than {MAX_DOCUMENT_BYTES} bytes")
+    text = body.decode("utf-8", errors="replace")
+    documents = [document for document in load_yaml_documents(text, "the body") if document is not None]
+    if not documents:
+        raise BadRequest("the body holds no pipeline document")
+    documents = batch.check_documents(documents)
+    projects = [project_for_new(_named_project(document)) for document in documents]
+    store = services().store
+    lookups = batch.Lookups(store.find_pipeline, store.rollback_target, store.endpoint_exists, variable_exists())
+    planned = batch.plan(documents, projects, lookups)
+    saved = _save([item for item in planned if item.action is not batch.Action.UNCHANGED])
+    return jsonify({"pipelines": [_imported(item, saved.get(item.position)) for item in planned]})
+
+
+def _imported(item: batch.Planned, record: PipelineRecord | None) -> dict[str, Any]:
+    known = record or item.existing
+    if known is None:  # a created or updated pipeline is saved; an unchanged one exists
+        raise AssertionError(f"pipeline '{item.pipeline.name}' was neither saved nor found")
+    return pipeline_view(known) | {"action": item.action.value}
+
+
 @blueprint.get("/pipelines")
 @allow(Action.READ)
 def list_() -> Response:
@@ -137,6 +165,9 @@ def patch(pipeline_id: str) -> Response:
         raise BadRequest(f"{', '.join(nulls)} cannot be null; leave a field out to keep its value")
     store = services().store
     document: dict[str, Any] = to_document(current.pipeline) | changes
+    lacking = pipeline_warnings(current.pipeline) if changes.get("enabled") is True else []
+    if lacking:
+        raise Conflict(f"pipeline '{current.name}' cannot be enabled: {gaps.summary(lacking)}", lacking)
     record = store.replace_pipeline(
         pipeline_id,
         load_pipeline(document, store.rollback_target, endpoints=store.endpoint_exists, variables=variable_exists()),

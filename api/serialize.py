@@ -14,7 +14,9 @@ from typing import Any
 from flask import g, has_app_context
 
 from api.services import services
+from orchestrator import gaps
 from orchestrator.document import to_document
+from orchestrator.errors import Problem
 from orchestrator.execution import Child, Event, Execution, PipelineRecord, TaskRun
 from orchestrator.notices import Notice, NoticeStatus
 from orchestrator.pipeline import Pipeline
@@ -47,10 +49,19 @@ def pipeline_document(record: PipelineRecord) -> dict[str, Any]:
     return document
 
 
+def pipeline_warnings(pipeline: Pipeline) -> list[Problem]:
+    """What the pipeline lacks before it may run, as of now (`gaps.py`): endpoints and variables missing, task
+    types Rollway does not run."""
+    store = services().store
+    return gaps.warnings(pipeline, store.endpoint_exists, Variables(store.engine, store.vault).exists)
+
+
 def pipeline_view(record: PipelineRecord) -> dict[str, Any]:
+    """A pipeline as the API shows it, with Code Stream's `_warnings` (an empty list when it may run)."""
     return {
         "id": record.id,
         **pipeline_document(record),
+        "_warnings": [problem.as_dict() for problem in pipeline_warnings(record.pipeline)],
         "createdAt": timestamp(record.created_at),
         "updatedAt": timestamp(record.updated_at),
     }

@@ -13,8 +13,8 @@ from flask import Blueprint, Response, jsonify, request
 from api.auth import allow, principal, project_for_new, require_visible, visible_project
 from api.serialize import timestamp
 from api.services import json_object, services
-from orchestrator.document import VariableLookup
 from orchestrator.errors import BadRequest, Forbidden, Problem
+from orchestrator.gaps import VariableLookup
 from orchestrator.policy import Action
 from orchestrator.redaction import MASK
 from orchestrator.transaction import new_id

@@ -12,16 +12,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from orchestrator.document import (
-    EndpointLookup,
-    RollbackTarget,
-    TargetLookup,
-    VariableLookup,
-    load_pipeline,
-    to_document,
-)
+from orchestrator.document import RollbackTarget, TargetLookup, load_pipeline, to_document
 from orchestrator.errors import BadRequest, PipelineInvalid, Problem
 from orchestrator.execution import PipelineRecord
+from orchestrator.gaps import EndpointLookup, VariableLookup
 from orchestrator.pipeline import Pipeline
 
 MAX_DOCUMENTS = 200
@@ -144,6 +138,12 @@ def rollback_names(document: object) -> set[str]:
             name = link.get("pipeline") if isinstance(link, Mapping) else None
             if isinstance(name, str) and name:
                 found.add(name)
+    # Code Stream's exports list their links apart: `rollbacks: [{name, stage, task?, inputs}]`.
+    entries = document.get("rollbacks") if isinstance(document, Mapping) else None
+    for entry in entries if isinstance(entries, list) else ():
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        if isinstance(name, str) and name:
+            found.add(name)
     return found
 
 

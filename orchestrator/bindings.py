@@ -1,8 +1,11 @@
-"""`${...}` bindings: parsing a reference, and resolving the bindings in a task's input.
+r"""`${...}` bindings: parsing a reference, and resolving the bindings in a task's input.
 
-A reference is one of `input.NAME[.path]`, `STAGE.TASK.output[.path]`, `var.NAME`, `executionId`,
-`executionIndex` or `requestBy`. Stage and task names may hold spaces, never dots. Paths go into JSON
-values with `.key` and `[N]`.
+A reference is one of `input.NAME[.path]`, `STAGE.TASK.output[.path]`, `STAGE.TASK.input.NAME[.path]`,
+`STAGE.TASK.status`, `var.NAME`, `executionId`, `executionIndex`, `requestBy`, `name` (the pipeline's) or
+`status` (the execution's). Stage and task names may hold spaces, never dots. Paths go into JSON values with
+`.key` and `[N]`; a path into an output value that is JSON text (a REST task's `responseBody`) goes into the
+parsed JSON, as in Code Stream. `\${...}` is Code Stream's escape: it is no binding, and reaches the task's target
+as the literal `${...}`.
 
 A string that is exactly one binding takes the bound value with its type (a dict stays a dict); a
 binding inside longer text is spliced in as text (JSON for objects and lists). Text with a structure of its
@@ -19,8 +22,9 @@ from enum import StrEnum
 
 from orchestrator.errors import BindingError
 
-BINDING = re.compile(r"\$\{([^}]*)\}")
+BINDING = re.compile(r"(?<!\\)\$\{([^}]*)\}")
 _WHOLE = re.compile(r"^\$\{([^}]*)\}$")
+ESCAPE = "\\${"
 # At most 9 digits: Python refuses to read an int of thousands of digits, and no list is that long anyway.
 _INDEX = re.compile(r"\[(\d{1,9})\]")
 _SEGMENT = re.compile(r"^([^\[\]]*)((?:\[\d{1,9}\])*)$")
@@ -37,9 +41,13 @@ class RefKind(StrEnum):
     EXECUTION_ID = "executionId"
     EXECUTION_INDEX = "executionIndex"
     REQUEST_BY = "requestBy"
+    NAME = "name"
+    STATUS = "status"
 
 
-_SCALARS = {RefKind.EXECUTION_ID, RefKind.EXECUTION_INDEX, RefKind.REQUEST_BY}
+_SCALARS = {RefKind.EXECUTION_ID, RefKind.EXECUTION_INDEX, RefKind.REQUEST_BY, RefKind.NAME, RefKind.STATUS}
+# What a task reference reads of its task: `STAGE.TASK.output`, `.input` or `.status`.
+TASK_PARTS = ("output", "input", "status")
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class Ref:
     stage: str = ""
     task: str = ""
     path: tuple[PathPart, ...] = ()
+    part: str = "output"  # of an OUTPUT reference: what of the task it reads (see TASK_PARTS)
 
     @property
     def task_key(self) -> tuple[str, str]:
@@ -89,15 +98,34 @@ def parse_ref(text: str) -> Ref:
 def _parse_output_ref(body: str) -> Ref:
     stage, _, rest = body.partition(".")
     task, _, rest = rest.partition(".")
-    kind, _, path = rest.partition(".")
-    if not (stage.strip() and task.strip()) or kind != "output":
+    part, _, path = rest.partition(".")
+    if not (stage.strip() and task.strip()) or part not in TASK_PARTS:
         raise BindingError(
-            f"'${{{body}}}' is not a binding: expected input.NAME, STAGE.TASK.output[.path], var.NAME, "
-            "executionId, executionIndex or requestBy"
+            f"'${{{body}}}' is not a binding: expected input.NAME, STAGE.TASK.output[.path], STAGE.TASK.input.NAME, "
+            "STAGE.TASK.status, var.NAME, name, status, executionId, executionIndex or requestBy"
         )
+    if part == "status" and path:
+        raise BindingError(f"'${{{body}}}': a task's status is one word, with no path into it")
+    if part == "input" and not path:
+        raise BindingError(f"'${{{body}}}' names no input of task '{stage.strip()}.{task.strip()}'")
     return Ref(
-        body, RefKind.OUTPUT, stage=stage.strip(), task=task.strip(), path=tuple(split_path(path) if path else ())
+        body,
+        RefKind.OUTPUT,
+        stage=stage.strip(),
+        task=task.strip(),
+        path=tuple(split_path(path) if path else ()),
+        part=part,
     )
+
+
+def unescape(text: str) -> str:
+    """Text as its target gets it: each `\\${` escape becomes the literal `${` it stands for."""
+    return text.replace(ESCAPE, "${")
+
+
+def unterminated(text: str) -> bool:
+    """Whether a text holds a `${` that starts no binding (an escaped one is literal text, not a binding)."""
+    return "${" in BINDING.sub("", text).replace(ESCAPE, "")
 
 
 def find_refs(value: object) -> list[str]:
@@ -114,10 +142,16 @@ def find_refs(value: object) -> list[str]:
     return found
 
 
-def walk(value: object, path: tuple[PathPart, ...], where: str) -> object:
-    """Follow `path` into a JSON value; raises BindingError naming the first step that has no value."""
+def walk(value: object, path: tuple[PathPart, ...], where: str, parse_text: bool = False) -> object:
+    """Follow `path` into a JSON value; raises BindingError naming the first step that has no value.
+
+    With `parse_text` a step into text reads the text as JSON first (a REST task's `responseBody`), and a text that
+    is not JSON is an error naming the path.
+    """
     current = value
-    for step in path:
+    for position, step in enumerate(path):
+        if parse_text and isinstance(current, str):
+            current = _parsed(current, path[:position], where)
         if isinstance(step, int) and isinstance(current, list) and -len(current) <= step < len(current):
             current = current[step]
             continue
@@ -126,6 +160,15 @@ def walk(value: object, path: tuple[PathPart, ...], where: str) -> object:
             continue
         raise BindingError(f"{where} has no value at '{step}'")
     return current
+
+
+def _parsed(text: str, path: tuple[PathPart, ...], where: str) -> object:
+    """Text an output holds read as JSON, to go further into it; BindingError naming the path when it is not."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        shown = "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in path).lstrip(".")
+        raise BindingError(f"{where}: '{shown}' is not JSON, so no path leads into it") from None
 
 
 @dataclass(frozen=True)
@@ -143,6 +186,11 @@ class Scope:
     requested_by: str = ""
     variables: Mapping[str, object] = field(default_factory=dict)
     lenient: bool = False
+    pipeline_name: str = ""
+    status: str = ""
+    # The status of every task run, and the input (as the pipeline writes it) of every task that has one.
+    statuses: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    task_inputs: Mapping[tuple[str, str], Mapping[str, object]] = field(default_factory=dict)
 
     def lookup(self, text: str) -> object:
         """The value a reference names."""
@@ -161,14 +209,30 @@ class Scope:
             return self.execution_index
         if ref.kind is RefKind.REQUEST_BY:
             return self.requested_by
+        if ref.kind is RefKind.NAME:
+            return self.pipeline_name
+        if ref.kind is RefKind.STATUS:
+            return self.status
         if ref.kind is RefKind.OUTPUT:
-            if ref.task_key not in self.outputs:
-                raise BindingError(f"'${{{ref.text}}}': task '{ref.stage}.{ref.task}' has not completed")
-            return walk(self.outputs[ref.task_key], ref.path, f"the output of '{ref.stage}.{ref.task}'")
+            return self._task_value(ref)
         source = self.input if ref.kind is RefKind.INPUT else self.variables
         if ref.name not in source:
             raise BindingError(f"'${{{ref.text}}}': there is no {ref.kind.value} named '{ref.name}'")
         return walk(source[ref.name], ref.path, f"{ref.kind.value} '{ref.name}'")
+
+    def _task_value(self, ref: Ref) -> object:
+        task = f"'{ref.stage}.{ref.task}'"
+        if ref.part == "status":
+            if ref.task_key not in self.statuses:
+                raise BindingError(f"'${{{ref.text}}}': task {task} has not run")
+            return self.statuses[ref.task_key]
+        if ref.task_key not in self.outputs:
+            raise BindingError(f"'${{{ref.text}}}': task {task} has not completed")
+        if ref.part == "input":
+            # The task's input as it was bound when it ran: its bindings name what had run before it.
+            written = walk(self.task_inputs.get(ref.task_key, {}), ref.path, f"the input of {task}")
+            return resolve(written, self.lookup)
+        return walk(self.outputs[ref.task_key], ref.path, f"the output of {task}", parse_text=True)
 
 
 def whole_binding(text: str) -> str | None:
@@ -194,7 +258,7 @@ def resolve(value: object, lookup: Callable[[str], object]) -> object:
         whole = whole_binding(value)
         if whole is not None:
             return lookup(whole)
-        return BINDING.sub(lambda match: as_text(lookup(match.group(1))), value)
+        return unescape(BINDING.sub(lambda match: as_text(lookup(match.group(1))), value))
     if isinstance(value, Mapping):
         return {key: resolve(item, lookup) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -7,13 +7,14 @@ Reading never stops at the first problem: every problem is collected with its pa
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from orchestrator import expressions
-from orchestrator.bindings import BINDING, Ref, RefKind, parse_ref
+from orchestrator import expressions, gaps
+from orchestrator.bindings import BINDING, Ref, RefKind, parse_ref, unterminated
 from orchestrator.decoding import foreign_values, size_problem
 from orchestrator.errors import BindingError, ExpressionError, PipelineInvalid, Problem
+from orchestrator.gaps import EndpointLookup, VariableLookup
 from orchestrator.inputs import reference_head
 from orchestrator.notifications import NOTICE_NAMES, read_notifications
 from orchestrator.pipeline import InputMeta, Pipeline, RollbackLink, Stage, Task, TaskKey
@@ -21,9 +22,11 @@ from orchestrator.tasktypes import (
     PIPELINE,
     RESPONSE_NAMES,
     TASK_TYPES,
+    UNSUPPORTED_TYPES,
     check_task_input,
     check_written_input,
     endpoint_problems,
+    read_flag,
 )
 
 MAX_NAME_LENGTH = 200  # the width of the name columns
@@ -44,10 +47,14 @@ TOP_LEVEL = frozenset(
         "stages",
         "tags",
         "notifications",
+        "workspace",
+        "options",
+        "rollbacks",
     }
 )
 # Fields of Code Stream exports that Rollway accepts and does not use.
-IGNORED = frozenset({"id", "workspace", "options", "starred", "icon", "_warnings"})
+IGNORED = frozenset({"id", "starred", "icon", "_warnings"})
+ROLLBACK_ENTRY_FIELDS = frozenset({"name", "stage", "task", "inputs"})
 STAGE_FIELDS = frozenset({"taskOrder", "tasks", "rollback", "tags"})
 TASK_FIELDS = frozenset({"type", "input", "endpoints", "preCondition", "ignoreFailure", "rollback", "tags"})
 
@@ -64,12 +71,6 @@ class RollbackTarget:
 TargetLookup = Callable[[str, str], RollbackTarget | None]
 """(project, pipeline name) -> the rollback pipeline, or None when it does not exist."""
 
-EndpointLookup = Callable[[str, str], bool]
-"""(project, endpoint name) -> whether that endpoint exists."""
-
-VariableLookup = Callable[[str, str], bool]
-"""(project, variable name) -> whether the project has that variable (what `${var.NAME}` binds)."""
-
 
 def load_pipeline(
     document: object,
@@ -80,14 +81,14 @@ def load_pipeline(
 ) -> Pipeline:
     """Build a Pipeline from a decoded document; raises PipelineInvalid listing every problem.
 
-    `targets` finds the pipelines that rollback links name, `endpoints` tells whether an endpoint exists and
-    `variables` whether a project variable does; None skips those checks (for documents the store saved after
-    they passed them).
+    `targets` finds the pipelines that rollback links name; None skips that check (for documents the store saved
+    after they passed it). An endpoint or project variable that `endpoints` or `variables` say does not exist, and
+    a task type Rollway does not run, are no problems: the pipeline is read disabled (see `gaps.py`).
     """
     too_big = size_problem(document)
     if too_big is not None:
         raise PipelineInvalid("the pipeline has 1 problem", [Problem("", too_big)])
-    reader = _Reader(targets, endpoints, variables)
+    reader = _Reader(targets)
     reader.problems += foreign_values(document, "")
     pipeline = reader.pipeline(document, default_project)
     # A value JSON cannot hold (NaN) is also what its field's own check says of it: report it once.
@@ -95,6 +96,8 @@ def load_pipeline(
     if reader.problems or pipeline is None:
         count = len(reader.problems)
         raise PipelineInvalid(f"the pipeline has {count} problem{'s' if count != 1 else ''}", reader.problems)
+    if pipeline.enabled and gaps.warnings(pipeline, endpoints, variables):
+        return replace(pipeline, enabled=False)
     return pipeline
 
 
@@ -105,15 +108,8 @@ def _join(*parts: str) -> str:
 class _Reader:
     """Reads a document into the model, collecting problems instead of raising."""
 
-    def __init__(
-        self,
-        targets: TargetLookup | None,
-        endpoints: EndpointLookup | None = None,
-        variables: VariableLookup | None = None,
-    ) -> None:
+    def __init__(self, targets: TargetLookup | None) -> None:
         self.targets = targets
-        self.endpoints = endpoints
-        self.variables = variables
         self.problems: list[Problem] = []
 
     def problem(self, path: str, message: str) -> None:
@@ -136,20 +132,32 @@ class _Reader:
         return value
 
     def flag(self, value: object, path: str, default: bool) -> bool:
+        """A true-or-false field: a boolean, or text saying one (`'false'`), as Code Stream's exports write it."""
         if value is None:
             return default
-        if not isinstance(value, bool):
+        try:
+            return read_flag(path, value)
+        except ValueError:
             self.problem(path, f"must be true or false, not {value!r}")
             return default
-        return value
 
-    def tags(self, value: object) -> tuple[str, ...]:
+    def tags(self, value: object, path: str = "tags") -> tuple[str, ...]:
         if value is None:
             return ()
         if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
-            self.problem("tags", "must be a list of strings")
+            self.problem(path, "must be a list of strings")
             return ()
         return tuple(value)
+
+    def concurrency(self, value: object) -> int:
+        """A whole number from 1 to 1000 (numeric text too, as exports write it)."""
+        number = value
+        if isinstance(value, str) and value.strip().isdigit():
+            number = int(value.strip())
+        if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 1000:
+            self.problem("concurrency", f"must be a whole number from 1 to 1000, not {value!r}")
+            return 10
+        return number
 
     def unknown_fields(self, value: Mapping[str, Any], allowed: frozenset[str], path: str) -> None:
         for key in sorted(set(value) - allowed - IGNORED):
@@ -184,16 +192,14 @@ class _Reader:
         self.unknown_fields(doc, TOP_LEVEL, "")
         if doc.get("kind", "PIPELINE") != "PIPELINE":
             self.problem("kind", f"must be PIPELINE, not {doc.get('kind')!r}")
-        concurrency = doc.get("concurrency", 10)
-        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or not 1 <= concurrency <= 1000:
-            self.problem("concurrency", f"must be a whole number from 1 to 1000, not {concurrency!r}")
-            concurrency = 10
+        concurrency = self.concurrency(doc.get("concurrency", 10))
         inputs = self.inputs(doc)
         stages = {
             name: stage
             for name, raw in self.mapping(doc.get("stages"), "stages").items()
             if (stage := self.stage(name, raw)) is not None
         }
+        stages = self.rollback_entries(doc.get("rollbacks"), stages)
         name = self.string(doc.get("name"), "name", required=True)
         project = self.string(doc.get("project"), "project", default=default_project) or default_project
         self.label(name, "name", "the pipeline name")
@@ -213,6 +219,8 @@ class _Reader:
             stages=stages,
             tags=self.tags(doc.get("tags")),
             notifications=notifications,
+            workspace=self.mapping(doc.get("workspace"), "workspace"),
+            options=self.tags(doc.get("options"), "options"),
         )
         # Bindings, expressions and links are checked whenever the shape holds together, so that their
         # problems come in the same answer as the others.
@@ -299,22 +307,22 @@ class _Reader:
         task = self.mapping(raw, path)
         self.unknown_fields(task, TASK_FIELDS, path)
         type_name = task.get("type")
+        task_input = self.mapping(task.get("input"), _join(path, "input"))
+        # A type Rollway reads but does not run keeps its input as written (its pipeline stays disabled).
+        if isinstance(type_name, str) and type_name in UNSUPPORTED_TYPES:
+            return Task(name=name, type=type_name, input=task_input, endpoints=self.endpoint_names(task, path))
         # An unhashable value (a YAML list or mapping) cannot even be looked up.
         if not isinstance(type_name, str) or type_name not in TASK_TYPES:
             self.problem(
                 _join(path, "type"), f"unknown task type {type_name!r} (expected one of: {', '.join(TASK_TYPES)})"
             )
             type_name = None
-        task_input = self.mapping(task.get("input"), _join(path, "input"))
         if type_name is not None:
             for problem in check_task_input(str(type_name), task_input) + check_written_input(
                 str(type_name), task_input
             ):
                 self.problem(_join(path, "input", problem.path), problem.message)
-        endpoints = self.mapping(task.get("endpoints"), _join(path, "endpoints"))
-        for key, value in endpoints.items():
-            if not isinstance(value, str) or not value.strip():
-                self.problem(_join(path, "endpoints", key), "must be the name of an endpoint")
+        endpoints = self.endpoint_names(task, path)
         if type_name is not None:
             for role in sorted(TASK_TYPES[str(type_name)].endpoint_roles - set(endpoints)):
                 self.problem(_join(path, "endpoints", role), f"a {type_name} task needs its {role} endpoint")
@@ -329,6 +337,62 @@ class _Reader:
             ignore_failure=self.flag(task.get("ignoreFailure"), _join(path, "ignoreFailure"), False),
             rollback=self.rollback(task.get("rollback"), _join(path, "rollback")),
         )
+
+    def endpoint_names(self, task: Mapping[str, Any], path: str) -> Mapping[str, Any]:
+        endpoints = self.mapping(task.get("endpoints"), _join(path, "endpoints"))
+        for key, value in endpoints.items():
+            if not isinstance(value, str) or not value.strip():
+                self.problem(_join(path, "endpoints", key), "must be the name of an endpoint")
+        return endpoints
+
+    def rollback_entries(self, raw: object, stages: dict[str, Stage]) -> dict[str, Stage]:
+        """Code Stream's top-level `rollbacks: [{name, stage, task?, inputs}]`, put on the stages and tasks they name.
+
+        A stage or task that has a `rollback` of its own, or that two entries name, is a problem: which link wins
+        would be a guess.
+        """
+        if raw is None:
+            return stages
+        if not isinstance(raw, list):
+            self.problem("rollbacks", "must be a list of {name, stage, task, inputs}")
+            return stages
+        for index, entry in enumerate(raw):
+            path = f"rollbacks[{index}]"
+            fields = self.mapping(entry, path)
+            self.unknown_fields(fields, ROLLBACK_ENTRY_FIELDS, path)
+            link = RollbackLink(
+                pipeline=self.string(fields.get("name"), _join(path, "name"), required=True),
+                input=self.mapping(fields.get("inputs"), _join(path, "inputs")),
+            )
+            stage_name = self.string(fields.get("stage"), _join(path, "stage"), required=True)
+            task_name = self.string(fields.get("task"), _join(path, "task"))
+            placed = self.place_link(stages, stage_name, task_name, link, path)
+            if placed is not None:
+                stages[stage_name] = placed
+        return stages
+
+    def place_link(
+        self, stages: Mapping[str, Stage], stage_name: str, task_name: str, link: RollbackLink, path: str
+    ) -> Stage | None:
+        """The stage with the link on it (or on its task), or None after reporting why it cannot take it."""
+        stage = stages.get(stage_name)
+        if stage is None:
+            if stage_name:
+                self.problem(_join(path, "stage"), f"names stage '{stage_name}', which is not in 'stages'")
+            return None
+        if not task_name:
+            if stage.rollback is not None:
+                self.problem(path, f"stage '{stage_name}' already has a rollback ({stage.rollback.pipeline})")
+                return None
+            return replace(stage, rollback=link)
+        task = stage.tasks.get(task_name)
+        if task is None:
+            self.problem(_join(path, "task"), f"names task '{task_name}', which is not in stage '{stage_name}'")
+            return None
+        if task.rollback is not None:
+            self.problem(path, f"task '{stage_name}.{task_name}' already has a rollback ({task.rollback.pipeline})")
+            return None
+        return replace(stage, tasks={**stage.tasks, task_name: replace(task, rollback=link)})
 
     def rollback(self, raw: object, path: str) -> RollbackLink | None:
         if raw is None:
@@ -365,19 +429,13 @@ class _Checker:
         self.notifications()
 
     def notifications(self) -> None:
-        """Bindings in notifications see what the execution has (any task's output) and the event's own names;
-        an email naming its endpoint must name one of the project's."""
+        """Bindings in notifications see what the execution has (any task's output) and the event's own names."""
         for where, text in self.pipeline.notifications.bound_texts():
-            if "${" in BINDING.sub("", text):
+            if unterminated(text):
                 self.problem(where, f"has an unterminated binding in {text!r}")
             for reference in BINDING.findall(text):
                 if reference.strip() not in NOTICE_NAMES:
                     self.reference(reference, where, lambda _key: True)
-        lookup, project = self.reader.endpoints, self.pipeline.project
-        for position, mail in enumerate(self.pipeline.notifications.emails):
-            if mail.endpoint and lookup is not None and not lookup(project, mail.endpoint):
-                where = f"notifications.email[{position}].endpoint"
-                self.problem(where, f"endpoint '{mail.endpoint}' does not exist in project '{project}'")
 
     def _up_to_stage(self, stage_name: str) -> Callable[[TaskKey], bool]:
         """A stage's rollback may read outputs of tasks in that stage and in the stages before it."""
@@ -386,8 +444,9 @@ class _Checker:
 
     def task(self, stage: Stage, task: Task) -> None:
         path = _join("stages", stage.name, "tasks", task.name)
-        self.endpoints(task, path)
         key = (stage.name, task.name)
+        if task.type in UNSUPPORTED_TYPES:
+            return  # never run: its input is kept as written
         spec = TASK_TYPES[task.type]
         expression_paths = spec.expressions(task.input)
         plain = {name: value for name, value in task.input.items() if name not in spec.expression_fields}
@@ -400,15 +459,6 @@ class _Checker:
             self.link(task.rollback, _join(path, "rollback"), lambda other: not self.pipeline.runs_before(key, other))
         if task.type == PIPELINE and task.input.get("pipeline") == self.pipeline.name:
             self.problem(_join(path, "input", "pipeline"), "a pipeline cannot run itself as a nested pipeline")
-
-    def endpoints(self, task: Task, path: str) -> None:
-        lookup = self.reader.endpoints
-        if lookup is None:
-            return
-        project = self.pipeline.project
-        for role, name in task.endpoints.items():
-            if not lookup(project, name):
-                self.problem(_join(path, "endpoints", role), f"endpoint '{name}' does not exist in project '{project}'")
 
     def expression(self, text: str, path: str, key: TaskKey, local_names: frozenset[str]) -> None:
         try:
@@ -426,7 +476,7 @@ class _Checker:
     def values(self, value: object, path: str, visible: Callable[[TaskKey], bool]) -> None:
         """Check the bindings in a value, each reported at the path of the string that holds it."""
         for where, text in _strings(value, path):
-            if "${" in BINDING.sub("", text):
+            if unterminated(text):
                 self.problem(where, f"has an unterminated binding in {text!r}")
             for reference in BINDING.findall(text):
                 self.reference(reference, where, visible)
@@ -444,11 +494,6 @@ class _Checker:
     def reference_problem(self, ref: Ref, visible: Callable[[TaskKey], bool]) -> str | None:
         if ref.kind is RefKind.INPUT and ref.name not in self.pipeline.input:
             return f"the pipeline has no input named '{ref.name}'"
-        if ref.kind is RefKind.VAR:
-            lookup, project = self.reader.variables, self.pipeline.project
-            if lookup is None or lookup(project, ref.name):
-                return None
-            return f"there is no project variable named '{ref.name}' in project '{project}'"
         if ref.kind is not RefKind.OUTPUT:
             return None
         stage = self.pipeline.stages.get(ref.stage)
@@ -458,6 +503,9 @@ class _Checker:
             return f"stage '{ref.stage}' has no task named '{ref.task}'"
         if not visible(ref.task_key):
             return f"task '{ref.stage}.{ref.task}' has not run yet at this point"
+        task = stage.tasks[ref.task]
+        if ref.part == "input" and ref.path[0] not in task.input:
+            return f"task '{ref.stage}.{ref.task}' has no input named '{ref.path[0]}'"
         return None
 
     def link(self, link: RollbackLink, path: str, visible: Callable[[TaskKey], bool]) -> None:
@@ -486,7 +534,7 @@ def _well_formed(pipeline: Pipeline) -> bool:
     """Whether every stage and task is in the run order exactly once, and every task has a known type."""
     return sorted(pipeline.stage_order) == sorted(pipeline.stages) and all(
         sorted(name for group in stage.groups for name in group) == sorted(stage.tasks)
-        and all(task.type in TASK_TYPES for task in stage.tasks.values())
+        and all(task.type in TASK_TYPES or task.type in UNSUPPORTED_TYPES for task in stage.tasks.values())
         for stage in pipeline.stages.values()
     )
 
@@ -523,6 +571,10 @@ def to_document(pipeline: Pipeline) -> dict[str, Any]:
     }
     if pipeline.notifications:
         document["notifications"] = pipeline.notifications.document()
+    if pipeline.workspace:
+        document["workspace"] = dict(pipeline.workspace)
+    if pipeline.options:
+        document["options"] = list(pipeline.options)
     return document
 
 

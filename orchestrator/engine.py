@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator import defaults, expressions, planner, readiness, tasktypes
+from orchestrator import defaults, expressions, gaps, planner, readiness, tasktypes
 from orchestrator.bindings import Scope, resolve
 from orchestrator.control import Control, Nesting
 from orchestrator.errors import PipelineDisabled, Problem, RollbackNotReady, RollwayError
@@ -148,6 +148,9 @@ class Engine(Holds, Control, Nesting, Rollbacks):
         transaction (the webhook delivery that started it): if it raises, the execution is not saved either.
         `requested_by_admin` says the requester is an admin of the project: its tasks never wait for one.
         """
+        unrun = gaps.unsupported(record.pipeline)
+        if unrun:
+            raise PipelineDisabled(f"pipeline '{record.name}' cannot run: {gaps.summary(unrun)}", unrun)
         if not record.pipeline.enabled:
             raise PipelineDisabled(f"pipeline '{record.name}' is disabled; enable it before running it")
         values = bind_input(record.pipeline, given)

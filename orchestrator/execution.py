@@ -194,4 +194,14 @@ class ExecutionState:
             execution_index=execution.index,
             requested_by=execution.requested_by,
             variables={} if variables is None else variables,
+            pipeline_name=self.pipeline.name,
+            status=execution.status.value,
+            statuses={key: run.status.value for key, run in self.runs.items()},
+            task_inputs={key: self.pipeline.task(key).input for key in self.runs if _has_task(self.pipeline, key)},
         )
+
+
+def _has_task(pipeline: Pipeline, key: TaskKey) -> bool:
+    """Whether the pipeline holds a task of that key (a run of a task a newer version dropped has none)."""
+    stage = pipeline.stages.get(key[0])
+    return stage is not None and key[1] in stage.tasks

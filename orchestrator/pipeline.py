@@ -71,6 +71,9 @@ class Pipeline:
     output: Mapping[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
     notifications: Notifications = field(default_factory=Notifications)
+    # Code Stream's CI container host and pipeline options (GIT_TRIGGER, ...): kept and exported, not used yet.
+    workspace: Mapping[str, Any] = field(default_factory=dict)
+    options: tuple[str, ...] = ()
 
     def task(self, key: TaskKey) -> Task:
         return self.stages[key[0]].tasks[key[1]]

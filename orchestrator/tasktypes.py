@@ -349,6 +349,20 @@ def _check_manifests(text: object) -> list[Problem]:
     return problems
 
 
+# Code Stream reads a K8S task's YAML from a Git endpoint's repository when `filepath` names a file in it, with
+# `scmConstants` substituted; its exports write both, empty, on every K8S task.
+GIT_SOURCE_FIELDS = ("filepath", "scmConstants")
+
+
+def _git_source(task_input: Mapping[str, object]) -> list[Problem]:
+    """Empty Git source fields, as exports write them, mean the YAML is inline; a Git source is not read yet."""
+    return [
+        Problem(name, "names a Git source: Rollway does not read YAML from Git repositories yet (give it in 'yaml')")
+        for name in GIT_SOURCE_FIELDS
+        if task_input.get(name) not in (None, "", {})
+    ]
+
+
 def _check_k8s(task_input: Mapping[str, object]) -> list[Problem]:
     action = task_input.get("action")
     if action is None or is_bound(action):
@@ -356,7 +370,7 @@ def _check_k8s(task_input: Mapping[str, object]) -> list[Problem]:
     if not isinstance(action, str) or action.upper() not in K8S_ACTIONS:
         return [Problem("action", f"must be one of {', '.join(K8S_ACTIONS)}, not {action!r}")]
     problems = [problem for name, limit in K8S_LIMITS.items() for problem in _limited(task_input, name, limit)]
-    problems += _flagged(task_input, "continueOnConflict")
+    problems += _flagged(task_input, "continueOnConflict") + _git_source(task_input)
     if action.upper() in K8S_OBJECT_ACTIONS:
         return problems + (
             []
@@ -536,7 +550,9 @@ TASK_TYPES: Mapping[str, TaskType] = {
         TaskType(
             "K8S",
             frozenset({"action"}),
-            frozenset({"yaml", "timeout", "continueOnConflict", "namespace", "deployment", "revision"}),
+            frozenset(
+                {"yaml", "timeout", "continueOnConflict", "namespace", "deployment", "revision", *GIT_SOURCE_FIELDS}
+            ),
             queue=QUEUE_KUBERNETES,
             check=_check_k8s,
             endpoint_roles=frozenset({KUBERNETES_SERVER}),
@@ -593,6 +609,11 @@ TASK_TYPES: Mapping[str, TaskType] = {
         ),
     )
 }
+
+
+# Code Stream task types Rollway reads but does not run: a pipeline holding one saves disabled, with a warning per
+# task, and cannot be enabled or run.
+UNSUPPORTED_TYPES = ("Blueprint", "PowerShell", "vRO", "Jenkins", "Bamboo", "TFS", "Custom")
 
 
 def endpoint_problems(

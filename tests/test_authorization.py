@@ -57,6 +57,7 @@ Route = tuple[str, str]  # (method, url_map rule)
 
 EXPECTED_ACTIONS: dict[Route, Action] = {
     ("POST", "/api/pipelines"): Action.EDIT,
+    ("POST", "/api/pipelines/import"): Action.EDIT,
     ("POST", "/api/pipelines/apply"): Action.EDIT,
     ("GET", "/api/pipelines"): Action.READ,
     ("GET", "/api/pipelines/<pipeline_id>"): Action.READ,
@@ -366,6 +367,13 @@ SAMPLES: dict[Route, Sample] = {
         Kind.CREATE,
         201,
         lambda w, p: Call("/api/pipelines", pipeline_doc(w.unique("New"), p), probe=f"/api/pipelines?project={p}"),
+    ),
+    ("POST", "/api/pipelines/import"): Sample(
+        Kind.CREATE,
+        200,
+        lambda w, p: Call(
+            "/api/pipelines/import", pipeline_doc(w.unique("Imported"), p), probe=f"/api/pipelines?project={p}"
+        ),
     ),
     ("POST", "/api/pipelines/apply"): Sample(
         Kind.CREATE,

@@ -124,10 +124,14 @@ def test_a_k8s_task_must_name_an_endpoint_that_exists(api: ServedApp) -> None:
     unnamed = api.http.post("/api/pipelines", json=k8s_pipeline("No Server", None))
     missing = api.http.post("/api/pipelines", json=k8s_pipeline("Missing Server", "prod-cluster"))
 
-    # Then each is refused at that path
-    assert unnamed.status_code == missing.status_code == 400
+    # Then the one naming none is refused at that path; the one naming a missing one is saved disabled, warned
+    assert unnamed.status_code == 400
     assert unnamed.json()["error"]["details"][0]["path"] == "stages.S.tasks.V.endpoints.kubernetesServer"
-    assert "'prod-cluster' does not exist in project 'demo'" in missing.json()["error"]["details"][0]["message"]
+    assert missing.status_code == 201, missing.text
+    (warning,) = missing.json()["_warnings"]
+    assert warning["path"] == "stages.S.tasks.V.endpoints.kubernetesServer"
+    assert "'prod-cluster' does not exist in project 'demo'" in warning["message"]
+    assert missing.json()["enabled"] is False
 
     # When the endpoint exists, Then the pipeline is created, and the endpoint cannot be deleted while in use
     server = api.create_at("/api/endpoints", endpoint("prod-cluster"))

@@ -400,11 +400,11 @@ def test_bad_notifications_are_refused_when_the_pipeline_is_saved_one_detail_per
     # When it is saved
     answer = api.http.post("/api/pipelines", json=document)
 
-    # Then it is refused with each problem at its path
+    # Then it is refused with each problem at its path (the mail's endpoint, which does not exist yet, would only
+    # keep it disabled with a warning: see test_codestream_import.py)
     assert answer.status_code == 400, answer.text
     paths = sorted(item["path"] for item in answer.json()["error"]["details"])
     assert paths == [
-        "notifications.email[0].endpoint",
         "notifications.email[0].to",
         "notifications.webhook[0].action",
         "notifications.webhook[0].event",

@@ -213,13 +213,15 @@ def test_a_pipeline_may_only_name_variables_its_project_has(api: ServedApp) -> N
     good = api.http.post("/api/pipelines", json=rest_pipeline("Good", "shop", "https://x/${var.region}"))
     elsewhere = api.http.post("/api/pipelines", json=rest_pipeline("Other", "ops", "https://x/${var.region}"))
     missing = api.http.post("/api/pipelines", json=rest_pipeline("Missing", "shop", "https://x/${var.zone}"))
-    # Then only shop's is saved; the others are 400 naming the binding at its path
+    # Then only shop's may run; the others are saved disabled with a warning naming the variable at its path
     assert good.status_code == 201, good.text
+    assert good.json()["_warnings"] == []
     for answer, name in ((elsewhere, "region"), (missing, "zone")):
-        assert answer.status_code == 400, answer.text
-        (detail,) = answer.json()["error"]["details"]
-        assert detail["path"] == "stages.Dev.tasks.Call.input.url"
-        assert f"there is no project variable named '{name}'" in detail["message"]
+        assert answer.status_code == 201, answer.text
+        (warning,) = answer.json()["_warnings"]
+        assert warning["path"] == "stages.Dev.tasks.Call.input.url"
+        assert f"project variable '{name}' does not exist" in warning["message"]
+        assert answer.json()["enabled"] is False
 
 
 # -- a real run

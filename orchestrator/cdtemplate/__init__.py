@@ -30,7 +30,8 @@ from orchestrator.cdtemplate.request import (
 )
 from orchestrator.cdtemplate.secrets import SecretValue, as_variables, extract
 from orchestrator.cdtemplate.tasks import ModelPlan, Release
-from orchestrator.document import EndpointLookup, RollbackTarget, VariableLookup, load_pipeline
+from orchestrator.document import RollbackTarget, load_pipeline
+from orchestrator.gaps import EndpointLookup, VariableLookup
 from orchestrator.pipeline import Pipeline
 
 Doc = dict[str, Any]
