@@ -13,6 +13,7 @@ from api import (
     endpoints,
     executions,
     health,
+    monitoring,
     pipelines,
     templates,
     tokens,
@@ -69,6 +70,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     api.register_blueprint(variables.blueprint)
     api.register_blueprint(useroperations.blueprint)
     api.register_blueprint(audit.blueprint)
+    api.register_blueprint(monitoring.blueprint)
     app.register_blueprint(api)
     app.register_blueprint(health.blueprint)
     pages.register(app, settings)
