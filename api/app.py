@@ -13,6 +13,7 @@ from api import (
     endpoints,
     executions,
     health,
+    metrics,
     monitoring,
     pipelines,
     templates,
@@ -73,6 +74,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     api.register_blueprint(monitoring.blueprint)
     app.register_blueprint(api)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(metrics.blueprint)
     pages.register(app, settings)
     register_error_handlers(app)
     return app
