@@ -8,6 +8,7 @@ from celery import Celery
 from flask import Blueprint, Flask
 
 from api import (
+    accesslog,
     audit,
     auth,
     endpoints,
@@ -59,6 +60,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     if settings.api_token is None:
         log.warning("ROLLWAY_API_TOKEN is not set: the API accepts every request without a token")
 
+    accesslog.install(app)
     app.before_request(auth.check_token)
     app.after_request(audit.record)
     api = Blueprint("api", __name__, url_prefix="/api")

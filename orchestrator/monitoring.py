@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Connection, func, or_, select
 
 from orchestrator.execution import ROLLS_BACK
+from orchestrator.outbox import run_label
 from orchestrator.queues import QUEUE_DEFAULT, QUEUE_ROLLBACK
 from orchestrator.schema import executions, task_runs
 from orchestrator.status import RunStatus
@@ -33,11 +34,6 @@ def queue_of(task_type: str, rollback: bool) -> str:
         return QUEUE_ROLLBACK
     spec = TASK_TYPES.get(task_type)
     return spec.queue if spec is not None else QUEUE_DEFAULT
-
-
-def label(pipeline: str, index: int, stage: str, task: str) -> str:
-    """A task run as people name it: `RollingUpgrade-Example #12 / Development / Verify Deployment`."""
-    return f"{pipeline} #{index} / {stage} / {task}"
 
 
 @dataclass(frozen=True)
@@ -57,7 +53,7 @@ class ActiveRun:
 
     @property
     def label(self) -> str:
-        return label(self.pipeline, self.index, self.stage, self.task)
+        return run_label(self.pipeline, self.index, self.stage, self.task)
 
 
 def active_runs(conn: Connection, task_run_ids: Iterable[str]) -> dict[str, ActiveRun]:

@@ -34,12 +34,21 @@ class CeleryDispatcher:
             args=(item.task_run_id, item.attempt),
             queue=queue_for(item.type, item.rollback),
             countdown=item.countdown or None,
+            # What Flower and the worker's log lines call it: `rollway.run_task[Release #3 / Deploy / Apply]`.
+            shadow=shadow_name(item.label),
             retry=True,
             retry_policy=PUBLISH_RETRY,
         )
 
     def notify(self, notice_id: str) -> None:
         self.app.send_task(TASK_NOTIFY, args=(notice_id,), queue=QUEUE_NOTIFY, retry=True, retry_policy=PUBLISH_RETRY)
+
+
+def shadow_name(label: str) -> str | None:
+    """The name a run's message shows instead of `rollway.run_task`, or None (the plain name) without a label.
+    Control characters of stage or task names become `?`: the name is printed in log lines."""
+    printable = "".join(char if char.isprintable() else "?" for char in label)
+    return f"{TASK_RUN}[{printable}]" if label else None
 
 
 class InlineDispatcher:
