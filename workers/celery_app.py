@@ -100,6 +100,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": QUEUE_DEFAULT,
         "task_queues": [Queue(name) for name in QUEUES],
         "task_routes": {TASK_SWEEP: {"queue": QUEUE_ORCHESTRATOR}},
+        # Task events for Flower (`rollway flower`): workers send them (as `celery worker -E` would), and so does
+        # whoever sends a task, so a message no worker has taken yet is listed too.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_ignore_result": True,
