@@ -97,11 +97,19 @@ def flower_tasks(flower: httpx.Client) -> list[Doc]:
 def flower_task(flower: httpx.Client, name: str, *states: str) -> Doc:
     """The one task Flower lists under `name`, once it is in one of `states`."""
 
+    seen: list[list[Doc]] = []
+
     def found() -> Doc | None:
-        matching = [task for task in flower_tasks(flower) if task["name"] == name]
+        listed = flower_tasks(flower)
+        seen[:] = [listed]
+        matching = [task for task in listed if task["name"] == name]
         return matching[0] if len(matching) == 1 and matching[0]["state"] in states else None
 
-    return wait_until(found, timeout=60, interval=0.2, what=f"Flower to list {name} as {states}")
+    try:
+        return wait_until(found, timeout=60, interval=0.2, what=f"Flower to list {name} as {states}")
+    except AssertionError as error:
+        brief = [(task["name"], task["state"], task["uuid"]) for task in seen[0]] if seen else []
+        raise AssertionError(f"{error}; Flower listed {brief}") from None
 
 
 def pipeline(api: ServedApp, web: HTTPServer, name: str, path: str, method: str = "get", **task: Any) -> Doc:
@@ -206,21 +214,31 @@ def test_a_waiting_task_revoked_from_flower_is_sent_again_and_completes(
     first = started(api.http, release)
     assert held.asked.wait(timeout=60)
     second = started(api.http, release)
+    name = f"{RUN_TASK}[Release #2 / Deliver / Call]"
     waiting = wait_until(
-        lambda: [t for t in flower_tasks(flower) if t["state"] == "PENDING" and t["name"] == RUN_TASK],
-        what="Flower to see the waiting message",
+        lambda: [task["uuid"] for task in flower_tasks(flower) if task["name"] == name and task["state"] == "PENDING"],
+        what="Flower to list the waiting message",
     )
 
-    # When the waiting message is revoked from Flower, and the busy worker is then let go
-    [message] = waiting
-    revoked = flower.post(f"/api/task/revoke/{message['uuid']}")
-    assert revoked.status_code == 200, revoked.text
+    # When every message Flower lists for it is revoked (the sweep may have sent it again meanwhile: a run not
+    # claimed within a lease is sent again), and the busy worker is then let go
+    for uuid in waiting:
+        revoked = flower.post(f"/api/task/revoke/{uuid}")
+        assert revoked.status_code == 200, revoked.text
     held.release.set()
 
-    # Then both releases complete: the revoked message was dropped, and the sweep sent the run again
+    # Then both releases complete: the revoked messages were dropped, and the sweep sent the run again
     assert [ended(api, first)["status"], ended(api, second)["status"]] == ["COMPLETED", "COMPLETED"]
     assert held.count == 2
-    flower_task(flower, f"{RUN_TASK}[Release #2 / Deliver / Call]", "SUCCESS")
+    states = wait_until(
+        lambda: (
+            (found := {task["uuid"]: task["state"] for task in flower_tasks(flower) if task["name"] == name})
+            and "SUCCESS" in found.values()
+            and found
+        ),
+        what="Flower to see the run sent again succeed",
+    )
+    assert all(states.get(uuid) == "REVOKED" for uuid in waiting), states
 
 
 def test_rollway_flower_without_flower_installed_says_so_in_one_line(tmp_path: Path) -> None:

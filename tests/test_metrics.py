@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_httpserver import HTTPServer
 
+from orchestrator.metrics import histogram
 from orchestrator.settings import Settings
 
 from rollway_testing import SECRET_KEY, TOKEN, wait_until
@@ -168,3 +169,13 @@ def test_metrics_need_a_token_and_show_a_project_token_only_its_own_pipelines(
     assert not any(dict(labels).get("project") == "shop" for _, labels in theirs)
     assert value(theirs, "rollway_queue_depth", queue="http") == 1
     assert ("rollway_workers", frozenset()) in theirs
+
+
+def test_histogram_buckets_are_cumulative_with_an_infinite_last_bucket() -> None:
+    # Given task runs of 0.05 s, 0.5 s, 0.7 s and 2 hours
+    # When they are bucketed over 0.1 s, 1 s and 60 s
+    found = histogram([0.5, 7200.0, 0.05, 0.7], (0.1, 1.0, 60.0))
+
+    # Then each bucket counts what is at most its bound, +Inf counts all, and the sum is what was observed
+    assert found.buckets == ((0.1, 1), (1.0, 3), (60.0, 3), (float("inf"), 4))
+    assert (found.count, found.total) == (4, 7201.25)

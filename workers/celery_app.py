@@ -18,7 +18,7 @@ from orchestrator.sweep import Sweeper
 from workers.broker import broker_transport
 from workers.constants import QUEUE_DEFAULT, QUEUE_ORCHESTRATOR, QUEUES, TASK_SWEEP
 from workers.dbretry import with_retry
-from workers.dispatcher import CeleryDispatcher
+from workers.dispatcher import CeleryDispatcher, NamedMessages
 from workers.executors import build_executors
 from workers.heartbeat import Heartbeat
 from workers.http import HttpClient
@@ -133,7 +133,7 @@ def make_celery(settings: Settings) -> Celery:
     """A Celery app with Rollway's queues and tasks registered, each working through one process context."""
     from workers.tasks import register_tasks
 
-    app = Celery("rollway", set_as_current=False)
+    app = Celery("rollway", set_as_current=False, amqp=NamedMessages)
     app.conf.update(celery_config(settings))
     context = Context(settings, app)
     register_tasks(app, context)
