@@ -100,8 +100,9 @@ def _of_rollback() -> ColumnElement[bool]:
 
 def held(conn: Connection, at: datetime) -> dict[str, int]:
     """Queued runs due after `at`, by queue: POLL intervals, VERIFY backoffs and METRIC waits. Each one is either
-    still in the database (a wait longer than a sweep) or a Celery countdown message a worker holds until it is
-    due; Rollway sends no other countdown or ETA messages, so this counts both kinds of wait, each once."""
+    still in the database (a wait longer than a sweep) or a Celery countdown message, which a worker holds until it
+    is due; Rollway sends no other countdown or ETA messages, so this counts both kinds of wait without asking the
+    workers. (A countdown message no worker has taken yet is also in its queue's broker depth.)"""
     query = (
         select(task_runs.c.type, _of_rollback().label("rollback"), func.count())
         .join(executions, executions.c.id == task_runs.c.execution_id)
