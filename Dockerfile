@@ -6,7 +6,7 @@ COPY workers workers
 COPY api api
 COPY kubesim kubesim
 COPY bench bench
-RUN pip install --no-cache-dir . && useradd --create-home rollway
+RUN pip install --no-cache-dir ".[flower]" && useradd --create-home rollway
 USER rollway
 EXPOSE 8080
 # No secret is baked in: on 0.0.0.0 `rollway serve` refuses to start until ROLLWAY_API_TOKEN is given at run time

@@ -8,11 +8,14 @@ from celery import Celery
 from flask import Blueprint, Flask
 
 from api import (
+    accesslog,
     audit,
     auth,
     endpoints,
     executions,
     health,
+    metrics,
+    monitoring,
     pipelines,
     templates,
     tokens,
@@ -57,6 +60,7 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     if settings.api_token is None:
         log.warning("ROLLWAY_API_TOKEN is not set: the API accepts every request without a token")
 
+    accesslog.install(app)
     app.before_request(auth.check_token)
     app.after_request(audit.record)
     api = Blueprint("api", __name__, url_prefix="/api")
@@ -69,8 +73,10 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     api.register_blueprint(variables.blueprint)
     api.register_blueprint(useroperations.blueprint)
     api.register_blueprint(audit.blueprint)
+    api.register_blueprint(monitoring.blueprint)
     app.register_blueprint(api)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(metrics.blueprint)
     pages.register(app, settings)
     register_error_handlers(app)
     return app

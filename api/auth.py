@@ -107,6 +107,17 @@ def check_token() -> None:
         raise Forbidden(f"the {principal.role.value} role may not {rule.value} here")
 
 
+def require(action: Action) -> Principal:
+    """For a route outside /api that still needs a token (`/metrics`): who asks, if its role may take `action`.
+
+    The same rule as the API's: with no ROLLWAY_API_TOKEN set and no token given it is open, like the API.
+    """
+    g.principal = found = _authenticate()
+    if not allows(found.role, action):
+        raise Forbidden(f"the {found.role.value} role may not {action.value} here")
+    return found
+
+
 def principal() -> Principal:
     """Who is making the current request."""
     found = g.get("principal")

@@ -156,6 +156,15 @@ def beat(loglevel: str) -> None:
     make_celery(settings).Beat(loglevel=loglevel).run()
 
 
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def flower(ctx: click.Context) -> None:
+    """Run Flower on Rollway's broker and ROLLWAY_REDIS_PREFIX; other options go to Flower (e.g. --port=5555)."""
+    from workers.flower import run_flower
+
+    sys.exit(run_flower(Settings.from_env(), ctx.args))
+
+
 @cli.group()
 def db() -> None:
     """The database schema: serve and worker start only on the revision this Rollway needs."""

@@ -86,10 +86,7 @@ class Control(Steps):
             return
         stamp = now()
         held = tx.resend_queued(execution.id, stamp + timedelta(seconds=self.horizon), stamp)
-        effects.dispatch += [
-            Dispatch(run.id, run.attempt, run.type, execution.rollback, seconds_until(run.dispatch_after, stamp))
-            for run in held
-        ]
+        effects.dispatch += [Dispatch.of(run, execution, seconds_until(run.dispatch_after, stamp)) for run in held]
         self._advance(tx, tx.state(execution.id), effects)
         for child_id in tx.nested_in(execution.id):
             child = tx.execution(child_id, lock=True)

@@ -235,7 +235,7 @@ class Engine(Holds, Control, Nesting, Rollbacks):
             schedule = replace(schedule, sent=None)
         again = tx.requeue_task_run(run, state, message, schedule, actor=actor, lost=lost)
         if again is not None and schedule.sent is not None:
-            effects.dispatch.append(Dispatch(again.id, again.attempt, again.type, execution.rollback, countdown))
+            effects.dispatch.append(Dispatch.of(again, execution, countdown))
 
     def _lost(self, tx: Transaction, run: TaskRun, lost: Lost, actor: str, effects: Effects) -> None:
         losses = int(run.state.get(LOSSES_KEY) or 0) + 1
@@ -284,7 +284,7 @@ class Engine(Holds, Control, Nesting, Rollbacks):
             return
         recorded = left
         queued = tx.queue_task_runs(execution.id, recorded, Schedule.plan(now(), 0.0, self.horizon), sealed=sealed)
-        effects.dispatch += [Dispatch(run.id, run.attempt, run.type, execution.rollback) for run in queued]
+        effects.dispatch += [Dispatch.of(run, execution) for run in queued]
         if step.done:
             # An output naming a skipped task reads as empty rather than failing a finished run.
             output = resolve(dict(state.pipeline.output), replace(scope, lenient=True).lookup)

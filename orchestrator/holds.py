@@ -126,7 +126,7 @@ class Holds(Steps):
             else:
                 schedule = Schedule.plan(now(), 0.0, self.horizon)
                 if (run := tx.release_task_run(answered.task_run_id, verdict, schedule, actor)) is not None:
-                    effects.dispatch.append(Dispatch(run.id, run.attempt, run.type, execution.rollback))
+                    effects.dispatch.append(Dispatch.of(run, execution))
         self._follow_up(effects)
         return answered
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from orchestrator.execution import Execution, TaskRun
+
 
 @dataclass(frozen=True)
 class Dispatch:
     """One message to send: run attempt `attempt` of a task run, `countdown` seconds from now.
 
-    `rollback` runs belong to rollback executions, which go ahead of release traffic.
+    `rollback` runs belong to rollback executions, which go ahead of release traffic. `label` names the run as
+    people do (`run_label`): the dispatcher shows it to Flower and in worker logs, nothing acts on it.
     """
 
     task_run_id: str
@@ -25,6 +28,18 @@ class Dispatch:
     type: str
     rollback: bool
     countdown: float = 0.0
+    label: str = ""
+
+    @classmethod
+    def of(cls, run: TaskRun, execution: Execution, countdown: float = 0.0) -> Dispatch:
+        """The message that runs `run`'s current attempt."""
+        label = run_label(execution.pipeline_name, execution.index, run.stage, run.name)
+        return cls(run.id, run.attempt, run.type, execution.rollback, countdown, label)
+
+
+def run_label(pipeline: str, index: int, stage: str, task: str) -> str:
+    """A task run as people name it: `RollingUpgrade-Example #12 / Development / Verify Deployment`."""
+    return f"{pipeline} #{index} / {stage} / {task}"
 
 
 @dataclass(frozen=True)

@@ -109,10 +109,10 @@ class Sweeper:
         horizon = stamp + timedelta(seconds=self.engine.horizon)
         with self.store.transaction() as tx:
             due = tx.due_to_send(horizon, stamp - self.lease, self.batch)
-            tx.mark_sent([(run.id, run.attempt) for run, _ in due], stamp)
+            tx.mark_sent([(run.id, run.attempt) for run, _, _ in due], stamp)
         items = [
-            Dispatch(run.id, run.attempt, run.type, rollback, countdown(run.dispatch_after, stamp))
-            for run, rollback in due
+            Dispatch(run.id, run.attempt, run.type, rollback, countdown(run.dispatch_after, stamp), label)
+            for run, rollback, label in due
         ]
         return self.engine.relay(items)
 

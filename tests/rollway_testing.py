@@ -115,6 +115,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         env["ROLLWAY_API_TOKEN"] = settings.api_token
     if settings.secret_key:
         env["ROLLWAY_SECRET_KEY"] = settings.secret_key
+    if settings.redis_prefix:
+        env["ROLLWAY_REDIS_PREFIX"] = settings.redis_prefix
     env.update(ROLLWAY_LEASE_SECONDS=str(settings.lease_seconds), ROLLWAY_SWEEP_SECONDS=str(settings.sweep_seconds))
     return env
 

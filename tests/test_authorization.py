@@ -98,6 +98,8 @@ EXPECTED_ACTIONS: dict[Route, Action] = {
     ("GET", "/api/user-operations"): Action.READ,
     ("GET", "/api/user-operations/<operation_id>"): Action.READ,
     ("POST", "/api/user-operations/<operation_id>"): Action.RUN,
+    ("GET", "/api/monitoring/queues"): Action.READ,
+    ("GET", "/api/monitoring/workers"): Action.READ,
 }
 
 # Routes that take no bearer token (they authenticate their requests themselves), marked `@public`.
@@ -477,6 +479,10 @@ SAMPLES: dict[Route, Sample] = {
     ("POST", "/api/user-operations/<operation_id>"): Sample(
         Kind.OBJECT, 200, lambda w, p: _user_operation(w, p, {"action": "reject", "comments": "no"}), admin_only=True
     ),
+    # Queue depths and workers are global; the tasks a worker runs are kept to the caller's projects
+    # (tests/test_monitoring.py).
+    ("GET", "/api/monitoring/queues"): Sample(Kind.GLOBAL, 200, lambda w, p: Call("/api/monitoring/queues")),
+    ("GET", "/api/monitoring/workers"): Sample(Kind.GLOBAL, 200, lambda w, p: Call("/api/monitoring/workers")),
 }
 
 

@@ -18,7 +18,7 @@ from orchestrator.sweep import Sweeper
 from workers.broker import broker_transport
 from workers.constants import QUEUE_DEFAULT, QUEUE_ORCHESTRATOR, QUEUES, TASK_SWEEP
 from workers.dbretry import with_retry
-from workers.dispatcher import CeleryDispatcher
+from workers.dispatcher import CeleryDispatcher, NamedMessages
 from workers.executors import build_executors
 from workers.heartbeat import Heartbeat
 from workers.http import HttpClient
@@ -100,6 +100,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": QUEUE_DEFAULT,
         "task_queues": [Queue(name) for name in QUEUES],
         "task_routes": {TASK_SWEEP: {"queue": QUEUE_ORCHESTRATOR}},
+        # Task events for Flower (`rollway flower`): workers send them (as `celery worker -E` would), and so does
+        # whoever sends a task, so a message no worker has taken yet is listed too.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_ignore_result": True,
@@ -129,7 +133,7 @@ def make_celery(settings: Settings) -> Celery:
     """A Celery app with Rollway's queues and tasks registered, each working through one process context."""
     from workers.tasks import register_tasks
 
-    app = Celery("rollway", set_as_current=False)
+    app = Celery("rollway", set_as_current=False, amqp=NamedMessages)
     app.conf.update(celery_config(settings))
     context = Context(settings, app)
     register_tasks(app, context)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from celery import Celery
+from celery.app.amqp import AMQP
 
 from orchestrator.outbox import Dispatch
 from workers.constants import QUEUE_NOTIFY, TASK_NOTIFY, TASK_RUN, queue_for
@@ -34,12 +36,37 @@ class CeleryDispatcher:
             args=(item.task_run_id, item.attempt),
             queue=queue_for(item.type, item.rollback),
             countdown=item.countdown or None,
+            # What Flower and the worker's log lines call it: `rollway.run_task[Release #3 / Deploy / Apply]`.
+            shadow=shadow_name(item.label),
             retry=True,
             retry_policy=PUBLISH_RETRY,
         )
 
     def notify(self, notice_id: str) -> None:
         self.app.send_task(TASK_NOTIFY, args=(notice_id,), queue=QUEUE_NOTIFY, retry=True, retry_policy=PUBLISH_RETRY)
+
+
+def shadow_name(label: str) -> str | None:
+    """The name a run's message shows instead of `rollway.run_task`, or None (the plain name) without a label.
+    Control characters of stage or task names become `?`: the name is printed in log lines."""
+    printable = "".join(char if char.isprintable() else "?" for char in label)
+    return f"{TASK_RUN}[{printable}]" if label else None
+
+
+class NamedMessages(AMQP):
+    """Celery's message factory, except that a message's `task-sent` event carries its shadow name too.
+
+    Celery names a task in the sender's event by its registered name, and in the worker's events by its shadow
+    name. Flower keeps the fields of whichever event it takes last, and the sender's may well come after the
+    worker's: without this, a run could show in Flower as a bare `rollway.run_task`.
+    """
+
+    def as_task_v2(self, task_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        message = super().as_task_v2(task_id, name, *args, **kwargs)
+        shadow = message.headers.get("shadow")  # Celery passes it positionally; the headers hold it either way
+        if shadow and message.sent_event is not None:
+            message.sent_event["name"] = shadow
+        return message
 
 
 class InlineDispatcher:

@@ -19,11 +19,12 @@ from collections.abc import Mapping
 from orchestrator.engine import Engine
 from orchestrator.errors import DatabaseUnavailable, RollwayError
 from orchestrator.execution import TaskRun
+from orchestrator.outbox import run_label
 from orchestrator.outcome import Failed, Outcome, Succeeded, Waiting
 from orchestrator.redaction import NO_SECRETS, Secrets, redact, redact_message
 from orchestrator.sealing import RunInput, unseal
 from orchestrator.store import Store
-from workers import logredaction
+from workers import logredaction, tasklog
 from workers.dbretry import with_retry
 from workers.executors.base import Executor, TaskCall
 from workers.heartbeat import Heartbeat
@@ -48,6 +49,7 @@ class TaskRunner:
         self.heartbeat = heartbeat
         self.worker = worker
         logredaction.install()
+        tasklog.install()
 
     def run(self, task_run_id: str, attempt: int, worker: str | None = None) -> None:
         """Run one attempt of a task run, if it is there to take for that attempt."""
@@ -61,10 +63,20 @@ class TaskRunner:
             log.info("task run %s attempt %s not run: %s", task_run_id, attempt, reason)
             return
         given = self._given(run)
-        with logredaction.secrets_of_this_task(given.secrets if isinstance(given, RunInput) else NO_SECRETS):
+        with (
+            tasklog.naming(self._label(run)),
+            logredaction.secrets_of_this_task(given.secrets if isinstance(given, RunInput) else NO_SECRETS),
+        ):
+            log.info("task run %s attempt %s: running its %s task", run.id, run.attempt, run.type)
             with self.heartbeat.hold(run, holder):
                 outcome = given if isinstance(given, Failed) else conceal(self._execute(run, given), given.secrets)
             with_retry(lambda: self.engine.task_finished(run, outcome, holder), "record the outcome")
+            log.info("task run %s attempt %s: %s", run.id, run.attempt, type(outcome).__name__.lower())
+
+    def _label(self, run: TaskRun) -> str:
+        """The run as the log names it: pipeline #index / stage / task."""
+        execution = with_retry(lambda: self.store.get_execution(run.execution_id), "read the execution")
+        return run_label(execution.pipeline_name, execution.index, run.stage, run.name)
 
     def _given(self, run: TaskRun) -> RunInput | Failed:
         """What the run is run with (its sealed input opened), or why it cannot run."""

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 
 from orchestrator.execution import Relation, TaskRun
+from orchestrator.outbox import run_label
 from orchestrator.schema import executions, task_runs
 from orchestrator.status import ExecutionStatus
 from orchestrator.tasktypes import PIPELINE
@@ -28,11 +29,16 @@ class SweepQueries(TransactionBase):
         query = select(task_runs).where(task_runs.c.status == _R.RUNNING, expired)
         return [task_run_from_row(row) for row in self.conn.execute(query.limit(limit))]
 
-    def due_to_send(self, horizon: datetime, resend_before: datetime, limit: int) -> list[tuple[TaskRun, bool]]:
+    def due_to_send(self, horizon: datetime, resend_before: datetime, limit: int) -> list[tuple[TaskRun, bool, str]]:
         """Queued runs of running executions to send: never sent and due before `horizon`, or sent before
-        `resend_before` and still not claimed; each with whether its execution is a rollback."""
+        `resend_before` and still not claimed; each with whether its execution is a rollback, and its label."""
         query = (
-            select(task_runs, executions.c.relation.in_(ROLLING_BACK_RELATIONS).label("of_rollback"))
+            select(
+                task_runs,
+                executions.c.relation.in_(ROLLING_BACK_RELATIONS).label("of_rollback"),
+                executions.c.pipeline_name,
+                executions.c.index.label("execution_index"),
+            )
             .join(executions, executions.c.id == task_runs.c.execution_id)
             .where(
                 task_runs.c.status == _R.QUEUED,
@@ -44,7 +50,14 @@ class SweepQueries(TransactionBase):
             .order_by(task_runs.c.dispatch_after)
             .limit(limit)
         )
-        return [(task_run_from_row(row), bool(row.of_rollback)) for row in self.conn.execute(query)]
+        return [
+            (
+                run := task_run_from_row(row),
+                bool(row.of_rollback),
+                run_label(row.pipeline_name, row.execution_index, run.stage, run.name),
+            )
+            for row in self.conn.execute(query)
+        ]
 
     def resend_queued(self, execution_id: str, horizon: datetime, stamp: datetime) -> list[TaskRun]:
         """Mark an execution's QUEUED runs due before `horizon` as sent at `stamp`; the runs to send (a resumed

@@ -1111,7 +1111,8 @@ def pending_task_ids(broker: redis.Redis) -> list[str]:
     return found
 
 
-DISCARDED = re.compile(r"Discarding revoked task: rollway\.run_task\[([0-9a-f-]+)\]")
+# The message's name carries the run's label (`rollway.run_task[<pipeline> #<n> / <stage> / <task>]`), then its id.
+DISCARDED = re.compile(r"Discarding revoked task: rollway\.run_task(?:\[.*\])?\[([0-9a-f-]{36})\]$", re.MULTILINE)
 
 
 # -- one deployment of Rollway
