@@ -39,8 +39,11 @@ from workers.probe import EndpointProber
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
-    """The Rollway API on these settings; executions are sent to Celery through `celery` (made if None)."""
+def create_app(settings: Settings, celery: Celery | None = None, *, live_streams: int = 2) -> Flask:
+    """The Rollway API on these settings; executions are sent to Celery through `celery` (made if None).
+
+    `live_streams` is how many pages may follow the event log at once (each holds one of the server's threads).
+    """
     # The pages serve their own static files (api/web/static), so the app has none of its own.
     app = Flask("rollway", static_folder=None)
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -77,6 +80,6 @@ def create_app(settings: Settings, celery: Celery | None = None) -> Flask:
     app.register_blueprint(api)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(metrics.blueprint)
-    pages.register(app, settings)
+    pages.register(app, settings, live_streams)
     register_error_handlers(app)
     return app

@@ -71,7 +71,9 @@ def cli(ctx: click.Context, url: str) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--threads", default=32, show_default=True, type=int, help="requests served at once")
+@click.option(
+    "--threads", default=8, show_default=True, type=int, help="requests served at once (a third may be live pages)"
+)
 def serve(host: str, port: int, threads: int) -> None:
     """Serve the API; on anything but loopback only with ROLLWAY_API_TOKEN set."""
     import waitress
@@ -85,7 +87,7 @@ def serve(host: str, port: int, threads: int) -> None:
             f"refusing to serve on {host} without ROLLWAY_API_TOKEN: anyone who can reach the port could run "
             "pipelines and read the cluster endpoints. Set ROLLWAY_API_TOKEN, or serve on 127.0.0.1."
         )
-    app = create_app(settings)
+    app = create_app(settings, live_streams=max(1, threads // 3))
     click.echo(f"rollway API on http://{host}:{port}/api")
     # Waitress refuses a body of max_request_body_size bytes or more, Flask one of more than MAX_CONTENT_LENGTH:
     # one more byte here makes both draw the line at the same size.

@@ -4,6 +4,7 @@ errors as pages rather than JSON."""
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
 
 STATIC = "web.static"
+# The app's semaphore of live-stream slots (see `register`).
+STREAM_SLOTS = "rollway.web.streams"
 
 # Code Stream's status colours: green done, red failed, amber rolling back or waiting, blue running, grey idle.
 BADGES = {
@@ -46,9 +49,11 @@ BADGES = {
 }
 
 
-def register(app: Flask, settings: Settings) -> None:
-    """Serve the pages on `app`: session settings, template helpers, the blueprint."""
+def register(app: Flask, settings: Settings, live_streams: int) -> None:
+    """Serve the pages on `app`: session settings, template helpers, the blueprint, and how many live streams
+    may be open at once (`live_streams`)."""
     web_session.configure(app, settings)
+    app.extensions[STREAM_SLOTS] = threading.BoundedSemaphore(max(1, live_streams))
     app.register_blueprint(blueprint)
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import flash, redirect, render_template, request, stream_with_context, url_for
+from flask import current_app, flash, redirect, render_template, request, stream_with_context, url_for
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
@@ -21,7 +21,7 @@ from api import executions as api_executions
 from api import pipelines as api_pipelines
 from api.auth import allow, visible_project
 from api.services import services
-from api.web.blueprint import blueprint
+from api.web.blueprint import STREAM_SLOTS, blueprint
 from orchestrator.errors import RollwayError
 from orchestrator.feed import ActivityFeed
 from orchestrator.policy import Action
@@ -35,10 +35,6 @@ PAGE_SIZE = 50
 STREAM_SECONDS = 55.0
 STREAM_POLL_SECONDS = 1.0
 HEARTBEAT_SECONDS = 15.0
-# Each open stream holds one of the server's threads: at most this many at once per process (`rollway serve
-# --threads` is 32 by default), so pages can never starve the API; beyond it the pages poll instead.
-MAX_STREAMS = 12
-_streams = threading.BoundedSemaphore(MAX_STREAMS)
 ACTIONS = {
     "cancel": api_executions.cancel,
     "pause": api_executions.pause,
@@ -91,7 +87,10 @@ def execution_stream() -> Response:
     given = request.headers.get("Last-Event-ID") or request.args.get("after") or ""
     after = int(given) if given.isdigit() else feed.latest_id()
 
-    if not _streams.acquire(blocking=False):
+    # Each open stream holds one of the server's threads: only so many at once (a third of `rollway serve
+    # --threads`), so pages never starve the API; beyond that the pages poll instead.
+    slots: threading.BoundedSemaphore = current_app.extensions[STREAM_SLOTS]
+    if not slots.acquire(blocking=False):
         busy = Response("too many live pages on this server; the page refreshes itself instead", status=503)
         busy.headers["Retry-After"] = "30"
         return busy
@@ -105,7 +104,7 @@ def execution_stream() -> Response:
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream")
     # The server closes the answer whether the stream ended or the browser went away: the slot comes back.
-    response.call_on_close(_streams.release)
+    response.call_on_close(slots.release)
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response
