@@ -147,8 +147,12 @@ def api(settings: Settings) -> Iterator[ServedApp]:
     app = create_app(settings)
     served = ServedApp(make_server("127.0.0.1", 0, app, threaded=True))
     yield served
+    # Live streams of pages a browser left open end once the store says it is closing; stopping the server then
+    # waits for every request under way, so none is mid-query when the pool closes.
+    store = app.extensions["rollway"].store
+    store.disposed = True
     served.stop()
-    app.extensions["rollway"].store.dispose()
+    store.dispose()
 
 
 @pytest.fixture
@@ -168,3 +172,12 @@ def web() -> Iterator[Any]:
     server.clear()
     if server.is_running():
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Debian's, driven by Playwright) for the web UI's tests: one per test module."""
+    from browser_support import chromium
+
+    with chromium() as found:
+        yield found

@@ -159,6 +159,9 @@ class ServedApp:
 
     def __init__(self, server: BaseWSGIServer) -> None:
         self.server = server
+        # `stop` waits for the requests under way (a page a browser left open may still be asking).
+        server.daemon_threads = False  # type: ignore[attr-defined]
+        server.block_on_close = True  # type: ignore[attr-defined]
         self.url = f"http://127.0.0.1:{server.server_port}"
         self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
         self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

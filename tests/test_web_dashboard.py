@@ -7,25 +7,17 @@ Against the API over HTTP on PostgreSQL and Redis with a real worker; the browse
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from browser_support import chromium, logged_in, screenshot
+from browser_support import logged_in, screenshot
 from rollway_testing import TOKEN, ServedApp, WorkerProcess, ended, started, token_for
 
 Doc = dict[str, Any]
 PROJECT = "shop"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as found:
-        yield found
 
 
 def release(api: ServedApp, web: HTTPServer, answers: list[int]) -> Doc:

@@ -8,28 +8,20 @@ Against the API over HTTP on PostgreSQL and Redis with a real worker; the browse
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from pytest_httpserver import HTTPServer
 
 from orchestrator.settings import Settings
 
-from browser_support import chromium, logged_in, screenshot
+from browser_support import logged_in, screenshot
 from rollway_testing import ServedApp, WorkerProcess, ended, settings_env, started, token_for
 from serve_process import ServeProcess
 
 Doc = dict[str, Any]
 PROJECT = "shop"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as found:
-        yield found
 
 
 def failing_release(api: ServedApp, web: HTTPServer) -> Doc:

@@ -8,23 +8,15 @@ Against the API over HTTP on PostgreSQL and Redis with real `rollway worker` pro
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from browser_support import chromium, logged_in, screenshot
+from browser_support import logged_in, screenshot
 from rollway_testing import ServedApp, ended, started
 
 PROJECT = "shop"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as found:
-        yield found
 
 
 def test_monitoring_shows_the_worker_its_task_and_a_queue_that_fills_and_drains(
@@ -92,3 +84,5 @@ def test_monitoring_shows_the_worker_its_task_and_a_queue_that_fills_and_drains(
     assert page.evaluate("window.rollwayMarker") == "same page", "the page refreshed itself without a reload"
     page.wait_for_selector(".chart rect.bar-ok:not([height='0.0'])")
     screenshot(page, "monitoring")
+    # The page stops refreshing before the server stops: no request of it is left under way at teardown.
+    page.context.close()

@@ -24,8 +24,29 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
 
 STATIC = "web.static"
-# The app's semaphore of live-stream slots (see `register`).
+# The app's live-stream slots (see `register`).
 STREAM_SLOTS = "rollway.web.streams"
+
+
+class StreamSlots:
+    """How many live streams an app may have open at once, and how many it has."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.open = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.open >= self.limit:
+                return False
+            self.open += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.open -= 1
+
 
 # Code Stream's status colours: green done, red failed, amber rolling back or waiting, blue running, grey idle.
 BADGES = {
@@ -53,7 +74,7 @@ def register(app: Flask, settings: Settings, live_streams: int) -> None:
     """Serve the pages on `app`: session settings, template helpers, the blueprint, and how many live streams
     may be open at once (`live_streams`)."""
     web_session.configure(app, settings)
-    app.extensions[STREAM_SLOTS] = threading.BoundedSemaphore(max(1, live_streams))
+    app.extensions[STREAM_SLOTS] = StreamSlots(live_streams)
     app.register_blueprint(blueprint)
 
 

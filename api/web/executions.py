@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,7 +20,7 @@ from api import executions as api_executions
 from api import pipelines as api_pipelines
 from api.auth import allow, visible_project
 from api.services import services
-from api.web.blueprint import STREAM_SLOTS, blueprint
+from api.web.blueprint import STREAM_SLOTS, StreamSlots, blueprint
 from orchestrator.errors import RollwayError
 from orchestrator.feed import ActivityFeed
 from orchestrator.policy import Action
@@ -89,8 +88,8 @@ def execution_stream() -> Response:
 
     # Each open stream holds one of the server's threads: only so many at once (a third of `rollway serve
     # --threads`), so pages never starve the API; beyond that the pages poll instead.
-    slots: threading.BoundedSemaphore = current_app.extensions[STREAM_SLOTS]
-    if not slots.acquire(blocking=False):
+    slots: StreamSlots = current_app.extensions[STREAM_SLOTS]
+    if not slots.take():
         busy = Response("too many live pages on this server; the page refreshes itself instead", status=503)
         busy.headers["Retry-After"] = "30"
         return busy
@@ -104,7 +103,7 @@ def execution_stream() -> Response:
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream")
     # The server closes the answer whether the stream ended or the browser went away: the slot comes back.
-    response.call_on_close(slots.release)
+    response.call_on_close(slots.give_back)
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response
