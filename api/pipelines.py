@@ -13,10 +13,17 @@ from api.serialize import pipeline_document, pipeline_view, pipeline_warnings
 from api.services import json_object, services
 from api.variables import variable_exists
 from orchestrator import batch, gaps, readiness
-from orchestrator.decoding import MAX_DOCUMENT_BYTES, dump_yaml_documents, load_yaml_documents, parse_text
+from orchestrator.decoding import (
+    LONE_SURROGATE,
+    MAX_DOCUMENT_BYTES,
+    dump_yaml_documents,
+    load_yaml_documents,
+    lone_surrogate_path,
+    parse_text,
+)
 from orchestrator.document import load_pipeline, to_document
-from orchestrator.errors import BadRequest, Conflict
-from orchestrator.execution import PipelineRecord
+from orchestrator.errors import BadRequest, Conflict, Problem
+from orchestrator.execution import Execution, PipelineRecord
 from orchestrator.pipeline import Pipeline
 from orchestrator.policy import Action
 
@@ -43,7 +50,7 @@ def _read_pipeline(default_project: str | None = None) -> Pipeline:
     return pipeline
 
 
-def _visible_pipeline(pipeline_id: str) -> PipelineRecord:
+def visible_pipeline(pipeline_id: str) -> PipelineRecord:
     """A pipeline of a project the caller sees; 404, like a missing one, otherwise."""
     record = services().store.get_pipeline(pipeline_id)
     require_visible(record.project, f"pipeline with id '{pipeline_id}'")
@@ -118,6 +125,9 @@ def import_() -> Response:
     documents = [document for document in load_yaml_documents(text, "the body") if document is not None]
     if not documents:
         raise BadRequest("the body holds no pipeline document")
+    # YAML reads "\ud800" in a double-quoted string as half a surrogate pair, which no database can store.
+    if (path := lone_surrogate_path(documents, "documents")) is not None:
+        raise BadRequest(f"'{path}' {LONE_SURROGATE}", [Problem(path, LONE_SURROGATE)])
     documents = batch.check_documents(documents)
     projects = [project_for_new(_named_project(document)) for document in documents]
     store = services().store
@@ -145,13 +155,13 @@ def list_() -> Response:
 @blueprint.get("/pipelines/<pipeline_id>")
 @allow(Action.READ)
 def get(pipeline_id: str) -> Response:
-    return jsonify(pipeline_view(_visible_pipeline(pipeline_id)))
+    return jsonify(pipeline_view(visible_pipeline(pipeline_id)))
 
 
 @blueprint.put("/pipelines/<pipeline_id>")
 @allow(Action.EDIT)
 def replace(pipeline_id: str) -> Response:
-    current = _visible_pipeline(pipeline_id)
+    current = visible_pipeline(pipeline_id)
     record = services().store.replace_pipeline(pipeline_id, _read_pipeline(current.project))
     return jsonify(pipeline_view(record))
 
@@ -159,26 +169,31 @@ def replace(pipeline_id: str) -> Response:
 @blueprint.patch("/pipelines/<pipeline_id>")
 @allow(Action.EDIT)
 def patch(pipeline_id: str) -> Response:
-    current = _visible_pipeline(pipeline_id)
+    current = visible_pipeline(pipeline_id)
     changes = json_object(PATCHABLE)
     if nulls := sorted(name for name, value in changes.items() if value is None):
         raise BadRequest(f"{', '.join(nulls)} cannot be null; leave a field out to keep its value")
+    return jsonify(pipeline_view(change_pipeline(current, changes)))
+
+
+def change_pipeline(current: PipelineRecord, changes: dict[str, Any]) -> PipelineRecord:
+    """`current` with `changes` (of PATCHABLE) made and saved; 409 when enabling a pipeline that still lacks
+    something (its `_warnings`). The caller has checked the caller may see it."""
     store = services().store
     document: dict[str, Any] = to_document(current.pipeline) | changes
     lacking = pipeline_warnings(current.pipeline) if changes.get("enabled") is True else []
     if lacking:
         raise Conflict(f"pipeline '{current.name}' cannot be enabled: {gaps.summary(lacking)}", lacking)
-    record = store.replace_pipeline(
-        pipeline_id,
+    return store.replace_pipeline(
+        current.id,
         load_pipeline(document, store.rollback_target, endpoints=store.endpoint_exists, variables=variable_exists()),
     )
-    return jsonify(pipeline_view(record))
 
 
 @blueprint.delete("/pipelines/<pipeline_id>")
 @allow(Action.EDIT)
 def delete(pipeline_id: str) -> tuple[str, int]:
-    _visible_pipeline(pipeline_id)
+    visible_pipeline(pipeline_id)
     services().store.delete_pipeline(pipeline_id)
     return "", 204
 
@@ -186,7 +201,7 @@ def delete(pipeline_id: str) -> tuple[str, int]:
 @blueprint.get("/pipelines/<pipeline_id>/export")
 @allow(Action.READ)
 def export(pipeline_id: str) -> Response:
-    record = _visible_pipeline(pipeline_id)
+    record = visible_pipeline(pipeline_id)
     text = dump_yaml_documents([pipeline_document(record)])
     response = Response(text, mimetype="application/yaml")
     # RFC 6266 and 5987: a quoted ASCII fallback without quotes, backslashes or control characters (so a name
@@ -201,7 +216,7 @@ def export(pipeline_id: str) -> Response:
 @blueprint.post("/pipelines/<pipeline_id>/executions")
 @allow(Action.RUN)
 def trigger(pipeline_id: str) -> tuple[Response, int]:
-    record = _visible_pipeline(pipeline_id)
+    record = visible_pipeline(pipeline_id)
     body = json_object(frozenset({"input", "comments", "force"}))
     given = {} if body.get("input") is None else body["input"]
     comments = "" if body.get("comments") is None else body["comments"]
@@ -212,14 +227,19 @@ def trigger(pipeline_id: str) -> tuple[Response, int]:
         raise BadRequest("'comments' must be a string")
     if not isinstance(force, bool):
         raise BadRequest("'force' must be true or false")
-    started = services().engine.start(
-        record, given, comments, requester(), requested_by_admin=principal().is_admin, force=force
-    )
-    if started.overridden:
-        audit.note(readiness.override_note(started.overridden, requester()))
-    execution = started.execution
+    execution = start_run(record, given, comments, force)
     link = f"/api/executions/{execution.id}"
     answer = {"executionId": execution.id, "executionIndex": execution.index, "executionLink": link}
     response = jsonify(answer | {"status": execution.status.value})
     response.headers["Location"] = link
     return response, 202
+
+
+def start_run(record: PipelineRecord, given: dict[str, Any], comments: str, force: bool) -> Execution:
+    """A new execution of `record` requested by the caller (a forced start is noted in the audit log)."""
+    started = services().engine.start(
+        record, given, comments, requester(), requested_by_admin=principal().is_admin, force=force
+    )
+    if started.overridden:
+        audit.note(readiness.override_note(started.overridden, requester()))
+    return started.execution

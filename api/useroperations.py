@@ -77,9 +77,14 @@ def get(operation_id: str) -> Response:
 @allow(Action.RUN)
 def answer(operation_id: str) -> Response:
     """`{"action": "approve"|"reject", "comments": "..."}`; 409 when it was answered or canceled already."""
-    operation = _visible(operation_id)
     approve, comments = answer_from_body(json_object())
+    return jsonify(operation_view(respond(operation_id, approve, comments)))
+
+
+def respond(operation_id: str, approve: bool, comments: str) -> UserOperation:
+    """The caller's answer to a user operation it sees: 403 when it may not answer this one, 409 when it was
+    answered or canceled already."""
+    operation = _visible(operation_id)
     if (refusal := answer_refusal(operation, principal().is_admin, requester())) is not None:
         raise Forbidden(refusal)
-    answered = services().engine.respond(operation, approve, requester(), comments)
-    return jsonify(operation_view(answered))
+    return services().engine.respond(operation, approve, requester(), comments)

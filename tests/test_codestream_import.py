@@ -220,3 +220,12 @@ def test_a_pipeline_of_types_rollway_does_not_run_is_kept_but_never_runs(api: Se
     # ... and its export gives the tasks back as they were written
     exported = api.http.get(f"/api/pipelines/{legacy['id']}/export").text
     assert "blueprintName: web-tier" in exported
+
+
+def test_an_import_holding_half_a_surrogate_pair_is_refused_naming_where(api: ServedApp) -> None:
+    # YAML reads "\ud800" in a double-quoted string as half of a UTF-16 pair: no database can store it
+    text = 'name: "Release\\ud800"\nproject: shop\nstageOrder: [Build]\nstages: {Build: {taskOrder: [], tasks: {}}}\n'
+    answer = api.http.post("/api/pipelines/import", content=text, headers={"Content-Type": "application/yaml"})
+    assert answer.status_code == 400, answer.text
+    assert "'documents[0].name'" in answer.json()["error"]["message"]
+    assert api.http.get("/api/pipelines").json() == []

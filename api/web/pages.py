@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from api.web import dashboard, executions, login, monitoring
+from api.web import dashboard, executions, login, monitoring, pipelines, useroperations
 from api.web.blueprint import register
 
-PAGE_MODULES = (dashboard, executions, login, monitoring)
+PAGE_MODULES = (dashboard, executions, login, monitoring, pipelines, useroperations)
 
 __all__ = ["PAGE_MODULES", "register"]
