@@ -4,7 +4,8 @@ Nothing lives only in the broker. A step that queues a task run records, in the 
 run is due (`dispatch_after`) and whether it is being sent now (`sent_at`). After the commit the relay sends
 what is marked sent; the sweep sends what is due and was never sent, and sends again what was sent but never
 claimed within a lease (its message died with a Redis restart, a worker, or a process between commit and
-send). A message sent twice is harmless: a worker only claims a run for the attempt its message names.
+send), then at doubling intervals while it stays unclaimed (`resend_due`: busy workers do not get a copy per
+lease). A message sent twice is harmless: a worker only claims a run for the attempt its message names.
 """
 
 from __future__ import annotations
@@ -61,3 +62,18 @@ class Schedule:
 def countdown(due: datetime | None, now: datetime) -> float:
     """Seconds from `now` until `due`; 0 when it is already due."""
     return 0.0 if due is None else max(0.0, (due - now).total_seconds())
+
+
+# A message sent again and again while workers are busy would pile up copies in the queue: each re-send waits as
+# long again as the run had waited when it was last sent (one lease at least, RESEND_MAX_LEASES at most).
+RESEND_MAX_LEASES = 8
+
+
+def resend_due(sent_at: datetime | None, dispatch_after: datetime | None, now: datetime, lease: timedelta) -> bool:
+    """Whether a queued run's message should be sent (again) now: never sent, or unclaimed for longer than its
+    backoff, which doubles with each re-send (the sweep keeps the first condition: a lease since it came due)."""
+    if sent_at is None:
+        return True
+    waited = sent_at - dispatch_after if dispatch_after is not None else timedelta(0)
+    backoff = min(max(lease, waited), lease * RESEND_MAX_LEASES)
+    return now - sent_at >= backoff

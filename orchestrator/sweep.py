@@ -3,7 +3,8 @@
 `rollway beat` has a worker run it every `ROLLWAY_SWEEP_SECONDS`. Each pass, in order:
 1. reclaims task runs whose lease expired (their worker died): `Engine.task_finished(run, Lost)`;
 2. sends queued runs that are due and were never sent (the broker was down, or a long wait came due), and
-   sends again those sent more than a lease ago and still not claimed (their message was lost);
+   sends again those sent more than a lease ago and still not claimed (their message was lost), each later
+   re-send of one run waiting twice as long as the one before (`outbox.resend_due`);
 3. takes the next step of executions whose rollback ended while they still show ROLLING_BACK: settles them, or
    starts the next rollback of a manual one (`Engine.settle`); and settles Pipeline tasks still waiting for a
    nested execution that ended;
@@ -33,7 +34,7 @@ from datetime import timedelta
 
 from orchestrator import defaults, notices, useroperations
 from orchestrator.engine import Engine
-from orchestrator.outbox import Dispatch, countdown
+from orchestrator.outbox import Dispatch, countdown, resend_due
 from orchestrator.outcome import Lost
 from orchestrator.schema import now
 
@@ -108,7 +109,10 @@ class Sweeper:
         stamp = now()
         horizon = stamp + timedelta(seconds=self.engine.horizon)
         with self.store.transaction() as tx:
-            due = tx.due_to_send(horizon, stamp - self.lease, self.batch)
+            candidates = tx.due_to_send(horizon, stamp - self.lease, self.batch)
+            due = [
+                item for item in candidates if resend_due(item[0].sent_at, item[0].dispatch_after, stamp, self.lease)
+            ]
             tx.mark_sent([(run.id, run.attempt) for run, _, _ in due], stamp)
         items = [
             Dispatch(run.id, run.attempt, run.type, rollback, countdown(run.dispatch_after, stamp), label)

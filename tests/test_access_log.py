@@ -107,8 +107,9 @@ def test_worker_lines_about_a_task_run_name_its_pipeline_execution_stage_and_tas
     first, second = started(api.http, pipeline), started(api.http, pipeline)
     assert [ended(api, first)["status"], ended(api, second)["status"]] == ["COMPLETED", "COMPLETED"]
 
-    # Then the worker's lines about each run name it: Celery's received/succeeded lines and Rollway's own
-    log = worker.log()
+    # Then the worker's lines about each run name it: Celery's received/succeeded lines and Rollway's own (Celery
+    # writes "succeeded" once the task has returned, which may be just after the run has ended)
+    log = wait_until(lambda: (text := worker.log()).count("] succeeded in ") >= 2 and text, what="both lines")
     for index in (1, 2):
         name = f"Release #{index} / Ship It / Call Home"
         assert re.search(rf"Task rollway\.run_task\[{name}\]\[[0-9a-f-]+\] received", log), log

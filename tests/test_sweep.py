@@ -70,6 +70,18 @@ class Deployment:
                 .values({column: now() - timedelta(seconds=seconds)})
             )
 
+    def shift(self, task_run_id: str, seconds: float) -> None:
+        """Move a task run's due and sent times `seconds` into the past, as if that much time had gone by."""
+        back = timedelta(seconds=seconds)
+        run = self.store.get_task_run(task_run_id)
+        assert run.sent_at is not None and run.dispatch_after is not None
+        with self.store.transaction() as tx:
+            tx.conn.execute(
+                update(task_runs)
+                .where(task_runs.c.id == task_run_id)
+                .values(sent_at=run.sent_at - back, dispatch_after=run.dispatch_after - back)
+            )
+
 
 @pytest.fixture
 def deployment(store: Store) -> Iterator[Deployment]:
@@ -190,6 +202,26 @@ def test_a_message_that_was_never_sent_or_was_lost_is_sent_by_the_sweep(deployme
     assert deployment.sweeper.sweep().sent == 0
     deployment.dispatcher.drain(deployment.runner)
     assert deployment.execution(third).status is ExecutionStatus.COMPLETED
+
+
+def test_a_message_nobody_claims_is_sent_again_at_doubling_intervals_not_once_per_lease(
+    deployment: Deployment,
+) -> None:
+    # Given a release whose message nobody claims (all workers busy, or its copies lost)
+    execution = deployment.engine.trigger(deployment.save(pipeline("One", {"A": condition("true")})), {})
+    waiting = deployment.run("A", execution)
+    sends = []
+    # When a lease (and a second) goes by four times, the sweep running after each (the last wait a second longer:
+    # the second re-send came 2 leases and 2 seconds after the run was due, and a little time really passed)
+    for seconds in (LEASE + 1, LEASE + 1, LEASE + 1, LEASE + 2):
+        deployment.dispatcher.pending.clear()
+        deployment.shift(waiting.id, seconds)
+        sends.append(deployment.sweeper.sweep().sent)
+    # Then it was sent again a lease after it was due, again a lease later, and then only after two more: each
+    # re-send waits as long as the run had waited when it was last sent
+    assert sends == [1, 1, 0, 1]
+    deployment.dispatcher.drain(deployment.runner)
+    assert deployment.execution(execution).status is ExecutionStatus.COMPLETED
 
 
 def test_a_long_wait_is_kept_in_the_database_and_sent_when_it_comes_due(deployment: Deployment) -> None:
