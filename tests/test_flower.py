@@ -165,6 +165,8 @@ def test_flower_lists_each_run_as_pipeline_stage_task_and_an_ignored_failure_is_
     ok = flower_task(flower, f"{RUN_TASK}[Release #1 / Deliver / Call]", "SUCCESS")
     ignored = flower_task(flower, f"{RUN_TASK}[Tolerant #1 / Deliver / Call]", "SUCCESS")
     assert ok["worker"] == ignored["worker"]
+    # ... and its Result column says what became of the attempt
+    assert "succeeded" in str(ok["result"]) and "failed" in str(ignored["result"])
     workers = wait_until(lambda: flower.get("/api/workers", params={"refresh": "1"}).json(), what="Flower's workers")
     [name] = workers
     assert name.startswith("rollway-") and name == ok["worker"]

@@ -6,7 +6,8 @@ Flower is a Celery command; it is run here on Rollway's own Celery app, whose br
 
 What Flower shows of Rollway: each task run's message is named `rollway.run_task[<pipeline> #<n> / <stage> /
 <task>]`; an attempt that ran to a recorded outcome is SUCCESS whatever that outcome was (a failed task, an
-`ignoreFailure` one, a POLL that asks again later): the task's own status is Rollway's, in the API and the UI.
+`ignoreFailure` one, a POLL that asks again later), and its Result column says which: "succeeded", "failed",
+"waiting" (asks again later), "lost" or "not run"; the task's own status is Rollway's, in the API and the UI.
 Revoking a task from Flower never strands its execution: a revoked message that was not running is sent again by
 the sweep a lease later; a terminated one is reclaimed by the sweep once its lease runs out (`sweep.py`), and runs
 again or fails into its rollback like the task of a lost worker.

@@ -51,8 +51,9 @@ class TaskRunner:
         logredaction.install()
         tasklog.install()
 
-    def run(self, task_run_id: str, attempt: int, worker: str | None = None) -> None:
-        """Run one attempt of a task run, if it is there to take for that attempt."""
+    def run(self, task_run_id: str, attempt: int, worker: str | None = None) -> str:
+        """Run one attempt of a task run, if it is there to take for that attempt; what became of it in a word or
+        two (the Celery task's result, which Flower shows: "succeeded", "failed", "waiting", "not run")."""
         # A claim of its own: a retried claim recognises itself, a second delivery of the message does not.
         holder = f"{worker or self.worker} claim {secrets.token_hex(4)}"
         lease = self.heartbeat.lease_seconds
@@ -61,7 +62,7 @@ class TaskRunner:
             canceled = with_retry(lambda: self.store.cancel_abandoned(task_run_id, attempt, holder), "cancel")
             reason = "its execution is no longer running" if canceled else "not queued for this attempt, or paused"
             log.info("task run %s attempt %s not run: %s", task_run_id, attempt, reason)
-            return
+            return "not run"
         given = self._given(run)
         with (
             tasklog.naming(self._label(run)),
@@ -71,7 +72,9 @@ class TaskRunner:
             with self.heartbeat.hold(run, holder):
                 outcome = given if isinstance(given, Failed) else conceal(self._execute(run, given), given.secrets)
             with_retry(lambda: self.engine.task_finished(run, outcome, holder), "record the outcome")
-            log.info("task run %s attempt %s: %s", run.id, run.attempt, type(outcome).__name__.lower())
+            said = type(outcome).__name__.lower()
+            log.info("task run %s attempt %s: %s", run.id, run.attempt, said)
+            return said
 
     def _label(self, run: TaskRun) -> str:
         """The run as the log names it: pipeline #index / stage / task."""

@@ -40,8 +40,9 @@ def register_tasks(app: Celery, context: Context) -> None:
     @app.task(name=TASK_RUN, bind=True)
     def run_task(
         self: Any, /, task_run_id: object = None, attempt: object = None, *extra: object, **named: object
-    ) -> None:
-        """Run one attempt of a task run; through a database outage its message goes back to the queue.
+    ) -> str:
+        """Run one attempt of a task run; through a database outage its message goes back to the queue. Its
+        result (which Flower shows) says in a word what became of the attempt: "succeeded", "failed", ...
 
         A message that claims an attempt it has no right to is harmless: the claim takes only the attempt that is
         queued, once. Malformed ones are dropped here.
@@ -49,9 +50,9 @@ def register_tasks(app: Celery, context: Context) -> None:
         checked = None if extra or named else well_formed(task_run_id, attempt)
         if checked is None:
             log.warning("ignored a malformed %s message: %.120r", TASK_RUN, (task_run_id, attempt, *extra, named))
-            return
+            return "malformed"
         try:
-            context.runner.run(*checked, f"{self.request.hostname} pid {os.getpid()}")
+            return context.runner.run(*checked, f"{self.request.hostname} pid {os.getpid()}")
         except DatabaseUnavailable as error:
             raise Reject(error.message, requeue=True) from error
 
