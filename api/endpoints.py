@@ -10,7 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 from api.auth import allow, principal, project_for_new, require_visible, visible_project
 from api.serialize import timestamp
 from api.services import json_object, services
-from orchestrator.endpoints import SMTP, SSH, Endpoint, Probe, changed_body, endpoint_from_body
+from orchestrator.endpoints import GIT, SMTP, SSH, Endpoint, Probe, changed_body, endpoint_from_body
 from orchestrator.errors import Forbidden
 from orchestrator.policy import Action
 from orchestrator.transaction import new_id
@@ -33,10 +33,18 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
         "hasKubeconfig": bool(endpoint.kubeconfig),
         **_smtp_view(endpoint),
         **({"knownHosts": endpoint.known_hosts} if endpoint.type == SSH else {}),
+        **_git_view(endpoint),
         "createdAt": timestamp(endpoint.created_at),
         "updatedAt": timestamp(endpoint.updated_at),
         "probe": probe_view(endpoint.probe),
     }
+
+
+def _git_view(endpoint: Endpoint) -> dict[str, Any]:
+    """A git endpoint's branch and whether it logs in, never the password."""
+    if endpoint.type != GIT:
+        return {}
+    return {"branch": endpoint.branch, "username": endpoint.username, "hasPassword": bool(endpoint.password)}
 
 
 def _smtp_view(endpoint: Endpoint) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from orchestrator import gitsource
 from orchestrator.errors import BadRequest, Problem
 from orchestrator.kubeconfig import TOKEN_TEXT, read_access, unsendable
 
@@ -25,7 +26,10 @@ SMTP = "smtp"
 # The hosts SSH tasks may log in to: `knownHosts` holds their keys as OpenSSH's known_hosts lines (`host key-type
 # base64-key`, `[host]:port ...`, hashed `|1|...` names). A host whose key is not there, or differs, is refused.
 SSH = "ssh"
-ENDPOINT_TYPES = (KUBERNETES, SMTP, SSH)
+# A Git repository K8S tasks read their YAML from (`filepath`, see `gitsource.py`): `url` (https://, http:// or
+# git://), `branch` (main when not given), optional `username`/`password` (a token, sealed) sent over http(s).
+GIT = "git"
+ENDPOINT_TYPES = (KUBERNETES, SMTP, SSH, GIT)
 # Host key types a known_hosts line may name (what OpenSSH and paramiko speak).
 SSH_KEY_TYPES = frozenset(
     {"ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521"}
@@ -68,6 +72,8 @@ class Endpoint:
     starttls: bool = False
     known_hosts: str | None = None
     """An ssh endpoint's known_hosts lines."""
+    branch: str | None = None
+    """A git endpoint's branch."""
     created_at: datetime | None = None
     updated_at: datetime | None = None
     probe: Probe | None = None
@@ -88,7 +94,7 @@ def probe_of(row: object) -> Probe | None:
 
 FIELDS = frozenset(
     {"name", "project", "type", "url", "token", "caData", "insecure", "kubeconfig", "restricted"}
-    | {"username", "password", "from", "starttls", "knownHosts"}
+    | {"username", "password", "from", "starttls", "knownHosts", "branch"}
 )
 CREDENTIALS = {"token": "token", "caData": "ca_data", "kubeconfig": "kubeconfig"}
 
@@ -106,6 +112,9 @@ def _check_url(url: str | None, kubeconfig: str | None, problems: list[Problem],
         _check_smtp_url(url, problems)
     elif kind == SSH:
         pass  # see _check_ssh
+    elif kind == GIT:
+        if (problem := gitsource.url_problem(url)) is not None:
+            problems.append(Problem("url", problem))
     elif url is None and kubeconfig is None:
         problems.append(Problem("url", "is required (or give a kubeconfig)"))
     elif url is not None and not url.lower().startswith(("http://", "https://")):
@@ -165,9 +174,29 @@ def _check_smtp_url(url: str | None, problems: list[Problem]) -> None:
         problems.append(Problem("url", "must name a port from 1 to 65535"))
 
 
+def _check_git(body: Mapping[str, Any], kind: str, problems: list[Problem]) -> None:
+    """A git endpoint is a repository URL, a branch, and optional credentials for http(s)."""
+    branch = body.get("branch")
+    if kind != GIT:
+        if branch is not None:
+            problems.append(Problem("branch", "is only for a git endpoint"))
+        return
+    problems += [
+        Problem(name, "is not for a git endpoint")
+        for name in ("token", "caData", "kubeconfig", "from")
+        if body.get(name)
+    ]
+    if branch is not None and not isinstance(branch, str):
+        problems.append(Problem("branch", f"must be a string, not {type(branch).__name__}"))
+    elif (problem := gitsource.branch_problem(branch)) is not None:
+        problems.append(Problem("branch", problem))
+
+
 def _check_smtp(body: Mapping[str, Any], kind: str, problems: list[Problem]) -> None:
-    """An smtp endpoint's own fields; another type of endpoint takes none of them."""
+    """An smtp endpoint's own fields; another type of endpoint takes none of them (a git one takes a login)."""
     given = [name for name in ("username", "password", "from", "starttls") if body.get(name) not in (None, False)]
+    if kind == GIT:
+        given = [name for name in given if name not in ("username", "password")]
     if kind != SMTP:
         problems += [Problem(name, "is only for an smtp endpoint") for name in given]
         return
@@ -223,6 +252,7 @@ def endpoint_from_body(body: Mapping[str, Any], endpoint_id: str, default_projec
     _check_url(url, kubeconfig, problems, kind)
     _check_smtp(body, kind, problems)
     _check_ssh(body, kind, problems)
+    _check_git(body, kind, problems)
     username = _text(body, "username", problems)
     password = _text(body, "password", problems)
     _check_ca(ca_data, problems)
@@ -247,6 +277,7 @@ def endpoint_from_body(body: Mapping[str, Any], endpoint_id: str, default_projec
         sender=body.get("from") or None,
         starttls=body.get("starttls") is True,
         known_hosts=body.get("knownHosts") if kind == SSH else None,
+        branch=body.get("branch") if kind == GIT else None,
     )
 
 
@@ -276,6 +307,8 @@ def changed_body(endpoint: Endpoint, changes: Mapping[str, Any]) -> dict[str, An
         body |= {"starttls": endpoint.starttls}
     if endpoint.type == SSH:
         body |= {"knownHosts": endpoint.known_hosts}
+    if endpoint.type == GIT:
+        body |= {"branch": endpoint.branch, "username": endpoint.username, "password": endpoint.password}
     if "url" in changes and changes["url"] != body["url"]:
         body |= dict.fromkeys(URL_CREDENTIALS)
     return body | dict(changes)

@@ -414,6 +414,7 @@ class Store:
             sender=credentials.get("from"),
             starttls=credentials.get("starttls") == "true",
             known_hosts=credentials.get("known_hosts"),
+            branch=credentials.get("branch"),
             created_at=row.created_at,
             updated_at=row.updated_at,
             probe=probe_of(row),
@@ -431,6 +432,7 @@ class Store:
                 ("from", endpoint.sender),
                 ("starttls", "true" if endpoint.starttls else None),
                 ("known_hosts", endpoint.known_hosts),
+                ("branch", endpoint.branch),
             )
             if value
         }

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from orchestrator import defaults, sshcommand
+from orchestrator import defaults, gitsource, sshcommand
 from orchestrator.bindings import BINDING
 from orchestrator.errors import Problem
 from orchestrator.manifests import read_objects
@@ -350,17 +350,27 @@ def _check_manifests(text: object) -> list[Problem]:
 
 
 # Code Stream reads a K8S task's YAML from a Git endpoint's repository when `filepath` names a file in it, with
-# `scmConstants` substituted; its exports write both, empty, on every K8S task.
+# `scmConstants` substituted (`gitsource.py`); its exports write both, empty, on every K8S task.
 GIT_SOURCE_FIELDS = ("filepath", "scmConstants")
 
 
+def reads_git(task_input: Mapping[str, object]) -> bool:
+    """Whether a K8S task's YAML comes from its Git endpoint's repository (a `filepath` is given)."""
+    return task_input.get("filepath") not in (None, "")
+
+
 def _git_source(task_input: Mapping[str, object]) -> list[Problem]:
-    """Empty Git source fields, as exports write them, mean the YAML is inline; a Git source is not read yet."""
-    return [
-        Problem(name, "names a Git source: Rollway does not read YAML from Git repositories yet (give it in 'yaml')")
-        for name in GIT_SOURCE_FIELDS
-        if task_input.get(name) not in (None, "", {})
-    ]
+    """Empty Git source fields, as exports write them, mean the YAML is inline; a `filepath` reads it from Git."""
+    path = task_input.get("filepath")
+    constants = task_input.get("scmConstants")
+    problems = [] if is_bound(constants) else gitsource.constants_problems(constants)
+    if not reads_git(task_input):
+        return problems
+    if not is_bound(path) and (problem := gitsource.path_problem(path)) is not None:
+        problems.append(Problem("filepath", problem))
+    if task_input.get("yaml") not in (None, ""):
+        problems.append(Problem("yaml", "cannot be given with a filepath: the YAML is read from the file in Git"))
+    return problems
 
 
 def _check_k8s(task_input: Mapping[str, object]) -> list[Problem]:
@@ -374,7 +384,7 @@ def _check_k8s(task_input: Mapping[str, object]) -> list[Problem]:
     if action.upper() in K8S_OBJECT_ACTIONS:
         return problems + (
             []
-            if is_bound(task_input.get("yaml")) and "yaml" in task_input
+            if (is_bound(task_input.get("yaml")) and "yaml" in task_input) or reads_git(task_input)
             else _check_manifests(task_input.get("yaml"))
         )
     for name in ("namespace", "deployment"):
@@ -619,7 +629,11 @@ UNSUPPORTED_TYPES = ("Blueprint", "PowerShell", "vRO", "Jenkins", "Bamboo", "TFS
 def endpoint_problems(
     type_name: str, task_input: Mapping[str, object], endpoints: Mapping[str, object]
 ) -> list[Problem]:
-    """A REST or POLL `url` that is a path has no host of its own: the task must name the endpoint it is on."""
+    """A REST or POLL `url` that is a path has no host of its own: the task must name the endpoint it is on; a K8S
+    task that reads its YAML from Git names its Git endpoint."""
+    if type_name == "K8S" and reads_git(task_input) and gitsource.SCM not in endpoints:
+        need = f"a K8S task with a filepath needs the git endpoint it reads from (endpoints: {{{gitsource.SCM}: NAME}})"
+        return [Problem(f"endpoints.{gitsource.SCM}", need)]
     url = task_input.get("url")
     if "url" not in TASK_TYPES[type_name].url_fields or KUBERNETES_SERVER in endpoints or not isinstance(url, str):
         return []

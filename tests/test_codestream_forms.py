@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any
 
@@ -137,12 +138,18 @@ def test_numbers_and_flags_written_as_text_are_read_as_exports_write_them() -> N
     ]
 
 
-def test_a_git_source_is_refused_saying_git_is_not_supported_yet() -> None:
-    # Given K8S tasks reading their YAML from a Git repository
-    for fields in ({"filepath": "k8s/web.yaml"}, {"scmConstants": {"TAG": "1.4"}}):
-        # When loaded, Then the Git field is refused, saying why
-        (problem,) = problems(with_input(export(), **fields))
-        assert "Rollway does not read YAML from Git repositories yet" in problem
+def test_a_git_source_loads_with_its_scm_endpoint_and_is_refused_without_it() -> None:
+    # Given a K8S task reading its YAML from a file in Git, as Code Stream's source control option writes it
+    document = with_input(export(), filepath="k8s/web.yaml", scmConstants={"TAG": "1.4"}, yaml="")
+    apply = document["stages"]["Dev"]["tasks"]["Apply"]
+    # When loaded without the git endpoint it reads from, Then that endpoint is asked for
+    (problem,) = problems(copy.deepcopy(document))
+    assert problem.startswith("stages.Dev.tasks.Apply.endpoints.scm: a K8S task with a filepath needs the git endpoint")
+    # ... and with it, it loads, the file and its constants kept for the run
+    apply["endpoints"]["scm"] = "web-repo"
+    loaded = load_pipeline(document, None).stages["Dev"].tasks["Apply"]
+    assert loaded.input["filepath"] == "k8s/web.yaml" and loaded.input["scmConstants"] == {"TAG": "1.4"}
+    assert loaded.endpoints["scm"] == "web-repo"
 
 
 def test_the_rollbacks_list_links_stages_and_tasks_and_never_overrides_a_link() -> None:

@@ -25,6 +25,7 @@ PROJECT = "migration"
 # Every file of the corpus, with what importing it must say: per pipeline, the paths of its warnings.
 EXPECTED: dict[str, dict[str, list[str]]] = {
     "approval.yaml": {"Change Approval": []},
+    "k8s-from-git.yaml": {"Web From Git": ["stages.Dev.tasks.Apply From Repo.endpoints.scm"]},
     "k8s-rollout.yaml": {"Web Rollback": [], "Web Release": []},
     "missing-endpoint.yaml": {
         "Staging Smoke": [
@@ -47,7 +48,7 @@ UNRUN = (("Deploy Blueprint", "Blueprint"), ("Configure Host", "PowerShell"), ("
 REFUSED = {
     "refused.yaml": [
         "stages.Deploy.tasks.Beam Up.type: unknown task type 'Teleport'",
-        "Apply From Git.input.filepath: names a Git source",
+        "Apply From Git.endpoints.scm: a K8S task with a filepath needs the git endpoint it reads from",
         "rollbacks[0]: stage 'Deploy' already has a rollback",
     ]
 }

@@ -131,20 +131,27 @@ def test_a_pipeline_is_drawn_with_its_rollbacks_and_runs_from_its_form(
     assert done["input"] == {"version": "v2.7.1", "region": "eu-west"}
     [(sent, _answer)] = web.log
     assert sent.args.get("version") == "v2.7.1" and sent.args.get("region") == "eu-west"
+    page.context.close()
 
+
+def test_a_run_whose_rollback_could_not_run_is_refused_unless_an_admin_forces_it_and_the_yaml_exports(
+    api: ServedApp, worker: WorkerProcess, web: HTTPServer, browser: Any
+) -> None:
+    web.expect_request("/deploy").respond_with_json({"ok": True})
+    pipeline = release_pipeline(api, web.url_for("/deploy"))
     # With its rollback pipeline disabled a run is refused naming why; an admin may force it, and the audit log says so
     restore = api.http.get("/api/pipelines", params={"name": "Restore"}).json()[0]
     assert api.http.patch(f"/api/pipelines/{restore['id']}", json={"enabled": False}).status_code == 200
-    page.goto(f"/pipelines/{pipeline['id']}")
+    page = logged_in(browser, api.url, next_page=f"/pipelines/{pipeline['id']}")
     page.fill("input[name='input.version']", "v2.7.2")
     page.click("form.run-form button.primary")
     page.wait_for_selector(".flash.error")
     assert "rollback pipeline 'Restore' is disabled" in page.inner_text("main")
-    assert len(api.http.get("/api/executions", params={"pipeline": "Release"}).json()) == 1
+    assert api.http.get("/api/executions", params={"pipeline": "Release"}).json() == []
     page.fill("input[name='input.version']", "v2.7.2")
     page.check("input[name=force]")
     page.click("form.run-form button.primary")
-    page.wait_for_selector("h1:has-text('Release #2')")
+    page.wait_for_selector("h1:has-text('Release #1')")
     forced = ended(api, page.url.rstrip("/").split("/")[-1])
     assert forced["status"] == "COMPLETED" and forced["input"]["version"] == "v2.7.2"
     audit = api.http.get("/api/audit").json()

@@ -15,11 +15,12 @@ import ssl
 from collections.abc import Sequence
 
 from orchestrator import defaults
-from orchestrator.endpoints import KUBERNETES, SSH, Endpoint
+from orchestrator.endpoints import GIT, KUBERNETES, SSH, Endpoint
 from orchestrator.errors import ClusterError, EndpointError
 from orchestrator.settings import DEFAULT_EGRESS_DENY, Network
 from workers.egress import EgressDenied
 from workers.executors.endpoint import Target, through
+from workers.gitfetch import DEFAULT_BRANCH, GitUnavailable, branch_exists
 from workers.http import HttpClient
 
 # Served by every Kubernetes API server, and small; a wrong token is refused here as anywhere (401).
@@ -40,6 +41,8 @@ class EndpointProber:
             # Its known hosts are all it has: the host an SSH task logs in to is the task's, and so are its
             # credentials. A host whose key is not listed is refused when the task connects.
             return True, "not probed: an ssh endpoint holds known host keys, and its tasks name their hosts"
+        if endpoint.type == GIT:
+            return _git_answer(endpoint, self.http.deny)
         try:
             target = _target(endpoint)
         except (ClusterError, ssl.SSLError, ValueError) as error:
@@ -51,6 +54,15 @@ class EndpointProber:
         except EndpointError as error:
             return False, f"unreachable: {error.message}"
         return verdict(endpoint, response.status_code)
+
+
+def _git_answer(endpoint: Endpoint, deny: Sequence[Network]) -> tuple[bool, str]:
+    branch = endpoint.branch or DEFAULT_BRANCH
+    try:
+        found = branch_exists(endpoint, deny, timeout=defaults.PROBE_TIMEOUT_SECONDS)
+    except GitUnavailable as error:
+        return False, f"unreachable: {error.message}"
+    return (True, f"answered (branch {branch} exists)") if found else (False, f"the repository has no branch {branch}")
 
 
 def _target(endpoint: Endpoint) -> Target:

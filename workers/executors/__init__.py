@@ -28,7 +28,7 @@ def build_executors(http: HttpClient, endpoints: Callable[[str], Endpoint]) -> d
         "POLL": PollExecutor(http, endpoints),
         "METRIC": MetricExecutor(http),
         "Condition": ConditionExecutor(),
-        "K8S": K8sExecutor(endpoints),
+        "K8S": K8sExecutor(endpoints, deny=http.deny),
         "SSH": SshExecutor(endpoints, http.deny),
     }
     declared = {name for name, spec in TASK_TYPES.items() if spec.runs_in is Runner.WORKER}

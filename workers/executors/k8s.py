@@ -14,12 +14,14 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator import gitsource
 from orchestrator.endpoints import Endpoint
 from orchestrator.errors import ClusterBusy, ClusterError, ClusterUnreachable, DatabaseUnavailable, RollwayError
+from orchestrator.gitsource import SCM
 from orchestrator.manifests import read_objects
 from orchestrator.retry import RETRY_BUDGET, Backoff
 from orchestrator.rollout import (
@@ -31,9 +33,11 @@ from orchestrator.rollout import (
     rollout_status,
     same_template,
 )
-from orchestrator.tasktypes import K8S_ACTIONS, K8S_LIMITS, KUBERNETES_SERVER, bound_number, read_flag
+from orchestrator.settings import DEFAULT_EGRESS_DENY, Network
+from orchestrator.tasktypes import K8S_ACTIONS, K8S_LIMITS, KUBERNETES_SERVER, bound_number, read_flag, reads_git
 from workers.cluster import ClusterClient, ClusterClients, ClusterThrottled, ObjectRef
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall, Waiting
+from workers.gitfetch import DEFAULT_BRANCH, read_file
 
 log = logging.getLogger(__name__)
 
@@ -168,22 +172,52 @@ class K8sExecutor:
         self,
         endpoints: Callable[[str], Endpoint],
         *,
+        deny: Sequence[Network] = DEFAULT_EGRESS_DENY,
         clusters: ClusterClients | None = None,
         budget: float = RETRY_BUDGET,
         interval: float = VERIFY_INTERVAL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.endpoints = endpoints
+        self.deny = tuple(deny)  # what a git endpoint's host may not be (ROLLWAY_EGRESS_DENY)
         self.clusters = clusters or ClusterClients()
         self.backoff = Backoff(budget=budget)  # seconds a busy or unreachable cluster is retried from its first failure
         self.interval = interval
         self.clock = clock  # wall-clock: a VERIFY's attempts may run on different workers
 
     def execute(self, call: TaskCall) -> Outcome:
+        source: dict[str, str] = {}
         try:
-            task = K8sInput.read(call.input)
+            task = K8sInput.read(self._from_git(call, source) if reads_git(call.input) else call.input)
         except ValueError as error:
             return Failed(str(error))
+        except DatabaseUnavailable:
+            raise
+        except RollwayError as error:
+            return Failed(error.message)
+        outcome = self._run(task, call)
+        if source and isinstance(outcome, Succeeded):
+            return Succeeded({**outcome.output, "source": source})
+        return outcome
+
+    def _from_git(self, call: TaskCall, source: dict[str, str]) -> Mapping[str, Any]:
+        """The task's input with its YAML read from the file `filepath` names in its git endpoint's repository
+        and `scmConstants` filled in; `source` is told where it came from."""
+        endpoint_id = call.endpoints.get(SCM)
+        if not endpoint_id:
+            raise ValueError(f"the task has a filepath but names no {SCM} endpoint (endpoints: {{{SCM}: NAME}})")
+        path = str(call.input["filepath"])
+        endpoint = self.endpoints(endpoint_id)
+        found = read_file(endpoint, path, self.deny)
+        constants = call.input.get("scmConstants") or {}
+        if gitsource.constants_problems(constants):
+            raise ValueError("scmConstants must map each constant's name to a text, number or flag")
+        text = gitsource.substitute(found.text, constants, path)
+        source.update({"repository": endpoint.url, "branch": endpoint.branch or DEFAULT_BRANCH, "path": path})
+        source["commit"] = found.commit
+        return {**call.input, "yaml": text}
+
+    def _run(self, task: K8sInput, call: TaskCall) -> Outcome:
         # What earlier attempts learned; copied, as the worker's state is the last attempt's answer.
         memory: dict[str, Any] = copy.deepcopy(dict(call.state.get("memory") or {}))
         try:
