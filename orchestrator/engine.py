@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator import defaults, expressions, gaps, planner, readiness, tasktypes
+from orchestrator import defaults, endpoints, expressions, gaps, planner, readiness, tasktypes
 from orchestrator.bindings import Scope, resolve
 from orchestrator.control import Control, Nesting
 from orchestrator.errors import PipelineDisabled, Problem, RollbackNotReady, RollwayError
@@ -388,6 +388,10 @@ def _bind(
                 (key, f"endpoint {', '.join(missing)} does not exist in project '{state.execution.project}'")
             )
             continue
+        if task.type == tasktypes.SSH and tasktypes.SSH_SERVER not in ids:
+            # Code Stream's SSH tasks name no endpoint: the project's ssh endpoints hold the host keys they check.
+            project_hosts = tx.endpoint_ids(state.execution.project, endpoints.SSH)
+            ids |= {f"{tasktypes.SSH_SERVER}.{n}": found for n, found in enumerate(project_hosts)}
         bound.append((key, replace(given, endpoints={role: str(found) for role, found in ids.items()})))
         read[key] = frozenset(reads.names)
     return bound, unbound, read

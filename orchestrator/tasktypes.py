@@ -463,6 +463,13 @@ def _check_user_operation(task_input: Mapping[str, object]) -> list[Problem]:
 SSH = "SSH"
 # The task's endpoint whose known hosts its host's key must be in (an endpoint of type ssh).
 SSH_SERVER = "sshServer"
+
+
+def is_ssh_server_role(role: str) -> bool:
+    """`sshServer`, or `sshServer.<n>`: the project's ssh endpoints given to an SSH task that names none."""
+    return role == SSH_SERVER or role.startswith(SSH_SERVER + ".")
+
+
 SSH_LIMITS: Mapping[str, Limit] = {"timeout": Limit("a number of seconds", False, defaults.SSH_MAX_TIMEOUT_SECONDS)}
 SSH_CREDENTIALS = ("password", "privatekey", "passphrase")
 

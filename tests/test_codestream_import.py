@@ -34,6 +34,7 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
         ]
     },
     "rest-release.yaml": {"Register Project Resource": []},
+    "ssh-configure.yaml": {"Configure Web Hosts": ["stages.Configure.tasks.Install.input.password"]},
     "unsupported-types.yaml": {
         "Legacy Provisioning": [
             "stages.Provision.tasks.Deploy Blueprint.type",

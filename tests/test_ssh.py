@@ -22,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
-from rollway_testing import ServedApp, ended, task_of, unavailable
+from api.cli import cli
+
+from rollway_testing import TOKEN, ServedApp, ended, task_of, unavailable
 
 SSHD = Path("/usr/sbin/sshd")
 USER = "rollway-ssh"
@@ -327,3 +330,51 @@ def test_an_ssh_task_and_endpoint_are_checked_when_saved(api: ServedApp) -> None
         "/api/endpoints", json={"name": "h", "project": PROJECT, "type": "ssh", "knownHosts": "web-1 ssh-ed25519 !!"}
     )
     assert refused.status_code == 400 and "knownHosts[1]" in refused.text
+
+
+def test_a_code_stream_export_of_ssh_tasks_naming_no_endpoint_runs_on_the_projects_known_hosts(
+    api: ServedApp, worker: Any, sshd: Sshd
+) -> None:
+    # Given the project's ssh endpoint and password, and the export imported as it is (its SSH tasks name no
+    # endpoint, as Code Stream's never do)
+    project = "migration"
+    api.create_at(
+        "/api/endpoints", {"name": "hosts", "project": project, "type": "ssh", "knownHosts": sshd.known_hosts}
+    )
+    api.create_at(
+        "/api/variables", {"name": "sshPassword", "project": project, "type": "SECRET", "value": sshd.password}
+    )
+    export = Path(__file__).parent / "codestream" / "ssh-configure.yaml"
+    imported = CliRunner().invoke(
+        cli,
+        ["--url", api.url, "import", "codestream", str(export)],
+        env={"ROLLWAY_API_TOKEN": TOKEN, "ROLLWAY_URL": None},
+    )
+    assert f"pipeline {project}/Configure Web Hosts saved, enabled (created)" in imported.output, imported.output
+
+    # When it runs on the sshd
+    [found] = api.http.get("/api/pipelines", params={"name": "Configure Web Hosts"}).json()
+    answer = api.http.post(f"/api/pipelines/{found['id']}/executions", json={"input": {"host": sshd.host}})
+    assert answer.status_code == 202, answer.text
+    view = ended(api, answer.json()["executionId"])
+
+    # Then it completes: the script's values (the escaped binding passed through as text) feed the next task, whose
+    # failing command goes on as continueOnCommandFailure says
+    assert view["status"] == "COMPLETED", [(t["name"], t["statusMessage"]) for t in view["stages"][0]["tasks"]]
+    install = task_of(view, "Configure", "Install")["output"]
+    assert install["response"] == "installing nginx for Configure Web Hosts\n"
+    assert install["package"] == "nginx" and install["template"] == "${resource.name}"
+    report = task_of(view, "Configure", "Report")["output"]
+    assert report["response"] == "nginx was COMPLETED\n" and report["exitCode"] == 3
+
+
+def test_an_ssh_task_naming_no_endpoint_in_a_project_without_one_is_refused(
+    api: ServedApp, worker: Any, sshd: Sshd
+) -> None:
+    secret(api, "sshPassword", sshd.password)
+    task = ssh_task(sshd, "echo hi")
+    del task["endpoints"]
+    view = ended(api, run(api, pipeline("No-Hosts", {"Hi": task})))
+    assert view["status"] == "FAILED"
+    message = task_of(view, "Remote", "Hi")["statusMessage"]
+    assert "its project has no ssh endpoint" in message

@@ -100,6 +100,11 @@ class TransactionBase:
             select(endpoints.c.id).where(endpoints.c.project == project, endpoints.c.name == name)
         ).scalar_one_or_none()
 
+    def endpoint_ids(self, project: str, kind: str) -> list[str]:
+        """The ids of a project's endpoints of type `kind`, by name."""
+        query = select(endpoints.c.id).where(endpoints.c.project == project, endpoints.c.type == kind)
+        return list(self.conn.execute(query.order_by(endpoints.c.name)).scalars())
+
     def task_run(self, task_run_id: str) -> TaskRun:
         row = self.conn.execute(select(task_runs).where(task_runs.c.id == task_run_id)).first()
         if row is None:

@@ -24,7 +24,7 @@ from orchestrator import defaults, sshcommand
 from orchestrator.endpoints import SSH
 from orchestrator.errors import NotFound
 from orchestrator.settings import DEFAULT_EGRESS_DENY, Network
-from orchestrator.tasktypes import SSH_LIMITS, SSH_SERVER, bound_number, read_flag
+from orchestrator.tasktypes import SSH_LIMITS, SSH_SERVER, bound_number, is_ssh_server_role, read_flag
 from workers.egress import refusal
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall
 from workers.executors.endpoint import EndpointLookup
@@ -160,19 +160,25 @@ class SshExecutor:
         return Succeeded(output)
 
     def _known_hosts(self, endpoints: Mapping[str, str]) -> str:
-        endpoint_id = endpoints.get(SSH_SERVER)
-        if endpoint_id is None:
+        """The known hosts of the task's sshServer endpoint; of a task that names none (as Code Stream's exports
+        write SSH tasks), those of every ssh endpoint of its project, which the engine handed on as
+        `sshServer.<n>` roles."""
+        ids = [endpoint_id for role, endpoint_id in sorted(endpoints.items()) if is_ssh_server_role(role)]
+        if not ids:
             raise Refused(
-                f"the task names no {SSH_SERVER} endpoint (endpoints: {{{SSH_SERVER}: NAME}}, an ssh endpoint whose "
-                "knownHosts holds the host's key): Rollway never logs in to a host whose key it cannot check"
+                f"the task names no {SSH_SERVER} endpoint and its project has no ssh endpoint (an endpoint of type "
+                "ssh whose knownHosts holds the host's key): Rollway never logs in to a host whose key it cannot check"
             )
-        try:
-            endpoint = self.endpoints(endpoint_id)
-        except NotFound as error:
-            raise Refused(f"the {SSH_SERVER} endpoint cannot be used: {error.message}") from None
-        if endpoint.type != SSH or not endpoint.known_hosts:
-            raise Refused(f"the {SSH_SERVER} endpoint '{endpoint.name}' is not an ssh endpoint with knownHosts")
-        return endpoint.known_hosts
+        found = []
+        for endpoint_id in ids:
+            try:
+                endpoint = self.endpoints(endpoint_id)
+            except NotFound as error:
+                raise Refused(f"the {SSH_SERVER} endpoint cannot be used: {error.message}") from None
+            if endpoint.type != SSH or not endpoint.known_hosts:
+                raise Refused(f"the {SSH_SERVER} endpoint '{endpoint.name}' is not an ssh endpoint with knownHosts")
+            found.append(endpoint.known_hosts)
+        return "\n".join(found)
 
     def _run(self, task: SshTask, keys: str) -> Ran:
         deadline = time.monotonic() + task.timeout
