@@ -46,16 +46,22 @@ def apply(ctx: click.Context, path: Path, dry_run: bool) -> None:
     Order does not matter: a rollback pipeline may come after the pipeline naming it; it is applied first.
     A document without `enabled` keeps the existing pipeline's (a new one is created disabled).
     A document without `project` goes to your token's project (or `default`).
+    A pipeline that names an endpoint or variable that does not exist yet, or a task type Rollway does not run, is
+    saved disabled, and each such warning is printed under it.
     """
     body = {"documents": _documents(path), "dryRun": dry_run}
     answer = client_of(ctx).object("POST", "/api/pipelines/apply", json=body)
     for item in answer.get("pipelines") or []:
         name = f"pipeline {item['project']}/{item['name']}"
+        warnings = item.get("_warnings") or []
+        lacking = f", disabled with {len(warnings)} warning{'s' if len(warnings) != 1 else ''}" if warnings else ""
         if dry_run:
             verb = {"created": "would be created", "updated": "would be updated"}.get(item["action"], item["action"])
-            click.echo(f"{name} {verb}" + (f" ({item['id']})" if item.get("id") else ""))
+            click.echo(f"{name} {verb}" + (f" ({item['id']})" if item.get("id") else "") + lacking)
         else:
-            click.echo(f"{name} {item['action']} ({item['id']})")
+            click.echo(f"{name} {item['action']} ({item['id']}){lacking}")
+        for warning in warnings:
+            click.echo(f"  - {warning['path']}: {warning['message']}")
     if dry_run:
         click.echo("dry run: the file is valid; nothing was saved")
 

@@ -110,6 +110,7 @@ def _outcome(item: batch.Planned, record: PipelineRecord | None) -> dict[str, An
         "name": item.pipeline.name,
         "enabled": item.pipeline.enabled,
         "document": item.position,
+        "_warnings": [problem.as_dict() for problem in pipeline_warnings(item.pipeline)],
     }
 
 

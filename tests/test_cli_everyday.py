@@ -419,6 +419,24 @@ def test_apply_saves_nothing_when_one_document_is_invalid(api: ServedApp, tmp_pa
     assert api.http.get("/api/pipelines", params={"name": "Existing"}).json()[0]["description"] == "before"
 
 
+def test_apply_prints_the_warnings_of_a_pipeline_it_saves_disabled(api: ServedApp, tmp_path: Path) -> None:
+    # Given a pipeline whose REST task binds a project variable that does not exist yet
+    document = pipeline_doc("Release", enabled=True)
+    document["stages"]["Check"]["tasks"]["Gate"] = {"type": "REST", "input": {"url": "${var.apiBase}/deploy"}}
+    path = write(tmp_path / "release.yaml", document)
+
+    # When it is applied (and tried first with --dry-run)
+    tried = rollway(api, "apply", "-f", str(path), "--dry-run")
+    result = rollway(api, "apply", "-f", str(path))
+
+    # Then it is saved disabled and each warning is printed under it, both times
+    for output in (tried.output, result.output):
+        assert "pipeline daily/Release" in output and ", disabled with 1 warning" in output, output
+        assert "  - stages.Check.tasks.Gate.input.url: project variable 'apiBase' does not exist" in output
+    assert result.exit_code == 0, result.output
+    assert api.http.get("/api/pipelines", params={"name": "Release"}).json()[0]["enabled"] is False
+
+
 def test_apply_dry_run_validates_and_saves_nothing(api: ServedApp, tmp_path: Path) -> None:
     # Given an existing pipeline and a file changing it and adding one that links to a rollback of the same file
     api.create(pipeline_doc("Existing"))
