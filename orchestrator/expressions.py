@@ -30,7 +30,7 @@ Resolver: TypeAlias = Callable[[str], object]
 _CONSTANTS: dict[str, Scalar] = {"true": True, "false": False, "null": None}
 _BOOL_WORDS = {"true": True, "false": False}
 _OPERATOR_WORDS = {"and": "and", "or": "or", "not": "not"}
-_ESCAPES = {"'": "'", '"': '"', "\\": "\\", "n": "\n", "t": "\t"}
+_ESCAPES = {"'": "'", '"': '"', "\\": "\\", "n": "\n", "t": "\t", "$": "$"}
 # Longest first, so that `<=` is never read as `<` followed by `=`.
 _SYMBOLS = {"&&": "and", "||": "or", "==": "cmp", "!=": "cmp", "<=": "cmp", ">=": "cmp"}
 _SYMBOLS |= {"<": "cmp", ">": "cmp", "!": "not", "(": "(", ")": ")"}

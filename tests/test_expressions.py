@@ -460,3 +460,16 @@ def test_a_huge_integer_compares_exactly() -> None:
     assert check("${a} < ${b}", resolver({"a": huge, "b": "1" + "0" * 4999 + "1"}))
     assert check("${a} == ${a}", resolver({"a": huge}))
     assert not check("${a} == 'abc'", resolver({"a": huge}))
+
+
+def test_an_escaped_binding_in_a_quoted_text_is_the_literal_text_code_stream_passes_on() -> None:
+    # Code Stream's `\${...}` is a literal `${`: in a condition it compares as text, and names nothing to resolve
+    asked: list[str] = []
+
+    def resolve(reference: str) -> object:
+        asked.append(reference)
+        return "${resource.name}"
+
+    assert evaluate(parse(r"'\${resource.name}'"), resolve) == "${resource.name}"
+    assert evaluate(parse(r"${Deploy.Get.output.name} == '\${resource.name}'"), resolve) is True
+    assert asked == ["Deploy.Get.output.name"]
