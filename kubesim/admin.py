@@ -53,7 +53,7 @@ class FaultInjector:
 
 
 def handle_admin(
-    method: str, path: str, body: bytes, images: ImagePolicy, faults: FaultInjector, commands: CommandPolicy
+    method: str, path: str, body: bytes, images: ImagePolicy, faults: FaultInjector, *, commands: CommandPolicy
 ) -> JsonObject:
     """Serve one admin request; returns the JSON answer or raises ``ApiError``."""
     route = path[len(PREFIX) :].strip("/")

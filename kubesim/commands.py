@@ -69,7 +69,9 @@ class Transcript:
         return "".join(f"{line}\n" for line in self.lines)
 
 
-def transcript(command: list[str], environment: Mapping[str, str], variables: Mapping[str, str], fails: bool) -> Transcript:
+def transcript(
+    command: list[str], environment: Mapping[str, str], variables: Mapping[str, str], fails: bool
+) -> Transcript:
     """What a container running ``command`` (its ``command`` then ``args``) prints, and its exit code."""
     result = Transcript()
     if len(command) >= 3 and command[0] in SHELLS and command[1] == "-c":

@@ -38,7 +38,7 @@ class ControlLoop:
     ):
         self._registry = registry
         self._tick = tick
-        self.kubelet = Kubelet(registry, images, network, clock, ready_delay, commands)
+        self.kubelet = Kubelet(registry, images, network, clock, ready_delay, commands=commands)
         self.jobs = JobController(registry, clock)
         self.replica_sets = ReplicaSetController(registry, clock)
         self.deployments = DeploymentController(registry, clock)

@@ -50,28 +50,18 @@ class JobController:
         active = [pod for pod in owned if nested(pod, "status", "phase") not in _ENDED]
         succeeded = sum(1 for pod in owned if nested(pod, "status", "phase") == "Succeeded")
         failed = sum(1 for pod in owned if nested(pod, "status", "phase") == "Failed")
-        deadline = spec.get("activeDeadlineSeconds")
-        ending: tuple[str, str, str] | None = None
-        if failed > int(spec.get("backoffLimit", 6)):
-            ending = ("Failed", *BACKOFF_LIMIT)
-        elif isinstance(deadline, int) and now >= parse_timestamp(status["startTime"]) + deadline:
-            ending = ("Failed", *DEADLINE)
-        elif succeeded >= int(spec.get("completions") or 1):
-            ending = ("Complete", "", "")
+        ending = _ending(spec, status, succeeded, failed, now)
         if ending is not None:
             for pod in active:
                 self._registry.delete(PODS, namespace_of(pod), name_of(pod))
             active = []
-            condition = {"type": ending[0], "status": "True", "lastProbeTime": timestamp(now)}
-            condition["lastTransitionTime"] = timestamp(now)
-            if ending[1]:
-                condition.update(reason=ending[1], message=ending[2])
-            status["conditions"] = [*(status.get("conditions") or []), condition]
-            if ending[0] == "Complete":
-                status["completionTime"] = timestamp(now)
+            _end(status, ending, now)
         else:
             wanted = min(int(spec.get("parallelism", 1)), int(spec.get("completions") or 1) - succeeded)
-            active += [pod for _ in range(max(wanted - len(active), 0)) if (pod := self._create_pod(job)) is not None]
+            for _ in range(max(wanted - len(active), 0)):
+                created = self._create_pod(job)
+                if created is not None:
+                    active.append(created)
         for key, count in (("active", len(active)), ("succeeded", succeeded), ("failed", failed)):
             if count:
                 status[key] = count
@@ -96,3 +86,26 @@ class JobController:
             return self._registry.create(PODS, namespace_of(job), pod)
         except ApiError:
             return None  # a template the pod validation rejects creates nothing, as on a real cluster
+
+
+def _ending(spec: JsonObject, status: JsonObject, succeeded: int, failed: int, now: float) -> tuple[str, ...] | None:
+    """How a Job ends now, as (condition, reason, message), or None while it runs on."""
+    deadline = spec.get("activeDeadlineSeconds")
+    if failed > int(spec.get("backoffLimit", 6)):
+        return ("Failed", *BACKOFF_LIMIT)
+    if isinstance(deadline, int) and now >= parse_timestamp(status["startTime"]) + deadline:
+        return ("Failed", *DEADLINE)
+    if succeeded >= int(spec.get("completions") or 1):
+        return ("Complete",)
+    return None
+
+
+def _end(status: JsonObject, ending: tuple[str, ...], now: float) -> None:
+    """Write a Job's final condition (and completion time) into its status."""
+    condition: JsonObject = {"type": ending[0], "status": "True", "lastProbeTime": timestamp(now)}
+    condition["lastTransitionTime"] = timestamp(now)
+    if len(ending) == 3:
+        condition.update(reason=ending[1], message=ending[2])
+    status["conditions"] = [*(status.get("conditions") or []), condition]
+    if ending[0] == "Complete":
+        status["completionTime"] = timestamp(now)

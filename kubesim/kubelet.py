@@ -152,6 +152,7 @@ class Kubelet:
         network: Network,
         clock: Clock,
         ready_delay: float,
+        *,
         commands: CommandPolicy | None = None,
     ):
         self._registry = registry

@@ -5,9 +5,9 @@ Transport-free: ``Router.route`` takes a parsed request and returns a response o
 from __future__ import annotations
 
 import json
-from functools import partial
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from kubesim import discovery, tables

@@ -104,13 +104,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, request: Request) -> Response | WatchStream:
         if request.path.startswith(PREFIX):
             return Response.json(
-                200, handle_admin(
+                200,
+                handle_admin(
                     request.method,
                     request.path,
                     request.body,
                     self.server.images,
                     self.server.faults,
-                    self.server.commands,
+                    commands=self.server.commands,
                 ),
             )
         token = self.server.token

@@ -75,9 +75,8 @@ class KubeSim:
         """Serve in background threads; returns ``self``."""
         if self._server is not None:
             return self
-        router = Router(
-            self.registry, ServiceHealth(self.registry, self.images), self.clock, self._address, self.controllers.kubelet
-        )
+        health = ServiceHealth(self.registry, self.images)
+        router = Router(self.registry, health, self.clock, self._address, self.controllers.kubelet)
         self._server = ApiServer(
             (self._host, self._port),
             router=router,
