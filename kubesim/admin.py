@@ -1,4 +1,5 @@
-"""The emulator's own HTTP routes under ``/kubesim/``: image failure lists and injected request faults."""
+"""The emulator's own HTTP routes under ``/kubesim/``: image failure lists, what Job commands do, and injected
+request faults."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import threading
 from typing import Any
 
+from kubesim.commands import CommandPolicy
 from kubesim.images import ImagePolicy
 from kubesim.status import ApiError, BadRequest, JsonObject, MethodNotAllowed, NotFound, error_for_code
 
@@ -50,9 +52,18 @@ class FaultInjector:
             return error
 
 
-def handle_admin(method: str, path: str, body: bytes, images: ImagePolicy, faults: FaultInjector) -> JsonObject:
+def handle_admin(
+    method: str, path: str, body: bytes, images: ImagePolicy, faults: FaultInjector, *, commands: CommandPolicy
+) -> JsonObject:
     """Serve one admin request; returns the JSON answer or raises ``ApiError``."""
     route = path[len(PREFIX) :].strip("/")
+    if route == "commands":
+        if method == "POST":
+            data = _json_object(body)
+            commands.set(_string_list(data, "failing"), _string_map(data, "variables"))
+        elif method != "GET":
+            raise MethodNotAllowed(f"{method} is not supported on {path}")
+        return commands.snapshot()
     if route == "images":
         if method == "POST":
             data = _json_object(body)
@@ -84,6 +95,15 @@ def _json_object(body: bytes) -> JsonObject:
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
     return data
+
+
+def _string_map(data: JsonObject, key: str) -> dict[str, str] | None:
+    value: Any = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
+        raise BadRequest(f'"{key}" must be an object of variable names and their values as text')
+    return value
 
 
 def _string_list(data: JsonObject, key: str) -> list[str] | None:

@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     crash_help = "image (or glob) whose containers crash-loop; repeatable"
     parser.add_argument("--crashing", action="append", default=[], metavar="IMAGE", help=crash_help)
+    fail_help = "image (or glob) whose Job commands exit 1 (kubesim runs no command); repeatable"
+    parser.add_argument("--failing", action="append", default=[], metavar="IMAGE", help=fail_help)
     parser.add_argument(
         "--ready-delay",
         type=float,
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         port=options.port,
         unpullable=options.unpullable,
         crashing=options.crashing,
+        failing=options.failing,
         ready_delay=options.ready_delay,
         token=options.token,
     )

@@ -1,4 +1,4 @@
-"""The control loop: runs the simulated node, ReplicaSet and Deployment controllers and the garbage collector,
+"""The control loop: runs the simulated node, ReplicaSet, Deployment and Job controllers and the garbage collector,
 on a tick and whenever a client writes."""
 
 from __future__ import annotations
@@ -7,8 +7,10 @@ import logging
 import threading
 
 from kubesim.clock import Clock
+from kubesim.commands import CommandPolicy
 from kubesim.deployments import DeploymentController
 from kubesim.images import ImagePolicy
+from kubesim.jobs import JobController
 from kubesim.kubelet import Kubelet
 from kubesim.network import Network
 from kubesim.objects import name_of, namespace_of, owner_uids, uid_of
@@ -32,10 +34,12 @@ class ControlLoop:
         *,
         ready_delay: float,
         tick: float = 0.05,
+        commands: CommandPolicy | None = None,
     ):
         self._registry = registry
         self._tick = tick
-        self.kubelet = Kubelet(registry, images, network, clock, ready_delay)
+        self.kubelet = Kubelet(registry, images, network, clock, ready_delay, commands=commands)
+        self.jobs = JobController(registry, clock)
         self.replica_sets = ReplicaSetController(registry, clock)
         self.deployments = DeploymentController(registry, clock)
         self._wake = threading.Event()
@@ -55,7 +59,9 @@ class ControlLoop:
                 self.replica_sets.sync_status()
                 self.deployments.reconcile()
                 self.replica_sets.sync_pods()
+                self.jobs.sync()
                 self.kubelet.sync()
+                self.jobs.sync()
                 self.replica_sets.sync_status()
                 self.deployments.sync_status()
             finally:

@@ -52,6 +52,21 @@ def _replica_set(obj: JsonObject) -> None:
     _pod_template(spec)
 
 
+def _job(obj: JsonObject) -> None:
+    """What the API server fills in on a Job: counts, and (unless `manualSelector`) a selector on the Job's uid with
+    the labels that select its pods put on the template."""
+    spec = _section(obj, "spec")
+    _default(spec, "parallelism", 1)
+    _default(spec, "completions", 1)
+    _default(spec, "backoffLimit", 6)
+    if not spec.get("manualSelector") and spec.get("selector") is None:
+        uid = str(_section(obj, "metadata").get("uid") or "")
+        spec["selector"] = {"matchLabels": {"controller-uid": uid}}
+        template = _section(spec, "template")
+        string_map(template, "labels").update({"controller-uid": uid, "job-name": name_of(obj)})
+    _pod_template(spec)
+
+
 def _pod_template(spec: JsonObject) -> None:
     template = spec.get("template")
     if isinstance(template, dict):
@@ -129,6 +144,7 @@ def _namespace(obj: JsonObject) -> None:
 _DEFAULTERS: dict[str, Callable[[JsonObject], None]] = {
     "Deployment": _deployment,
     "ReplicaSet": _replica_set,
+    "Job": _job,
     "Pod": _pod,
     "Service": _service,
     "Secret": _secret,

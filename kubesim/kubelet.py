@@ -1,17 +1,24 @@
 """The simulated node: each pod's containers go from creating to running (or fail to pull, or crash-loop) on a
-timeline driven by the image policy, and the pod's status is rendered from that timeline."""
+timeline driven by the image policy, and the pod's status is rendered from that timeline.
+
+A pod that is not restarted Always (a Job's) runs to completion: its containers exit ``delay`` seconds after they
+start, 0 or 1 as the command policy says, and the pod ends Succeeded or Failed. What such a container printed is
+kubesim's transcript of its command (see ``commands.py``), kept for the pod's log."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from dataclasses import dataclass, field
 
 from kubesim.clock import Clock, timestamp
+from kubesim.commands import CommandPolicy, transcript
 from kubesim.images import ImagePolicy
 from kubesim.network import NODE_IP, Network
-from kubesim.objects import name_of, uid_of
+from kubesim.objects import name_of, namespace_of, nested, uid_of
 from kubesim.registry import Registry
-from kubesim.resources import PODS
+from kubesim.resources import CONFIGMAPS, PODS, SECRETS
 from kubesim.status import JsonObject
 
 CREATING = "creating"
@@ -19,6 +26,7 @@ PULL_ERROR = "pull-error"
 PULL_BACKOFF = "pull-backoff"
 RUNNING = "running"
 CRASHING = "crashing"
+EXITED = "exited"
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,7 @@ class ContainerRecord:
     since: float = 0.0  # when the container entered ``state``
     restarts: int = 0  # restarts counted before ``since``
     started: float | None = None  # when it first ran
+    exit_code: int = 0  # once EXITED
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,7 @@ class ImageFate:
 
     unpullable: bool = False
     crashing: bool = False
+    completes: bool = False  # the pod is not restarted Always: its containers exit when their command ends
 
 
 def advance(record: ContainerRecord, fate: ImageFate, born: float, now: float, delay: float) -> ContainerRecord:
@@ -50,6 +60,8 @@ def advance(record: ContainerRecord, fate: ImageFate, born: float, now: float, d
                 return ContainerRecord(PULL_ERROR, now)
             return ContainerRecord(PULL_BACKOFF, record.since) if now >= record.since + delay else record
         return _start(record, fate, now)
+    if fate.completes:
+        return record  # a running container exits when its command has run (see `Kubelet._exit`)
     if record.state == RUNNING and fate.crashing:
         return ContainerRecord(CRASHING, now, record.restarts, record.started)
     if record.state == CRASHING and not fate.crashing:
@@ -58,7 +70,9 @@ def advance(record: ContainerRecord, fate: ImageFate, born: float, now: float, d
 
 
 def _start(record: ContainerRecord, fate: ImageFate, now: float) -> ContainerRecord:
-    return ContainerRecord(CRASHING if fate.crashing else RUNNING, now, record.restarts, now)
+    # A container that runs to completion does not loop: its crash is its exit (see `Kubelet._exit`).
+    crashes = fate.crashing and not fate.completes
+    return ContainerRecord(CRASHING if crashes else RUNNING, now, record.restarts, now)
 
 
 def restart_interval(delay: float) -> float:
@@ -90,6 +104,12 @@ def container_status(container: JsonObject, record: ContainerRecord, now: float,
         status["containerID"] = f"containerd://{_digest(pod + name)}"
     if record.state == RUNNING:
         status["state"] = {"running": {"startedAt": timestamp(record.since)}}
+    elif record.state == EXITED:
+        started = timestamp(record.started if record.started is not None else record.since)
+        reason = "Completed" if record.exit_code == 0 else "Error"
+        terminated = {"exitCode": record.exit_code, "reason": reason, "startedAt": started}
+        terminated.update(finishedAt=timestamp(record.since), containerID=status.get("containerID", ""))
+        status["state"] = {"terminated": terminated}
     elif record.state == CRASHING:
         message = f"back-off 10s restarting failed container={name} pod={pod}"
         status["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": message}}
@@ -125,13 +145,30 @@ class PodRecord:
 class Kubelet:
     """Runs every pod on one simulated node and writes their statuses."""
 
-    def __init__(self, registry: Registry, images: ImagePolicy, network: Network, clock: Clock, ready_delay: float):
+    def __init__(
+        self,
+        registry: Registry,
+        images: ImagePolicy,
+        network: Network,
+        clock: Clock,
+        ready_delay: float,
+        *,
+        commands: CommandPolicy | None = None,
+    ):
         self._registry = registry
         self._images = images
+        self._commands = commands or CommandPolicy()
         self._network = network
         self._clock = clock
         self._delay = ready_delay
         self._pods: dict[str, PodRecord] = {}
+        self._logs: dict[tuple[str, str], str] = {}  # (pod uid, container) -> what it printed
+
+    def log_of(self, pod: JsonObject, container: str | None) -> str | None:
+        """What a pod's container (its first, when None) printed, once its command has run; None before."""
+        names = [str(c.get("name")) for c in nested(pod, "spec", "containers") or [] if isinstance(c, dict)]
+        chosen = container or (names[0] if names else "")
+        return self._logs.get((uid_of(pod), chosen))
 
     def sync(self) -> None:
         """Advance every pod's timeline and write the statuses that changed."""
@@ -140,6 +177,8 @@ class Kubelet:
         alive = {uid_of(pod) for pod in pods}
         for uid in set(self._pods) - alive:
             del self._pods[uid]
+        for key in [key for key in self._logs if key[0] not in alive]:
+            del self._logs[key]
         for pod in pods:
             status = self._status(pod, now)
             if status != pod.get("status"):
@@ -151,28 +190,73 @@ class Kubelet:
             ip = (pod.get("status") or {}).get("podIP") or self._network.pod_ips.allocate()
             record = self._pods[uid_of(pod)] = PodRecord(born=now, ip=ip, ready_changed=now)
         containers = [c for c in (pod.get("spec") or {}).get("containers") or [] if isinstance(c, dict)]
+        completes = nested(pod, "spec", "restartPolicy") in ("Never", "OnFailure")
         statuses = []
         for container in containers:
             image = str(container.get("image"))
-            fate = ImageFate(self._images.unpullable(image), self._images.crashing(image))
+            fate = ImageFate(self._images.unpullable(image), self._images.crashing(image), completes)
             current = record.containers.get(str(container.get("name")), ContainerRecord(since=record.born))
-            current = record.containers[str(container.get("name"))] = advance(
-                current, fate, record.born, now, self._delay
-            )
+            current = advance(current, fate, record.born, now, self._delay)
+            if completes and current.state == RUNNING and now >= current.since + self._delay:
+                current = self._exit(pod, container, current, now)
+            record.containers[str(container.get("name"))] = current
             statuses.append(container_status(container, current, now, self._delay, name_of(pod)))
         ready = bool(statuses) and all(status["ready"] for status in statuses)
         if ready != record.ready:
             record.ready, record.ready_changed = ready, now
-        return _pod_status(record, statuses)
+        exits = [record.containers[str(c.get("name"))] for c in containers]
+        ended = completes and bool(exits) and all(c.state == EXITED for c in exits)
+        return _pod_status(record, statuses, (max(c.exit_code for c in exits) if ended else None))
+
+    def _exit(self, pod: JsonObject, container: JsonObject, record: ContainerRecord, now: float) -> ContainerRecord:
+        """A run-to-completion container's command has run: keep what it printed, and exit as the policy says."""
+        image = str(container.get("image"))
+        command = [str(word) for word in (container.get("command") or []) + (container.get("args") or [])]
+        fails = self._commands.fails(image) or self._images.crashing(image)
+        told = transcript(command, self._environment(pod, container), self._commands.variables(), fails)
+        self._logs[(uid_of(pod), str(container.get("name")))] = told.text
+        return ContainerRecord(EXITED, now, record.restarts, record.started, told.exit_code)
+
+    def _environment(self, pod: JsonObject, container: JsonObject) -> dict[str, str]:
+        """The container's environment as the real kubelet builds it: values, and keys of Secrets and ConfigMaps."""
+        env: dict[str, str] = {}
+        for entry in container.get("env") or []:
+            if not isinstance(entry, dict) or not entry.get("name"):
+                continue
+            source = entry.get("valueFrom") or {}
+            if "value" in entry or not source:
+                env[str(entry["name"])] = str(entry.get("value") or "")
+            elif isinstance(source.get("secretKeyRef"), dict):
+                env[str(entry["name"])] = self._key(pod, source["secretKeyRef"], secret=True)
+            elif isinstance(source.get("configMapKeyRef"), dict):
+                env[str(entry["name"])] = self._key(pod, source["configMapKeyRef"], secret=False)
+        return env
+
+    def _key(self, pod: JsonObject, ref: JsonObject, secret: bool) -> str:
+        kind = SECRETS if secret else CONFIGMAPS
+        found = self._registry.store.get(kind.qualified, namespace_of(pod), str(ref.get("name")))
+        value = str(((found or {}).get("data") or {}).get(str(ref.get("key"))) or "")
+        if not secret:
+            return value
+        try:
+            return base64.b64decode(value).decode(errors="replace")
+        except (binascii.Error, ValueError):
+            return ""
 
 
-def _pod_status(record: PodRecord, statuses: list[JsonObject]) -> JsonObject:
-    # A pod is Pending until every container has started once; crash-looping ones keep it Running.
+def _pod_status(record: PodRecord, statuses: list[JsonObject], exit_code: int | None = None) -> JsonObject:
+    # A pod is Pending until every container has started once; crash-looping ones keep it Running; one whose
+    # containers have all exited has Succeeded, or Failed when one exited non-zero.
     pending = any("waiting" in status["state"] and not status.get("containerID") for status in statuses)
+    phase = "Pending" if pending else "Running"
+    if exit_code is not None:
+        phase = "Succeeded" if exit_code == 0 else "Failed"
     born, changed = timestamp(record.born), timestamp(record.ready_changed)
     unready = [status["name"] for status in statuses if not status["ready"]]
     ready_condition: JsonObject = {"status": "True" if record.ready else "False", "lastTransitionTime": changed}
-    if not record.ready:
+    if exit_code is not None:
+        ready_condition.update(reason="PodCompleted")
+    elif not record.ready:
         ready_condition.update(
             reason="ContainersNotReady", message=f"containers with unready status: [{' '.join(unready)}]"
         )
@@ -183,7 +267,7 @@ def _pod_status(record: PodRecord, statuses: list[JsonObject]) -> JsonObject:
         {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": born},
     ]
     return {
-        "phase": "Pending" if pending else "Running",
+        "phase": phase,
         "conditions": conditions,
         "hostIP": NODE_IP,
         "podIP": record.ip,

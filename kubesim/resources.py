@@ -108,6 +108,19 @@ REPLICASETS = ResourceType(
     tracks_generation=True,
 )
 
+JOBS = ResourceType(
+    "jobs",
+    "job",
+    "Job",
+    "batch",
+    "v1",
+    namespaced=True,
+    categories=("all",),
+    subresources=("status",),
+    has_status=True,
+    tracks_generation=True,
+)
+
 RESOURCES: tuple[ResourceType, ...] = (
     NAMESPACES,
     NODES,
@@ -118,10 +131,11 @@ RESOURCES: tuple[ResourceType, ...] = (
     EVENTS,
     DEPLOYMENTS,
     REPLICASETS,
+    JOBS,
 )
 
 # Groups in discovery order, with their served versions.
-GROUP_VERSIONS: dict[str, tuple[str, ...]] = {"": ("v1",), "apps": ("v1",)}
+GROUP_VERSIONS: dict[str, tuple[str, ...]] = {"": ("v1",), "apps": ("v1",), "batch": ("v1",)}
 
 
 def find(group: str, version: str, plural: str) -> ResourceType | None:

@@ -7,19 +7,28 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 from kubesim import discovery, tables
 from kubesim.clock import Clock
 from kubesim.objects import metadata, nested
 from kubesim.proxy import ServiceHealth
 from kubesim.registry import Registry
-from kubesim.resources import NAMESPACES, SERVICES, ResourceType, find
+from kubesim.resources import GROUP_VERSIONS, NAMESPACES, SERVICES, ResourceType, find
 from kubesim.selectors import FieldSelector, LabelSelector
 from kubesim.status import ApiError, BadRequest, JsonObject, MethodNotAllowed, NotFound
 from kubesim.watch import Subscription, WatchFilter
 
 JSON = "application/json"
+
+
+class PodLogs(Protocol):
+    """Where a pod's log comes from: what its containers printed, as the node knows it."""
+
+    def log_of(self, pod: JsonObject, container: str | None) -> str | None:
+        """What the container printed, or None when the node has nothing (a long-running pod)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -106,8 +115,16 @@ def parse_target(path: str) -> Target | None:
 class Router:
     """Answers Kubernetes API requests."""
 
-    def __init__(self, registry: Registry, health: ServiceHealth, clock: Clock, address: Callable[[], str]):
+    def __init__(
+        self,
+        registry: Registry,
+        health: ServiceHealth,
+        clock: Clock,
+        address: Callable[[], str],
+        logs: PodLogs | None = None,
+    ):
         self._registry = registry
+        self._logs = logs
         self._health = health
         self._clock = clock
         self._address = address
@@ -134,10 +151,12 @@ class Router:
             "/version": lambda: dict(discovery.SERVER_VERSION),
             "/api": lambda: discovery.api_versions(self._address()),
             "/apis": discovery.api_group_list,
-            "/apis/apps": lambda: discovery.api_group("apps"),
             "/api/v1": lambda: discovery.resource_list("", "v1"),
-            "/apis/apps/v1": lambda: discovery.resource_list("apps", "v1"),
         }
+        for group, versions in GROUP_VERSIONS.items():
+            if group:
+                documents[f"/apis/{group}"] = partial(discovery.api_group, group)
+                documents.update({f"/apis/{group}/{v}": partial(discovery.resource_list, group, v) for v in versions})
         if path in documents:
             document = documents[path]()
             return Response.json(200, document) if document is not None else None
@@ -193,7 +212,10 @@ class Router:
         if target.subresource == "scale":
             return Response.json(200, self._registry.scale_of(resource, obj))
         if target.subresource == "log":
-            return Response(200, _log(obj, request.query.get("container")), "text/plain")
+            container = request.query.get("container")
+            told = self._logs.log_of(obj, container) if self._logs is not None else None
+            text = _log(obj, container) if told is None else _tail(told, request.query.get("tailLines"))
+            return Response(200, text, "text/plain")
         return self._maybe_table(request, resource, [obj], obj)
 
     def _maybe_table(
@@ -261,6 +283,14 @@ def _json(body: bytes) -> Any:
         return json.loads(body or b"null")
     except ValueError as error:
         raise BadRequest(f"invalid JSON in request body: {error}") from error
+
+
+def _tail(text: str, lines: str | None) -> bytes:
+    """The last ``lines`` lines of a log (all of it without a number)."""
+    if lines is None or not lines.isdigit():
+        return text.encode()
+    kept = text.splitlines(keepends=True)
+    return "".join(kept[len(kept) - int(lines) :] if int(lines) else []).encode()
 
 
 def _log(pod: JsonObject, container: str | None) -> bytes:

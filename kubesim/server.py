@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from kubesim.admin import PREFIX, FaultInjector, handle_admin
+from kubesim.commands import CommandPolicy
 from kubesim.images import ImagePolicy
 from kubesim.routes import Request, Response, Router, WatchStream
 from kubesim.status import ApiError, InternalError, Unauthorized
@@ -36,12 +37,14 @@ class ApiServer(ThreadingHTTPServer):
         images: ImagePolicy,
         faults: FaultInjector,
         token: str | None,
+        commands: CommandPolicy,
     ):
         super().__init__(address, _Handler)
         self.router = router
         self.store = store
         self.images = images
         self.faults = faults
+        self.commands = commands
         self.token = token
         self.stopping = threading.Event()
 
@@ -101,7 +104,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, request: Request) -> Response | WatchStream:
         if request.path.startswith(PREFIX):
             return Response.json(
-                200, handle_admin(request.method, request.path, request.body, self.server.images, self.server.faults)
+                200,
+                handle_admin(
+                    request.method,
+                    request.path,
+                    request.body,
+                    self.server.images,
+                    self.server.faults,
+                    commands=self.server.commands,
+                ),
             )
         token = self.server.token
         guarded = token is not None and request.path not in _OPEN_PATHS

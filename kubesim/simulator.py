@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 
 from kubesim.admin import FaultInjector
 from kubesim.clock import Clock, SystemClock
+from kubesim.commands import CommandPolicy
 from kubesim.controller import ControlLoop
 from kubesim.images import ImagePolicy
 from kubesim.network import NODE_IP, NODE_NAME, Network
@@ -26,8 +27,9 @@ class KubeSim:
 
     ``port=0`` picks a free port; ``url`` tells which after ``start``. ``stop`` then ``start`` is a restart of the
     API server: on the same port, with the same objects. ``unpullable`` and ``crashing`` are image names or globs;
-    ``ready_delay`` is how long a new pod takes to become Ready; ``token``, when set, is the only bearer token
-    accepted (others get 401).
+    so is ``failing``: the images whose Job commands exit 1 (see ``commands.py``: kubesim runs no command);
+    ``ready_delay`` is how long a new pod takes to become Ready, and a Job's command to run; ``token``, when set,
+    is the only bearer token accepted (others get 401).
     """
 
     def __init__(
@@ -37,6 +39,7 @@ class KubeSim:
         *,
         unpullable: Iterable[str] = (),
         crashing: Iterable[str] = (),
+        failing: Iterable[str] = (),
         ready_delay: float = 0.3,
         token: str | None = None,
         clock: Clock | None = None,
@@ -49,11 +52,12 @@ class KubeSim:
         self.clock = clock or SystemClock()
         self.images = ImagePolicy(unpullable, crashing)
         self.faults = FaultInjector()
+        self.commands = CommandPolicy(failing)
         self.store = Store(history_limit)
         network = Network()
         self.registry = Registry(self.store, self.clock, network)
         self.controllers = ControlLoop(
-            self.registry, self.images, network, self.clock, ready_delay=ready_delay, tick=tick
+            self.registry, self.images, network, self.clock, ready_delay=ready_delay, tick=tick, commands=self.commands
         )
         self._server: ApiServer | None = None
         self._thread: threading.Thread | None = None
@@ -71,7 +75,8 @@ class KubeSim:
         """Serve in background threads; returns ``self``."""
         if self._server is not None:
             return self
-        router = Router(self.registry, ServiceHealth(self.registry, self.images), self.clock, self._address)
+        health = ServiceHealth(self.registry, self.images)
+        router = Router(self.registry, health, self.clock, self._address, self.controllers.kubelet)
         self._server = ApiServer(
             (self._host, self._port),
             router=router,
@@ -79,6 +84,7 @@ class KubeSim:
             images=self.images,
             faults=self.faults,
             token=self._token,
+            commands=self.commands,
         )
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="kubesim-http", daemon=True
@@ -103,6 +109,10 @@ class KubeSim:
     def set_images(self, unpullable: Iterable[str] | None = None, crashing: Iterable[str] | None = None) -> None:
         """Replace the unpullable and/or crashing image lists (``None`` keeps a list)."""
         self.images.set(unpullable, crashing)
+
+    def set_commands(self, failing: Iterable[str] | None = None, variables: Mapping[str, str] | None = None) -> None:
+        """Replace the images whose Job commands fail, and/or the values their commands would set."""
+        self.commands.set(failing, variables)
 
     def inject_faults(self, status: int, count: int, retry_after: int | str | None = None) -> None:
         """Answer the next ``count`` API requests with HTTP ``status`` (and ``Retry-After``, seconds or HTTP-date)."""

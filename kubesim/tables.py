@@ -84,6 +84,13 @@ def _workload_wide(obj: JsonObject) -> list[Any]:
     ]
 
 
+def _job_duration(job: JsonObject) -> str:
+    started, ended = nested(job, "status", "startTime"), nested(job, "status", "completionTime")
+    if not started or not ended:
+        return ""
+    return human_duration(parse_timestamp(str(ended)) - parse_timestamp(str(started)))
+
+
 def _name(obj: JsonObject) -> str:
     return str(metadata(obj).get("name"))
 
@@ -150,6 +157,16 @@ _COLUMNS: dict[str, tuple[Columns, Cells]] = {
             _int(o, "status", "readyReplicas"),
             age,
             *_workload_wide(o),
+        ],
+    ),
+    "Job": (
+        (("Name", 0), ("Completions", 0), ("Duration", 0), ("Age", 0), ("Containers", 1), ("Images", 1)),
+        lambda o, age: [
+            _name(o),
+            f"{_int(o, 'status', 'succeeded')}/{_int(o, 'spec', 'completions')}",
+            _job_duration(o),
+            age,
+            *_workload_wide(o)[:2],
         ],
     ),
 }

@@ -135,6 +135,15 @@ def _validate_pod(obj: JsonObject, old: JsonObject | None, causes: _Causes) -> N
 def _validate_workload(obj: JsonObject, old: JsonObject | None, causes: _Causes) -> None:
     """Deployments and ReplicaSets: selector, template and replica count."""
     spec = _mapping(obj.get("spec"))
+    _validate_selector(spec, old, causes)
+    replicas = spec.get("replicas")
+    if not isinstance(replicas, int) or replicas < 0:
+        causes.invalid("spec.replicas", replicas, "must be greater than or equal to 0")
+    _validate_pod_spec(nested(spec, "template", "spec"), "spec.template.spec", causes)
+
+
+def _validate_selector(spec: JsonObject, old: JsonObject | None, causes: _Causes) -> None:
+    """A workload's selector: present, valid, matching its template's labels and never changed."""
     selector = spec.get("selector")
     if not selector or not (selector.get("matchLabels") or selector.get("matchExpressions")):
         causes.required("spec.selector")
@@ -151,10 +160,23 @@ def _validate_workload(obj: JsonObject, old: JsonObject | None, causes: _Causes)
                 )
         if old is not None and nested(old, "spec", "selector") != selector:
             causes.invalid("spec.selector", selector, "field is immutable")
-    replicas = spec.get("replicas")
-    if not isinstance(replicas, int) or replicas < 0:
-        causes.invalid("spec.replicas", replicas, "must be greater than or equal to 0")
+
+
+def _validate_job(obj: JsonObject, old: JsonObject | None, causes: _Causes) -> None:
+    """Jobs: selector, a pod template that runs to completion (never restarted Always), counts, and a template
+    that no update changes."""
+    spec = _mapping(obj.get("spec"))
+    _validate_selector(spec, old, causes)
     _validate_pod_spec(nested(spec, "template", "spec"), "spec.template.spec", causes)
+    policy = nested(spec, "template", "spec", "restartPolicy")
+    if policy not in ("OnFailure", "Never"):
+        causes.unsupported("spec.template.spec.restartPolicy", policy, ["OnFailure", "Never"])
+    for key in ("backoffLimit", "parallelism", "completions", "activeDeadlineSeconds"):
+        value = spec.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            causes.invalid(f"spec.{key}", value, "must be greater than or equal to 0")
+    if old is not None and nested(old, "spec", "template") != spec.get("template"):
+        causes.invalid("spec.template", spec.get("template"), "field is immutable")
 
 
 def _validate_deployment(obj: JsonObject, old: JsonObject | None, causes: _Causes) -> None:
@@ -229,6 +251,7 @@ _VALIDATORS: dict[str, Callable[[JsonObject, JsonObject | None, _Causes], None]]
     "Pod": _validate_pod,
     "Deployment": _validate_deployment,
     "ReplicaSet": _validate_workload,
+    "Job": _validate_job,
     "Service": _validate_service,
     "ConfigMap": _validate_config_map,
     "Secret": _validate_config_map,

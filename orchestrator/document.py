@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from orchestrator import expressions, gaps
+from orchestrator import expressions, gaps, workspace
 from orchestrator.bindings import BINDING, Ref, RefKind, parse_ref, unterminated
 from orchestrator.decoding import foreign_values, size_problem
 from orchestrator.errors import BindingError, ExpressionError, PipelineInvalid, Problem
@@ -427,6 +427,8 @@ class _Checker:
             if stage.rollback is not None:
                 self.link(stage.rollback, _join("stages", stage.name, "rollback"), self._up_to_stage(stage.name))
         self.notifications()
+        self.reader.problems += workspace.problems(self.pipeline)
+        self.values(dict(self.pipeline.workspace), "workspace", lambda _key: False)
 
     def notifications(self) -> None:
         """Bindings in notifications see what the execution has (any task's output) and the event's own names."""

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator import defaults, endpoints, expressions, gaps, planner, readiness, tasktypes
+from orchestrator import defaults, endpoints, expressions, gaps, planner, readiness, tasktypes, workspace
 from orchestrator.bindings import Scope, resolve
 from orchestrator.control import Control, Nesting
 from orchestrator.errors import PipelineDisabled, Problem, RollbackNotReady, RollwayError
@@ -374,7 +374,7 @@ def _bind(
     the variables each task's bindings read."""
     bound, unbound, read = [], [], {}
     for key in keys:
-        task = state.pipeline.task(key)
+        task = workspace.for_run(state.pipeline, state.pipeline.task(key))
         reads = VariableReads(scope.variables)
         try:
             given = bind_task(task, replace(scope, variables=reads))

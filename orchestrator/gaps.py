@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from orchestrator import workspace
 from orchestrator.bindings import BINDING, RefKind, parse_ref
 from orchestrator.errors import BindingError, Problem
 from orchestrator.pipeline import Pipeline, RollbackLink
@@ -53,7 +54,7 @@ def unsupported(pipeline: Pipeline) -> list[Problem]:
         )
         for _, _, task, stage in pipeline.ordered_tasks()
         if task.type in UNSUPPORTED_TYPES
-    ]
+    ] + workspace.unsupported(pipeline)
 
 
 def summary(found: list[Problem]) -> str:
@@ -73,6 +74,9 @@ def _endpoint_names(pipeline: Pipeline) -> Iterator[tuple[str, str]]:
     for _, _, task, stage in pipeline.ordered_tasks():
         for role, name in task.endpoints.items():
             yield name, f"stages.{stage.name}.tasks.{task.name}.endpoints.{role}"
+    ci_endpoint = workspace.endpoint_name(pipeline)
+    if ci_endpoint is not None:
+        yield ci_endpoint, "workspace.endpoint"
     for position, mail in enumerate(pipeline.notifications.emails):
         if mail.endpoint:
             yield mail.endpoint, f"notifications.email[{position}].endpoint"

@@ -71,7 +71,8 @@ class Pipeline:
     output: Mapping[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
     notifications: Notifications = field(default_factory=Notifications)
-    # Code Stream's CI container host and pipeline options (GIT_TRIGGER, ...): kept and exported, not used yet.
+    # Code Stream's CI container host (what CI tasks run in, see `workspace.py`) and pipeline options (GIT_TRIGGER,
+    # ...: kept and exported, not used yet).
     workspace: Mapping[str, Any] = field(default_factory=dict)
     options: tuple[str, ...] = ()
 

@@ -23,6 +23,7 @@ from orchestrator.bindings import RefKind, find_refs, parse_ref
 from orchestrator.endpoints import Probe
 from orchestrator.errors import BindingError, Problem
 from orchestrator.pipeline import Pipeline, RollbackLink
+from orchestrator.workspace import endpoints_of
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class RollbackPipeline:
     @classmethod
     def of(cls, pipeline: Pipeline) -> RollbackPipeline:
         unfilled = tuple(name for name in pipeline.mandatory_inputs() if _blank(pipeline.input.get(name)))
-        named = {name for _, _, task, _ in pipeline.ordered_tasks() for name in task.endpoints.values()}
+        named = {name for _, _, task, _ in pipeline.ordered_tasks() for name in endpoints_of(pipeline, task).values()}
         return cls(pipeline.name, pipeline.enabled, unfilled, tuple(sorted(named)))
 
 

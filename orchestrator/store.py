@@ -37,6 +37,7 @@ from orchestrator.transaction import (
 )
 from orchestrator.vault import Vault
 from orchestrator.watchdog import Watchdog
+from orchestrator.workspace import endpoints_of
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +272,7 @@ class Store:
             "document_hash": digest(document),
             "rollback_targets": sorted({link.pipeline for link in links}),
             "endpoint_names": sorted(
-                {name for _, _, task, _ in pipeline.ordered_tasks() for name in task.endpoints.values()}
+                {name for _, _, task, _ in pipeline.ordered_tasks() for name in endpoints_of(pipeline, task).values()}
             ),
             "updated_at": stamp,
         }

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from orchestrator import defaults, gitsource, sshcommand
+from orchestrator import defaults, gitsource, sshcommand, workspace
 from orchestrator.bindings import BINDING
 from orchestrator.errors import Problem
 from orchestrator.manifests import read_objects
@@ -588,6 +588,15 @@ TASK_TYPES: Mapping[str, TaskType] = {
             check_written=_written_ssh,
             repeatable=lambda _input: False,
         ),
+        # The steps run as a Kubernetes Job named after the run: a lost attempt finds the Job it made and waits on it.
+        TaskType(
+            workspace.CI,
+            frozenset({"steps"}),
+            frozenset({"export", "artifacts", "process", "workspace"}),
+            queue=QUEUE_KUBERNETES,
+            check=workspace.check_ci,
+            check_written=workspace.written_ci,
+        ),
         TaskType(
             "Condition",
             frozenset({"condition"}),
@@ -671,8 +680,8 @@ def check_written_input(type_name: str, task_input: Mapping[str, object]) -> lis
 def safe_to_repeat(type_name: str, task_input: Mapping[str, object]) -> bool:
     """Whether an attempt whose worker was lost mid-run may run again as a new attempt.
 
-    Every step is idempotent (POLL, Condition, every K8S action) except a REST POST or PATCH, which is only
-    repeated when its input says `idempotent: true`. An unknown type is not repeated.
+    Every step is idempotent (POLL, Condition, every K8S action, a CI task's Job) except a REST POST or PATCH, which
+    is only repeated when its input says `idempotent: true`. An unknown type is not repeated.
     """
     spec = TASK_TYPES.get(type_name)
     return spec is not None and spec.repeatable(task_input)

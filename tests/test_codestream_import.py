@@ -25,6 +25,7 @@ PROJECT = "migration"
 # Every file of the corpus, with what importing it must say: per pipeline, the paths of its warnings.
 EXPECTED: dict[str, dict[str, list[str]]] = {
     "approval.yaml": {"Change Approval": []},
+    "ci-build.yaml": {"App Build": [], "Docker Host Build": ["workspace.type", "workspace.endpoint"]},
     "k8s-from-git.yaml": {"Web From Git": ["stages.Dev.tasks.Apply From Repo.endpoints.scm"]},
     "k8s-rollout.yaml": {"Web Rollback": [], "Web Release": []},
     "missing-endpoint.yaml": {
@@ -174,6 +175,27 @@ def test_a_k8s_export_with_text_numbers_and_a_rollbacks_list_runs_on_kubesim(
     apps = k8s.AppsV1Api(k8s.ApiClient(k8s.Configuration(host=cluster.url)))
     deployment = apps.read_namespaced_deployment("web", "shop")
     assert deployment.metadata.annotations["rollout.example/template"] == "${resource.name}"
+
+
+def test_a_ci_export_runs_its_steps_as_a_job_on_kubesim_and_a_later_task_binds_its_export(
+    api: ServedApp, cluster: KubeSim, worker: Any
+) -> None:
+    # Given the workspace's endpoint and the imported CI build
+    add_endpoint(api, "dev-cluster", cluster)
+    assert import_files(api, "ci-build.yaml").exit_code == 0
+
+    # When the build runs
+    done = run(api, pipeline(api, "App Build"))
+
+    # Then it completes: the step's export reached the Condition and the output, and the steps ran as one Job
+    assert done["status"] == "COMPLETED", done["statusMessage"]
+    assert done["output"] == {"version": "2.1.0-1"}
+    compile_task = task_of(done, "Build", "Compile")
+    assert compile_task["output"]["logs"] == "Building 2.1.0"
+    assert compile_task["output"]["artifacts"] == ["target/app.jar"]
+    (job,) = k8s.BatchV1Api(k8s.ApiClient(k8s.Configuration(host=cluster.url))).list_namespaced_job("default").items
+    assert job.metadata.name == compile_task["output"]["jobName"]
+    assert job.spec.template.spec.containers[0].image == "maven:3-openjdk-17"
 
 
 def test_a_pipeline_missing_an_endpoint_and_a_variable_is_enabled_once_they_exist(

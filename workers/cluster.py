@@ -280,18 +280,31 @@ class ClusterClient:
         found = self._select(REPLICASETS, deployment)
         return [dict(item) for item in owned_by(deployment, found)]
 
-    def pods(self, deployment: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The pods matching a Deployment's selector."""
-        return self._select(PODS, deployment)
+    def pods(self, workload: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The pods matching a Deployment's (or a Job's) selector."""
+        return self._select(PODS, workload)
+
+    def pod_log(self, namespace: str, name: str, tail_lines: int) -> str:
+        """The last `tail_lines` lines a pod's (first) container printed; "" when the pod is gone."""
+        what = f"read the log of pod {namespace}/{name}"
+        path = f"{PODS.path(namespace, name)}/log"
+        status, data, headers = self._send_raw("GET", path, what, query={"tailLines": str(tail_lines)}, accept="*/*")
+        if 200 <= status < 300:
+            return data.decode(errors="replace")
+        if status == 404:
+            return ""
+        wait = retry_after(headers.get("Retry-After"), headers.get("Date"), time.time())
+        answer = Answer(status, _decode(data), wait if status == 429 or status >= 500 else None)
+        raise _failure(f"{what} on {self.url}", answer, None)
 
     # --- plumbing ---
 
-    def _select(self, kind: Kind, deployment: Mapping[str, Any]) -> list[dict[str, Any]]:
-        meta = deployment.get("metadata") or {}
-        labels = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    def _select(self, kind: Kind, workload: Mapping[str, Any]) -> list[dict[str, Any]]:
+        meta = workload.get("metadata") or {}
+        labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
         namespace = str(meta.get("namespace") or DEFAULT_NAMESPACE)
-        what = f"list {kind.plural} of Deployment {namespace}/{meta.get('name')}"
+        what = f"list {kind.plural} of {workload.get('kind') or 'Deployment'} {namespace}/{meta.get('name')}"
         listing = self._request("GET", kind.path(namespace), what, query={"labelSelector": selector})
         return [item for item in listing.get("items") or [] if isinstance(item, dict)]
 
@@ -349,7 +362,25 @@ class ClusterClient:
         body: Any = None,
         content_type: str | None = None,
     ) -> Answer:
-        headers = {"Accept": "application/json"}
+        status, data, headers = self._send_raw(method, path, what, query=query, body=body, content_type=content_type)
+        body = _decode(data)
+        if status != 429 and status < 500:
+            return Answer(status, body)
+        return Answer(status, body, retry_after(headers.get("Retry-After"), headers.get("Date"), time.time()))
+
+    def _send_raw(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        accept: str = "application/json",
+    ) -> tuple[int, bytes, Any]:
+        """One API request: its status, raw body and headers."""
+        headers = {"Accept": accept}
         if content_type is not None:
             headers["Content-Type"] = content_type
         log.debug("%s %s%s", method, self.url, path)  # never the headers: they carry the token
@@ -366,11 +397,7 @@ class ClusterClient:
             data = response.read()
         except (urllib3.exceptions.HTTPError, ApiException, OSError) as error:
             raise ClusterUnreachable(f"{what} on {self.url}: {_unreachable(error, self._timeout)}") from error
-        status, body = int(response.status), _decode(data)
-        if status != 429 and status < 500:
-            return Answer(status, body)
-        headers = response.headers
-        return Answer(status, body, retry_after(headers.get("Retry-After"), headers.get("Date"), time.time()))
+        return int(response.status), data, response.headers
 
 
 def _decode(data: bytes) -> dict[str, Any]:

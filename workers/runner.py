@@ -64,22 +64,26 @@ class TaskRunner:
             log.info("task run %s attempt %s not run: %s", task_run_id, attempt, reason)
             return "not run"
         given = self._given(run)
+        pipeline, index = self._execution(run)
         with (
-            tasklog.naming(self._label(run)),
+            tasklog.naming(run_label(pipeline, index, run.stage, run.name)),
             logredaction.secrets_of_this_task(given.secrets if isinstance(given, RunInput) else NO_SECRETS),
         ):
             log.info("task run %s attempt %s: running its %s task", run.id, run.attempt, run.type)
             with self.heartbeat.hold(run, holder):
-                outcome = given if isinstance(given, Failed) else conceal(self._execute(run, given), given.secrets)
+                outcome = (
+                    given if isinstance(given, Failed) else conceal(self._execute(run, given, pipeline), given.secrets)
+                )
             with_retry(lambda: self.engine.task_finished(run, outcome, holder), "record the outcome")
             said = type(outcome).__name__.lower()
             log.info("task run %s attempt %s: %s", run.id, run.attempt, said)
             return said
 
-    def _label(self, run: TaskRun) -> str:
-        """The run as the log names it: pipeline #index / stage / task."""
+    def _execution(self, run: TaskRun) -> tuple[str, int]:
+        """The run's pipeline name and execution index (the log names the run by them: pipeline #index / stage /
+        task)."""
         execution = with_retry(lambda: self.store.get_execution(run.execution_id), "read the execution")
-        return run_label(execution.pipeline_name, execution.index, run.stage, run.name)
+        return execution.pipeline_name, execution.index
 
     def _given(self, run: TaskRun) -> RunInput | Failed:
         """What the run is run with (its sealed input opened), or why it cannot run."""
@@ -88,11 +92,23 @@ class TaskRunner:
         except RollwayError as error:
             return Failed(f"its sealed input cannot be opened: {error.message}")
 
-    def _execute(self, run: TaskRun, given: RunInput) -> Outcome:
+    def _execute(self, run: TaskRun, given: RunInput, pipeline: str) -> Outcome:
         executor = self.executors.get(run.type)
         if executor is None:
             return Failed(f"this worker has no executor for {run.type} tasks")
-        call = TaskCall(run.type, given.input, given.bindings, run.attempt, run.state, run.endpoints, run.id)
+        call = TaskCall(
+            run.type,
+            given.input,
+            given.bindings,
+            run.attempt,
+            run.state,
+            run.endpoints,
+            run.id,
+            execution_id=run.execution_id,
+            pipeline=pipeline,
+            stage=run.stage,
+            task=run.name,
+        )
         try:
             return executor.execute(call)
         except DatabaseUnavailable:

@@ -20,10 +20,10 @@ def test_discovery_through_the_official_client(api: ApiClient) -> None:
     core = CoreV1Api(api).get_api_resources()
     apps = AppsV1Api(api).get_api_resources()
 
-    # Then they describe a cluster with the core and apps groups and kubectl's short names and verbs
+    # Then they describe a cluster with the core, apps and batch groups and kubectl's short names and verbs
     assert (version.major, version.minor) == ("1", "20")
     assert core_versions.versions == ["v1"]
-    assert [group.name for group in groups.groups] == ["apps"]
+    assert [group.name for group in groups.groups] == ["apps", "batch"]
     by_name = {resource.name: resource for resource in [*core.resources, *apps.resources]}
     assert by_name["deployments"].short_names == ["deploy"]
     assert by_name["deployments"].namespaced is True

@@ -246,7 +246,7 @@ def test_unknown_paths_are_not_found(sim: KubeSim) -> None:
     # Given the emulator
     # When unknown resources and groups are requested
     missing_resource = http("GET", f"{sim.url}/api/v1/namespaces/default/widgets")
-    missing_group = http("GET", f"{sim.url}/apis/batch/v1/jobs")
+    missing_group = http("GET", f"{sim.url}/apis/autoscaling/v2/horizontalpodautoscalers")
 
     # Then both are 404 Status objects
     assert missing_resource[0] == missing_group[0] == 404

@@ -8,6 +8,7 @@ from orchestrator.endpoints import Endpoint
 from orchestrator.errors import ConfigurationError
 from orchestrator.tasktypes import TASK_TYPES, Runner
 from workers.executors.base import Executor
+from workers.executors.ci import CiExecutor
 from workers.executors.condition import ConditionExecutor
 from workers.executors.k8s import K8sExecutor
 from workers.executors.metric import MetricExecutor
@@ -29,6 +30,7 @@ def build_executors(http: HttpClient, endpoints: Callable[[str], Endpoint]) -> d
         "METRIC": MetricExecutor(http),
         "Condition": ConditionExecutor(),
         "K8S": K8sExecutor(endpoints, deny=http.deny),
+        "CI": CiExecutor(endpoints),
         "SSH": SshExecutor(endpoints, http.deny),
     }
     declared = {name for name, spec in TASK_TYPES.items() if spec.runs_in is Runner.WORKER}

@@ -30,6 +30,11 @@ class TaskCall:
     """The task's endpoints by role (`kubernetesServer`), as endpoint ids resolved when it was queued."""
     run_id: str = ""
     """The task run this attempt belongs to: the same for every attempt (REST sends it as Idempotency-Key)."""
+    execution_id: str = ""
+    pipeline: str = ""
+    stage: str = ""
+    task: str = ""
+    """Where the run is, by name: what a CI task's Job is labelled with."""
 
     def lookup(self, reference: str) -> object:
         """The value of a pipeline binding an expression of this task reads."""

@@ -35,8 +35,9 @@ from orchestrator.rollout import (
 )
 from orchestrator.settings import DEFAULT_EGRESS_DENY, Network
 from orchestrator.tasktypes import K8S_ACTIONS, K8S_LIMITS, KUBERNETES_SERVER, bound_number, read_flag, reads_git
-from workers.cluster import ClusterClient, ClusterClients, ClusterThrottled, ObjectRef
+from workers.cluster import ClusterClient, ClusterClients, ObjectRef
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall, Waiting
+from workers.executors.clusterwork import ask_again, cluster_of
 from workers.gitfetch import DEFAULT_BRANCH, read_file
 
 log = logging.getLogger(__name__)
@@ -234,38 +235,11 @@ class K8sExecutor:
             return Failed(f"K8S {task.action} failed unexpectedly: {type(error).__name__}: {error}")
 
     def _cluster(self, call: TaskCall) -> ClusterClient:
-        endpoint_id = call.endpoints.get(KUBERNETES_SERVER)
-        if not endpoint_id:
-            raise ClusterError(
-                f"the task names no {KUBERNETES_SERVER} endpoint (endpoints: {{{KUBERNETES_SERVER}: NAME}})"
-            )
-        try:
-            endpoint = self.endpoints(endpoint_id)
-        except DatabaseUnavailable:
-            raise
-        except RollwayError as error:
-            raise ClusterError(
-                f"the {KUBERNETES_SERVER} endpoint {endpoint_id} cannot be used: {error.message}"
-            ) from error
-        return self.clusters.client(endpoint)
+        hint = f"endpoints: {{{KUBERNETES_SERVER}: NAME}}"
+        return cluster_of(self.endpoints, self.clusters, call.endpoints, KUBERNETES_SERVER, hint)
 
     def _again(self, error: ClusterError, state: Mapping[str, Any], memory: dict[str, Any]) -> Outcome:
-        """Ask a busy or unreachable cluster again later, until the retry budget is spent.
-
-        The streak starts at its first failure, whose wall-clock time travels in the state (attempts may run on
-        different workers); an attempt that gets its answers (a VERIFY still waiting) hands on no streak.
-        """
-        now = self.clock()
-        first = state.get("failingSince")
-        since = now if first is None else float(first)
-        retry = int(state.get("retries") or 0) + 1
-        retry_after = error.retry_after if isinstance(error, ClusterThrottled) else None
-        wait = self.backoff.wait(retry, now - since, retry_after)
-        if wait is None:
-            return Failed(f"{error.message} (still failing after {now - since:.0f} s of retries)")
-        asked = f" (Retry-After {retry_after:.3g} s)" if retry_after is not None else ""
-        message = f"{error.message}; retry {retry} in {wait:.3g} s{asked}"
-        return Waiting(wait, {"retries": retry, "failingSince": since, "memory": memory}, message)
+        return ask_again(self.backoff, self.clock(), error, state, memory)
 
     def _act(self, task: K8sInput, cluster: ClusterClient, memory: dict[str, Any]) -> Outcome:
         if task.action == "GET":
