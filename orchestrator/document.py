@@ -14,6 +14,7 @@ from orchestrator import expressions, gaps, workspace
 from orchestrator.bindings import BINDING, Ref, RefKind, parse_ref, unterminated
 from orchestrator.decoding import foreign_values, size_problem
 from orchestrator.errors import BindingError, ExpressionError, PipelineInvalid, Problem
+from orchestrator.fields import read_flag
 from orchestrator.gaps import EndpointLookup, VariableLookup
 from orchestrator.inputs import reference_head
 from orchestrator.notifications import NOTICE_NAMES, read_notifications
@@ -26,7 +27,6 @@ from orchestrator.tasktypes import (
     check_task_input,
     check_written_input,
     endpoint_problems,
-    read_flag,
 )
 
 MAX_NAME_LENGTH = 200  # the width of the name columns

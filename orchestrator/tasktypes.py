@@ -10,7 +10,6 @@ those without changing their structure (see `structured.py`).
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from enum import StrEnum
 from orchestrator import defaults, gitsource, sshcommand, workspace
 from orchestrator.bindings import BINDING
 from orchestrator.errors import Problem
+from orchestrator.fields import Limit, bound_number, expect, flagged, is_bound, limited, read_flag
 from orchestrator.manifests import read_objects
 from orchestrator.queues import QUEUE_DEFAULT, QUEUE_HTTP, QUEUE_KUBERNETES
 
@@ -30,47 +30,6 @@ Checker = Callable[[Mapping[str, object]], list[Problem]]
 
 # A header value that holds a line break would end its header and start another.
 _LINE_BREAK = re.compile(r"[\r\n\x00]")
-
-
-@dataclass(frozen=True)
-class Limit:
-    """The numbers a field may hold: above 0 (or 0 too, when `zero`) and at most `maximum`; whole numbers only
-    when `whole`."""
-
-    what: str
-    whole: bool
-    maximum: int
-    zero: bool = False
-
-    @property
-    def lowest(self) -> str:
-        """The bound below, as messages say it."""
-        return "0 or more" if self.zero else "above 0"
-
-    def read(self, value: object) -> int | float | None:
-        """A field's value as a number within this limit (None when empty; numeric text is read, as bindings give
-        text): the one reading of a number field, when a pipeline is saved and when its task runs. Raises
-        ValueError saying what is wrong (without the field's name)."""
-        if value is None or value == "":
-            return None
-        number = _number(value, self.whole)
-        if number is None:
-            raise ValueError(f"must be {self.what} {self.lowest}, not {value!r}")
-        problem = self.problem(number)
-        if problem is not None:
-            raise ValueError(f"{problem}, not {value!r}")
-        return number
-
-    def problem(self, number: float) -> str | None:
-        """What is wrong with a number for this field, or None (the one range check: save time and run time)."""
-        # Only a float can be infinite or NaN (and an int too large for a float would not convert).
-        if isinstance(number, float) and not math.isfinite(number):
-            return "must be a finite number"
-        if number < 0 or (number == 0 and not self.zero):
-            return "must be 0 or more" if self.zero else "must be greater than 0"
-        if number > self.maximum:
-            return f"must be at most {self.maximum}"
-        return None
 
 
 # A bound past these would have a task wait, or poll, for longer than anyone means to; a day between polls and a
@@ -155,88 +114,6 @@ class TaskType:
         return found
 
 
-def is_bound(value: object) -> bool:
-    """Whether a value is only known at run time."""
-    return isinstance(value, str) and BINDING.search(value) is not None
-
-
-def _expect(task_input: Mapping[str, object], name: str, kinds: tuple[type, ...], what: str) -> list[Problem]:
-    value = task_input.get(name)
-    if value is None or is_bound(value):
-        return []
-    # bool is an int to Python, never to a pipeline author.
-    if isinstance(value, bool) != (bool in kinds) or not isinstance(value, kinds):
-        return [Problem(name, f"must be {what}, not {value!r}")]
-    return []
-
-
-def _limited(task_input: Mapping[str, object], name: str, limit: Limit) -> list[Problem]:
-    """A number field as written, read as it is read when it runs (numeric text too; a bound one is checked then)."""
-    value = task_input.get(name)
-    if is_bound(value):
-        return []
-    try:
-        limit.read(value)
-    except ValueError as error:
-        return [Problem(name, str(error))]
-    return []
-
-
-_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0", "")
-
-
-def read_flag(name: str, value: object) -> bool:
-    """A true-or-false field's value (None is false): a boolean, or text that says one, as bindings and Code Stream's
-    exports give it; ValueError naming the field otherwise."""
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ValueError(f"{name} must be true or false, not {value!r}")
-
-
-def _flagged(task_input: Mapping[str, object], name: str) -> list[Problem]:
-    """A true-or-false field as written, read as it is read when it runs."""
-    value = task_input.get(name)
-    if is_bound(value):
-        return []
-    try:
-        read_flag(name, value)
-    except ValueError:
-        return [Problem(name, f"must be true or false, not {value!r}")]
-    return []
-
-
-def bound_number(limit: Limit, name: str, value: object) -> int | float | None:
-    """A number field's value once bound (None when empty), as a number within `limit`.
-
-    Bindings often give text (`"5"`), so numeric text is read; raises ValueError naming the field otherwise.
-    """
-    try:
-        return limit.read(value)
-    except ValueError as error:
-        raise ValueError(f"{name} {error}") from None
-
-
-def _number(value: object, whole: bool) -> int | float | None:
-    """A value read as a number (numeric text too), or None when it is not one; whole numbers as int."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    number: int | float
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            number = int(text) if text.lstrip("+-").isdigit() else float(text)
-        except ValueError:
-            return None
-    else:
-        number = value
-    if whole and isinstance(number, float) and math.isfinite(number):
-        # 1e30 is a whole number, and fails its limit as one; 2.5 is not a whole number at all.
-        return int(number) if number.is_integer() else None
-    return number
-
-
 def header_problem(name: object, value: object) -> str | None:
     """Why a header name or value could not be sent as one header, if it could not."""
     if _LINE_BREAK.search(str(name)) or _LINE_BREAK.search(str(value)):
@@ -245,7 +122,7 @@ def header_problem(name: object, value: object) -> str | None:
 
 
 def _check_http(task_input: Mapping[str, object]) -> list[Problem]:
-    problems = _expect(task_input, "url", (str,), "a URL")
+    problems = expect(task_input, "url", (str,), "a URL")
     url = task_input.get("url")
     # A path (`/...`, not `//host`) is a URL on the task's kubernetesServer endpoint, sent with its credentials.
     relative = isinstance(url, str) and url.startswith("/") and not url.startswith("//")
@@ -272,7 +149,7 @@ def _check_http(task_input: Mapping[str, object]) -> list[Problem]:
 
 
 def _check_rest(task_input: Mapping[str, object]) -> list[Problem]:
-    problems = _check_http(task_input) + _flagged(task_input, "idempotent")
+    problems = _check_http(task_input) + flagged(task_input, "idempotent")
     action = task_input.get("action", "get")
     if not is_bound(action) and (not isinstance(action, str) or action.lower() not in HTTP_ACTIONS):
         problems.append(Problem("action", f"must be one of {', '.join(HTTP_ACTIONS)}, not {action!r}"))
@@ -291,8 +168,8 @@ def _rest_repeatable(task_input: Mapping[str, object]) -> bool:
 
 def _check_poll(task_input: Mapping[str, object]) -> list[Problem]:
     problems = _check_http(task_input)
-    problems += [problem for name, limit in POLL_LIMITS.items() for problem in _limited(task_input, name, limit)]
-    problems += _flagged(task_input, "ignoreFailure")
+    problems += [problem for name, limit in POLL_LIMITS.items() for problem in limited(task_input, name, limit)]
+    problems += flagged(task_input, "ignoreFailure")
     criteria = task_input.get("exitCriteria")
     if criteria is None:
         pass  # reported as required
@@ -323,7 +200,7 @@ def _check_condition(task_input: Mapping[str, object]) -> list[Problem]:
 def _check_metric(task_input: Mapping[str, object]) -> list[Problem]:
     """A METRIC task's URL, numbers and conditions (their syntax is checked with every expression's)."""
     problems = _check_http(task_input)
-    problems += [problem for name, limit in METRIC_LIMITS.items() for problem in _limited(task_input, name, limit)]
+    problems += [problem for name, limit in METRIC_LIMITS.items() for problem in limited(task_input, name, limit)]
     query = task_input.get("query")
     if query is not None and (not isinstance(query, str) or not query.strip()):
         problems.append(Problem("query", "must be a PromQL query"))
@@ -379,8 +256,8 @@ def _check_k8s(task_input: Mapping[str, object]) -> list[Problem]:
         return []
     if not isinstance(action, str) or action.upper() not in K8S_ACTIONS:
         return [Problem("action", f"must be one of {', '.join(K8S_ACTIONS)}, not {action!r}")]
-    problems = [problem for name, limit in K8S_LIMITS.items() for problem in _limited(task_input, name, limit)]
-    problems += _flagged(task_input, "continueOnConflict") + _git_source(task_input)
+    problems = [problem for name, limit in K8S_LIMITS.items() for problem in limited(task_input, name, limit)]
+    problems += flagged(task_input, "continueOnConflict") + _git_source(task_input)
     if action.upper() in K8S_OBJECT_ACTIONS:
         return problems + (
             []
@@ -441,18 +318,16 @@ def _check_user_operation(task_input: Mapping[str, object]) -> list[Problem]:
     approvers, groups = task_input.get("approvers"), task_input.get("approverGroups")
     if not problems and not approvers and not groups:
         problems.append(Problem("approvers", "needs at least one approver (a token name, or ${requestBy})"))
+    problems += [problem for name in ("summary", "description") for problem in expect(task_input, name, (str,), "text")]
     problems += [
-        problem for name in ("summary", "description") for problem in _expect(task_input, name, (str,), "text")
-    ]
-    problems += [
-        problem for name in ("sendemail", "cancelPreviousPendingUserOp") for problem in _flagged(task_input, name)
+        problem for name in ("sendemail", "cancelPreviousPendingUserOp") for problem in flagged(task_input, name)
     ]
     unit = task_input.get("expirationUnit", "DAYS")
     if not is_bound(unit) and (not isinstance(unit, str) or unit.upper() not in EXPIRATION_UNITS):
         problems.append(Problem("expirationUnit", f"must be one of {', '.join(EXPIRATION_UNITS)}, not {unit!r}"))
         unit = "DAYS"
     limit = EXPIRATION_LIMITS["DAYS" if is_bound(unit) else str(unit).upper()]
-    problems += _limited(task_input, "expiration", limit) + _limited(
+    problems += limited(task_input, "expiration", limit) + limited(
         task_input, "expirationInDays", EXPIRATION_LIMITS["DAYS"]
     )
     if task_input.get("expiration") is not None and task_input.get("expirationInDays") is not None:
@@ -477,7 +352,7 @@ SSH_CREDENTIALS = ("password", "privatekey", "passphrase")
 def _check_ssh(task_input: Mapping[str, object]) -> list[Problem]:
     """An SSH task's host, script, credentials (from variables: never written in the pipeline) and options."""
     problems = [
-        problem for name in ("username", "workingDirectory") for problem in _expect(task_input, name, (str,), "text")
+        problem for name in ("username", "workingDirectory") for problem in expect(task_input, name, (str,), "text")
     ]
     host, script = task_input.get("host"), task_input.get("script")
     if host is not None and not is_bound(host):
@@ -499,8 +374,8 @@ def _check_ssh(task_input: Mapping[str, object]) -> list[Problem]:
             problems += [Problem(path, message) for path, message in read(task_input.get(name))]
     return (
         problems
-        + _flagged(task_input, "continueOnCommandFailure")
-        + _limited(task_input, "timeout", SSH_LIMITS["timeout"])
+        + flagged(task_input, "continueOnCommandFailure")
+        + limited(task_input, "timeout", SSH_LIMITS["timeout"])
     )
 
 

@@ -27,9 +27,10 @@ from sqlalchemy import Connection, Engine, Row, func, select, update
 
 from orchestrator.errors import BadRequest, Conflict, NotFound, Problem
 from orchestrator.execution import TaskRun
+from orchestrator.fields import read_flag
 from orchestrator.pipeline import TaskKey
 from orchestrator.schema import endpoints, executions, now, task_runs, user_operations, variables
-from orchestrator.tasktypes import EXPIRATION_UNITS, expiration_of, read_flag
+from orchestrator.tasktypes import EXPIRATION_UNITS, expiration_of
 from orchestrator.variables import VariableType
 
 MAX_COMMENTS_LENGTH = 2_000

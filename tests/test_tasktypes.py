@@ -7,7 +7,8 @@ from collections.abc import Mapping
 import pytest
 
 from orchestrator.errors import Problem
-from orchestrator.tasktypes import RESPONSE_NAMES, TASK_TYPES, Runner, check_task_input, is_bound
+from orchestrator.fields import is_bound
+from orchestrator.tasktypes import RESPONSE_NAMES, TASK_TYPES, Runner, check_task_input
 from workers.constants import QUEUES, queue_for
 from workers.executors import build_executors
 from workers.http import HttpClient

@@ -21,6 +21,7 @@ from typing import Any
 from orchestrator import gitsource
 from orchestrator.endpoints import Endpoint
 from orchestrator.errors import ClusterBusy, ClusterError, ClusterUnreachable, DatabaseUnavailable, RollwayError
+from orchestrator.fields import bound_number, read_flag
 from orchestrator.gitsource import SCM
 from orchestrator.manifests import read_objects
 from orchestrator.retry import RETRY_BUDGET, Backoff
@@ -34,7 +35,7 @@ from orchestrator.rollout import (
     same_template,
 )
 from orchestrator.settings import DEFAULT_EGRESS_DENY, Network
-from orchestrator.tasktypes import K8S_ACTIONS, K8S_LIMITS, KUBERNETES_SERVER, bound_number, read_flag, reads_git
+from orchestrator.tasktypes import K8S_ACTIONS, K8S_LIMITS, KUBERNETES_SERVER, reads_git
 from workers.cluster import ClusterClient, ClusterClients, ObjectRef
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall, Waiting
 from workers.executors.clusterwork import ask_again, cluster_of

@@ -20,7 +20,8 @@ from urllib.parse import urlencode
 from orchestrator import expressions
 from orchestrator.bindings import split_path, walk
 from orchestrator.errors import BindingError, EndpointError, ExpressionError
-from orchestrator.tasktypes import METRIC_LIMITS, METRIC_RESULT, bound_number
+from orchestrator.fields import bound_number
+from orchestrator.tasktypes import METRIC_LIMITS, METRIC_RESULT
 from workers.egress import EgressDenied
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall, Waiting
 from workers.executors.rest import request_problem

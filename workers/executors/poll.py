@@ -13,7 +13,8 @@ from typing import Any
 from orchestrator import expressions
 from orchestrator.bindings import split_path, walk
 from orchestrator.errors import BindingError, ClusterError, EndpointError, ExpressionError
-from orchestrator.tasktypes import POLL_LIMITS, RESPONSE_NAMES, bound_number, read_flag
+from orchestrator.fields import bound_number, read_flag
+from orchestrator.tasktypes import POLL_LIMITS, RESPONSE_NAMES
 from workers.egress import EgressDenied
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall, Waiting
 from workers.executors.endpoint import EndpointLookup, target

@@ -23,8 +23,9 @@ from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 from orchestrator import defaults, sshcommand
 from orchestrator.endpoints import SSH
 from orchestrator.errors import NotFound
+from orchestrator.fields import bound_number, read_flag
 from orchestrator.settings import DEFAULT_EGRESS_DENY, Network
-from orchestrator.tasktypes import SSH_LIMITS, SSH_SERVER, bound_number, is_ssh_server_role, read_flag
+from orchestrator.tasktypes import SSH_LIMITS, SSH_SERVER, is_ssh_server_role
 from workers.egress import refusal
 from workers.executors.base import Failed, Outcome, Succeeded, TaskCall
 from workers.executors.endpoint import EndpointLookup
