@@ -262,6 +262,34 @@ def test_no_constant_changes_the_structure_of_the_yaml(value: str) -> None:
     assert set(deployment["spec"]) == {"replicas", "selector", "template"}
 
 
+def test_a_constant_inside_longer_text_is_spliced_into_that_string_as_it_is() -> None:
+    # Given constants for the image tag (inside a quoted string) and the team, one trying to end the quotes
+    constants = {"replicas": 3, "tag": '1.27"\n      replicas: 99', "team": "web team"}
+    # When the file is filled
+    _namespace, deployment = yaml.safe_load_all(gitsource.substitute(WEB_YAML, constants, "deploy/web.yaml"))
+    # Then the whole-value constant has YAML's type, and the tag is part of the image's text, quotes and all
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["template"]["spec"]["containers"] == [
+        {"name": "web", "image": 'nginx:1.27"\n      replicas: 99'}
+    ]
+    assert deployment["metadata"]["annotations"] == {"team": "web team"}
+
+
+def test_a_constant_in_a_block_of_text_lands_in_it_without_quotes() -> None:
+    template = "kind: ConfigMap\ndata:\n  run.sh: |\n    echo {{greeting}} from {{ team }}\n"
+    filled = yaml.safe_load(gitsource.substitute(template, {"greeting": "hello world", "team": True}, "cm.yaml"))
+    assert filled["data"] == {"run.sh": "echo hello world from true\n"}
+
+
+def test_a_file_of_aliases_standing_for_millions_of_values_is_refused() -> None:
+    # Given a few hundred bytes of YAML whose aliases stand for ten million values
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 10) + "]" for n in range(1, 7)]
+    # When it is filled, Then it is refused before anything walks it
+    with pytest.raises(ValueError, match="holds more than 1000000 values"):
+        gitsource.substitute("\n".join(lines), {}, "deploy/bomb.yaml")
+
+
 def test_a_placeholder_without_its_constant_is_named() -> None:
     with pytest.raises(ValueError, match=r"uses \{\{team\}\}, which scmConstants does not give"):
         gitsource.substitute(WEB_YAML, {"replicas": 1, "tag": "1"}, "deploy/web.yaml")
