@@ -25,6 +25,8 @@ from orchestrator.errors import BindingError
 BINDING = re.compile(r"(?<!\\)\$\{([^}]*)\}")
 _WHOLE = re.compile(r"^\$\{([^}]*)\}$")
 ESCAPE = "\\${"
+# A binding, or the escape standing for a literal `${`: read in one pass, so no bound value is ever read again.
+_TOKEN = re.compile(r"\\\$\{|(?<!\\)\$\{([^}]*)\}")
 # At most 9 digits: Python refuses to read an int of thousands of digits, and no list is that long anyway.
 _INDEX = re.compile(r"\[(\d{1,9})\]")
 _SEGMENT = re.compile(r"^([^\[\]]*)((?:\[\d{1,9}\])*)$")
@@ -121,6 +123,12 @@ def _parse_output_ref(body: str) -> Ref:
 def unescape(text: str) -> str:
     """Text as its target gets it: each `\\${` escape becomes the literal `${` it stands for."""
     return text.replace(ESCAPE, "${")
+
+
+def substitute(text: str, splice: Callable[[re.Match[str]], str]) -> str:
+    """`text` with each binding replaced by what `splice` gives for its match (the body is `group(1)`) and each
+    escape by the `${` it stands for; a bound value reaches the target as it is, even when it holds `\\${`."""
+    return _TOKEN.sub(lambda match: "${" if match.group(1) is None else splice(match), text)
 
 
 def unterminated(text: str) -> bool:
@@ -258,7 +266,7 @@ def resolve(value: object, lookup: Callable[[str], object]) -> object:
         whole = whole_binding(value)
         if whole is not None:
             return lookup(whole)
-        return unescape(BINDING.sub(lambda match: as_text(lookup(match.group(1))), value))
+        return substitute(value, lambda match: as_text(lookup(match.group(1))))
     if isinstance(value, Mapping):
         return {key: resolve(item, lookup) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -3,21 +3,23 @@ the repository of the task's `scm` endpoint (a `git` endpoint: repository URL an
 fills the file's `{{NAME}}` placeholders.
 
 Pure: the checks of what a pipeline and an endpoint say (the path stays inside the repository, the URL uses a
-transport Rollway allows) and the substitution, which can fill in values but never change the YAML's structure.
+transport Rollway allows) and the substitution, into the parsed YAML's values, which never changes its structure.
+Code Stream's documentation at hand does not spell out the placeholder's form; `{{NAME}}` and `{{ NAME }}` are read.
 Fetching the file is `workers/gitfetch.py`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
-from orchestrator.errors import Problem
+from orchestrator.decoding import MAX_DOCUMENT_BYTES, dump_yaml_documents, load_yaml_documents, size_problem
+from orchestrator.errors import BadRequest, Problem
 
 # The endpoint role a K8S task names its Git endpoint by (`endpoints: {scm: NAME}`).
 SCM = "scm"
@@ -28,7 +30,8 @@ MAX_PATH_LENGTH = 1024
 MAX_BRANCH_LENGTH = 255
 # `{{NAME}}` or `{{ NAME }}`; a name is what a YAML key or an environment variable would be.
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
-# A value written into the YAML as it is: it cannot start a YAML indicator, hold a space, a colon or a comment.
+# A constant YAML reads as itself (a number, a flag, a word): it cannot start a YAML indicator, hold a space, a
+# colon or a comment.
 PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./+@=-]*")
 SCALARS = (str, int, float, bool)
 
@@ -95,40 +98,104 @@ def constants_problems(constants: object, path: str = "scmConstants") -> list[Pr
     ]
 
 
-def _written(value: object) -> str:
-    """A constant as it goes into the YAML: plain where YAML reads it as itself, else a double-quoted string."""
+def _typed(value: object) -> object:
+    """A constant that is a whole YAML value: read as it would be written there, plain where YAML reads it as
+    itself (`'2'` is the number 2, as in the text Code Stream fills in) and as a string otherwise."""
+    if isinstance(value, str) and PLAIN.fullmatch(value):
+        return yaml.safe_load(value)
+    return value
+
+
+def _text(value: object) -> str:
+    """A constant spliced into longer text."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    text = str(value)
-    return text if PLAIN.fullmatch(text) else json.dumps(text)
+    return str(value)
 
 
 def substitute(text: str, constants: Mapping[str, Any], where: str) -> str:
     """`text` with each `{{NAME}}` replaced by its constant; ValueError naming `where` when a placeholder has no
-    constant, or when the values would change the YAML's structure (its keys and list lengths) rather than fill
-    in values."""
+    constant or the file cannot be read as YAML.
+
+    The file is parsed first, each placeholder standing in as a plain word, and the constants go into the parsed
+    documents' values (as `structured.bind_documents` does with bindings): a placeholder that is a whole value
+    takes the constant as YAML reads it there, one inside longer text (a quoted string, a block scalar) is spliced
+    into that string. No value can add a key, an item or a document.
+    """
     missing = sorted({name for name in PLACEHOLDER.findall(text) if name not in constants})
     if missing:
         named = ", ".join("{{" + name + "}}" for name in missing)
         raise ValueError(f"{where} uses {named}, which scmConstants does not give")
-    filled = PLACEHOLDER.sub(lambda found: _written(constants[found.group(1)]), text)
-    neutral = PLACEHOLDER.sub("x", text)
+    marks = _Marks.of(text)
     try:
-        expected = [_shape(document) for document in yaml.safe_load_all(neutral)]
-        got = [_shape(document) for document in yaml.safe_load_all(filled)]
-    except yaml.YAMLError as error:
-        raise ValueError(f"{where} is not valid YAML once scmConstants are filled in: {error}") from error
-    except RecursionError as error:
-        raise ValueError(f"{where} is nested too deeply") from error
-    if expected != got:
-        raise ValueError(f"the scmConstants values would change the structure of {where}, not only fill in values")
-    return filled
+        documents = load_yaml_documents(marks.text, where)
+    except BadRequest as error:
+        raise ValueError(f"{error.message} (with its {{{{NAME}}}} placeholders read as values)") from error
+    # Before any walk: a few hundred bytes of YAML aliases can stand for millions of values.
+    too_big = size_problem(documents)
+    if too_big is not None:
+        raise ValueError(f"{where}: {too_big}")
+    filled = [_Filler(marks, constants, where).fill(document) for document in documents]
+    result = dump_yaml_documents(filled, _Dumper)
+    if len(result) > MAX_DOCUMENT_BYTES:
+        raise ValueError(f"{where} with scmConstants filled in is larger than {MAX_DOCUMENT_BYTES} characters")
+    return result
 
 
-def _shape(value: object) -> object:
-    """A YAML document's structure: its keys and list lengths, every scalar the same."""
-    if isinstance(value, Mapping):
-        return {str(key): _shape(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_shape(item) for item in value]
-    return None
+@dataclass(frozen=True)
+class _Marks:
+    """A YAML text with each placeholder replaced by a numbered word, and the constants' names by number."""
+
+    text: str
+    names: tuple[str, ...]
+    pattern: re.Pattern[str]
+
+    @classmethod
+    def of(cls, text: str) -> _Marks:
+        stem = "rollwayconstant"
+        while stem in text:
+            stem += "x"
+        names: list[str] = []
+
+        def mark(found: re.Match[str]) -> str:
+            names.append(found.group(1))
+            return f"{stem}{len(names) - 1}z"
+
+        marked = PLACEHOLDER.sub(mark, text)
+        return cls(marked, tuple(names), re.compile(re.escape(stem) + r"(\d+)z"))
+
+
+class _Filler:
+    """Puts constants into parsed documents, building new ones (YAML aliases share objects)."""
+
+    def __init__(self, marks: _Marks, constants: Mapping[str, Any], where: str) -> None:
+        self.marks, self.constants, self.where = marks, constants, where
+
+    def fill(self, node: object) -> object:
+        if isinstance(node, str):
+            whole = self.marks.pattern.fullmatch(node)
+            return _typed(self._constant(whole)) if whole is not None else self._spliced(node)
+        if isinstance(node, Mapping):
+            filled: dict[Any, object] = {}
+            for key, item in node.items():
+                name = self._spliced(key) if isinstance(key, str) else key
+                if name in filled:
+                    raise ValueError(f"{self.where}: two keys of one mapping read {name!r} with scmConstants filled in")
+                filled[name] = self.fill(item)
+            return filled
+        if isinstance(node, list):
+            return [self.fill(item) for item in node]
+        return node
+
+    def _spliced(self, text: str) -> str:
+        return self.marks.pattern.sub(lambda found: _text(self._constant(found)), text)
+
+    def _constant(self, found: re.Match[str]) -> object:
+        return self.constants[self.marks.names[int(found.group(1))]]
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes every value where it is: a value used in two places is written twice, not as a YAML alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import yaml
 
-from orchestrator.bindings import BINDING, as_text, resolve, unescape, whole_binding
+from orchestrator.bindings import BINDING, as_text, resolve, substitute, unescape, whole_binding
 from orchestrator.decoding import MAX_DOCUMENT_BYTES, dump_yaml_documents, load_yaml_documents, size_problem
 from orchestrator.errors import BadRequest, BindingError
 from orchestrator.tasktypes import header_problem
@@ -81,7 +81,7 @@ class _Marks:
             bodies.append(match.group(1))
             return f"{stem}{len(bodies) - 1}z"
 
-        marked = unescape(BINDING.sub(mark, text))
+        marked = substitute(text, mark)
         return cls(marked, tuple(bodies), re.compile(re.escape(stem) + r"(\d+)z"))
 
 
@@ -149,7 +149,7 @@ def bind_url(text: str, lookup: Lookup) -> object:
         value = as_text(lookup(match.group(1)))
         return value if match.start() == 0 else component(value)
 
-    return unescape(BINDING.sub(splice, text))
+    return substitute(text, splice)
 
 
 def component(value: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from orchestrator import defaults, gitsource, sshcommand, workspace
-from orchestrator.bindings import BINDING
+from orchestrator.bindings import BINDING, unescape
 from orchestrator.errors import Problem
 from orchestrator.fields import Limit, bound_number, expect, flagged, is_bound, limited, read_flag
 from orchestrator.manifests import read_objects
@@ -219,10 +219,11 @@ KUBERNETES_SERVER = "kubernetesServer"
 
 
 def _check_manifests(text: object) -> list[Problem]:
-    """Problems with a K8S task's multi-document YAML (bindings in it stand for text, as they will be)."""
+    """Problems with a K8S task's multi-document YAML (bindings in it stand for text, as they will be; an escaped
+    `\\${` is the `${` it will be, as `structured.bind_documents` reads it)."""
     if isinstance(text, str) and BINDING.fullmatch(text.strip()):
         return []  # the whole YAML comes from a binding: only known at run time
-    _, problems = read_objects(BINDING.sub("x", text) if isinstance(text, str) else text, "yaml")
+    _, problems = read_objects(unescape(BINDING.sub("x", text)) if isinstance(text, str) else text, "yaml")
     return problems
 
 

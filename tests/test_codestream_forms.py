@@ -9,13 +9,14 @@ import dataclasses
 from typing import Any
 
 import pytest
+import yaml
 
 from orchestrator import gaps
 from orchestrator.bindings import Scope, resolve
 from orchestrator.document import load_pipeline
 from orchestrator.errors import BindingError, PipelineInvalid
 from orchestrator.pipeline import RollbackLink
-from orchestrator.structured import bind_documents, bind_url
+from orchestrator.structured import bind_documents, bind_headers, bind_url
 
 Doc = dict[str, Any]
 LOOKUP = ("Prepare", "Get Project")
@@ -79,6 +80,39 @@ def test_an_escaped_binding_reaches_a_url_and_a_yaml_document_as_literal_text() 
     # Then the escape is the literal `${`, the binding its value
     assert url == "https://x/Provision/${id}"
     assert manifest == "metadata:\n  name: Provision\n  note: ${resource.name}\n"
+
+
+def test_an_escaped_binding_reaches_headers_as_literal_text_beside_a_real_one() -> None:
+    # Given REST headers holding an escaped binding alone and beside a real one
+    headers = {"X-Template": "\\${resource.name}", "X-Run": "${name}/\\${resource.id}"}
+    # When they are bound, Then each escape is the literal `${` and the binding its value
+    assert bind_headers(headers, scope().lookup, "headers") == {
+        "X-Template": "${resource.name}",
+        "X-Run": "Provision/${resource.id}",
+    }
+
+
+def test_a_bound_value_holding_the_escape_reaches_the_target_as_it_is() -> None:
+    # Given an input whose value holds the escape's characters (text the pipeline did not write)
+    given = dataclasses.replace(scope(), input={"name": "a\\${b}"})
+    # When it is bound into longer text, a URL's start and a manifest, beside an escape the pipeline wrote
+    text = resolve("${input.name} and \\${c}", given.lookup)
+    url = bind_url("${input.name}/x/\\${c}", given.lookup)
+    manifest = bind_documents("note: ${input.name} \\${c}\n", given.lookup, "yaml")
+    # Then only the pipeline's own escape became `${`: the value is passed on untouched
+    assert text == "a\\${b} and ${c}"
+    assert url == "a\\${b}/x/${c}"
+    assert manifest == "note: a\\${b} ${c}\n"
+
+
+def test_an_escape_inside_a_quoted_yaml_string_is_accepted_when_saved_as_it_runs() -> None:
+    # Given a manifest whose double-quoted value holds the escape (`\\$` alone is no YAML escape)
+    manifest = 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {template: "\\${resource.name}"}\n'
+    document = with_input(export(), yaml=manifest)
+    # When it is saved, Then it loads, and bound it is the literal text
+    load_pipeline(document, None)
+    (config_map,) = yaml.safe_load_all(str(bind_documents(manifest, scope().lookup, "yaml")))
+    assert config_map["data"] == {"template": "${resource.name}"}
 
 
 def k8s_task() -> Doc:

@@ -147,6 +147,7 @@ def test_a_rest_export_binds_into_the_json_answer_and_passes_an_escaped_binding_
     assert posted.headers["X-Pipeline"] == "Register Project Resource"
     assert posted.headers["X-Run-Status"] == "RUNNING"
     assert posted.headers["X-Lookup"] == web.url_for("/iaas/api/projects") + "?name=Demo"
+    assert posted.headers["X-Template"] == "${resource.name} for Register Project Resource"
 
     # When the lookup answers with text that is not JSON
     web.clear()

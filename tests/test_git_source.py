@@ -76,8 +76,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def repository(tmp_path: Path) -> Iterator[GitServer]:
-    """deploy/web.yaml (with placeholders) and a link out of the repository, pushed to a bare repository that
-    `git daemon` serves."""
+    """deploy/web.yaml (with placeholders) and links out of the repository (a file's and a directory's), pushed to
+    a bare repository that `git daemon` serves."""
     served = tmp_path / "served"
     bare = served / "web.git"
     work = tmp_path / "work"
@@ -87,6 +87,7 @@ def repository(tmp_path: Path) -> Iterator[GitServer]:
     (work / "deploy").mkdir()
     (work / "deploy" / "web.yaml").write_text(WEB_YAML, encoding="utf-8")
     (work / "deploy" / "secrets.yaml").symlink_to("/etc/passwd")
+    (work / "system").symlink_to("/etc")
     git("add", ".", cwd=work)
     git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "--quiet", "-m", "web", cwd=work)
     git("push", "--quiet", str(bare), "main", cwd=work)
@@ -139,6 +140,7 @@ def release(api: ServedApp, filepath: str, constants: Doc) -> Doc:
     stage = {"taskOrder": ["Apply"], "tasks": {"Apply": apply}, "rollback": {"pipeline": "Undo"}}
     return api.create(
         {"name": "Release", "project": PROJECT, "enabled": True, "stageOrder": ["Dev"], "stages": {"Dev": stage}}
+        | {"input": {"file": ""}}
     )
 
 
@@ -189,15 +191,37 @@ def test_a_file_missing_from_the_repository_fails_the_task_naming_it_and_the_rol
     assert "deploy/missing.yaml on branch main of " + repository.url in message and "no such file" in message
 
 
+@pytest.mark.parametrize(
+    ("filepath", "said"),
+    [("deploy/secrets.yaml", "it is a link, not a file"), ("system/passwd", "there is no such file")],
+    ids=["file-link", "through-directory-link"],
+)
 def test_a_link_in_the_repository_is_not_followed(
-    api: ServedApp, cluster: KubeSim, repository: GitServer, worker: Any
+    api: ServedApp, cluster: KubeSim, repository: GitServer, worker: Any, filepath: str, said: str
 ) -> None:
     endpoints(api, cluster, repository)
-    done = run(api, release(api, "deploy/secrets.yaml", {}))
+    done = run(api, release(api, filepath, {}))
     assert done["status"] == "ROLLBACK_COMPLETED"
     message = task_of(done, "Dev", "Apply")["statusMessage"]
-    assert "it is a link, not a file" in message
+    assert said in message, message
     assert "root:" not in str(done)
+
+
+def test_a_filepath_bound_at_run_time_to_a_path_out_of_the_repository_fails_and_rolls_back(
+    api: ServedApp, cluster: KubeSim, repository: GitServer, worker: Any
+) -> None:
+    # Given a release whose filepath is an input (only known at run time, so not checked when saved)
+    endpoints(api, cluster, repository)
+    pipeline = release(api, "${input.file}", {})
+    # When it runs with a path that climbs out of the repository
+    answer = api.http.post(f"/api/pipelines/{pipeline['id']}/executions", json={"input": {"file": "../web.git/config"}})
+    assert answer.status_code == 202, answer.text
+    done = ended(api, answer.json()["executionId"])
+    # Then the task fails naming the path, nothing is read, and the stage's rollback runs
+    assert done["status"] == "ROLLBACK_COMPLETED"
+    message = task_of(done, "Dev", "Apply")["statusMessage"]
+    assert "filepath must stay inside the repository" in message and "../web.git/config" in message, message
+    assert "repositoryformatversion" not in str(done)
 
 
 def test_a_constant_that_would_add_a_field_stays_a_value(
@@ -218,14 +242,52 @@ def test_a_constant_that_would_add_a_field_stays_a_value(
 
 @pytest.mark.parametrize(
     "value",
-    ["2\n  paused: true", 'x"\n  paused: true', "{{replicas}}", "- a\n- b", "!!python/object:os.system"],
-    ids=["newline", "quote", "placeholder", "list", "tag"],
+    [
+        "2\n  paused: true",
+        "1\n  replicas: 99",
+        'x"\n  paused: true',
+        "{{replicas}}",
+        "}}",
+        "1}}\n  paused: true\n  x: {{",
+        "- a\n- b",
+        "!!python/object:os.system",
+        "*anchor",
+    ],
+    ids=["newline", "replicas-again", "quote", "placeholder", "braces", "braces-newline", "list", "tag", "alias"],
 )
 def test_no_constant_changes_the_structure_of_the_yaml(value: str) -> None:
     filled = gitsource.substitute(WEB_YAML, {"replicas": value, "tag": "1", "team": "t"}, "deploy/web.yaml")
     _namespace, deployment = yaml.safe_load_all(filled)
     assert deployment["spec"]["replicas"] == value
     assert set(deployment["spec"]) == {"replicas", "selector", "template"}
+
+
+def test_a_constant_inside_longer_text_is_spliced_into_that_string_as_it_is() -> None:
+    # Given constants for the image tag (inside a quoted string) and the team, one trying to end the quotes
+    constants = {"replicas": 3, "tag": '1.27"\n      replicas: 99', "team": "web team"}
+    # When the file is filled
+    _namespace, deployment = yaml.safe_load_all(gitsource.substitute(WEB_YAML, constants, "deploy/web.yaml"))
+    # Then the whole-value constant has YAML's type, and the tag is part of the image's text, quotes and all
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["template"]["spec"]["containers"] == [
+        {"name": "web", "image": 'nginx:1.27"\n      replicas: 99'}
+    ]
+    assert deployment["metadata"]["annotations"] == {"team": "web team"}
+
+
+def test_a_constant_in_a_block_of_text_lands_in_it_without_quotes() -> None:
+    template = "kind: ConfigMap\ndata:\n  run.sh: |\n    echo {{greeting}} from {{ team }}\n"
+    filled = yaml.safe_load(gitsource.substitute(template, {"greeting": "hello world", "team": True}, "cm.yaml"))
+    assert filled["data"] == {"run.sh": "echo hello world from true\n"}
+
+
+def test_a_file_of_aliases_standing_for_millions_of_values_is_refused() -> None:
+    # Given a few hundred bytes of YAML whose aliases stand for ten million values
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 10) + "]" for n in range(1, 7)]
+    # When it is filled, Then it is refused before anything walks it
+    with pytest.raises(ValueError, match="holds more than 1000000 values"):
+        gitsource.substitute("\n".join(lines), {}, "deploy/bomb.yaml")
 
 
 def test_a_placeholder_without_its_constant_is_named() -> None:
@@ -254,6 +316,19 @@ def test_a_git_endpoint_that_could_run_a_command_or_read_files_is_refused_naming
     assert answer.status_code == 400, answer.text
     assert field in [problem["path"] for problem in answer.json()["error"]["details"]]
     assert api.http.get("/api/endpoints").json() == []
+
+
+def test_a_git_endpoint_cannot_be_changed_to_a_url_that_runs_a_command(api: ServedApp) -> None:
+    # Given a git endpoint
+    created = api.create_at(
+        "/api/endpoints", {"name": "repo", "project": PROJECT, "type": "git", "url": "https://git.example.com/w.git"}
+    )
+    # When its URL is changed to git's ext:: transport, Then the change is refused naming the field
+    answer = api.http.patch(f"/api/endpoints/{created['id']}", json={"url": "ext::sh -c touch% /tmp/pwned"})
+    assert answer.status_code == 400, answer.text
+    assert [problem["path"] for problem in answer.json()["error"]["details"]] == ["url"]
+    # ... and the endpoint keeps its URL
+    assert api.http.get(f"/api/endpoints/{created['id']}").json()["url"] == "https://git.example.com/w.git"
 
 
 def test_a_git_endpoint_shows_its_branch_and_whether_it_logs_in_never_the_password(api: ServedApp) -> None:
