@@ -211,14 +211,15 @@ def test_a_message_nobody_claims_is_sent_again_at_doubling_intervals_not_once_pe
     execution = deployment.engine.trigger(deployment.save(pipeline("One", {"A": condition("true")})), {})
     waiting = deployment.run("A", execution)
     sends = []
-    # When a lease (and a second) goes by four times, the sweep running after each (the last wait a second longer:
-    # the second re-send came 2 leases and 2 seconds after the run was due, and a little time really passed)
-    for seconds in (LEASE + 1, LEASE + 1, LEASE + 1, LEASE + 2):
+    # When a lease and some seconds go by, four times, the sweep running after each (the margins are seconds, far
+    # more than the real time the test itself takes)
+    for seconds in (LEASE + 1, LEASE + 5, LEASE + 5, LEASE + 5):
         deployment.dispatcher.pending.clear()
         deployment.shift(waiting.id, seconds)
         sends.append(deployment.sweeper.sweep().sent)
-    # Then it was sent again a lease after it was due, again a lease later, and then only after two more: each
-    # re-send waits as long as the run had waited when it was last sent
+    # Then it was sent again a lease after it was due, again a lease later (it had waited L+1 when last sent), and
+    # then not after one more lease but only after two (it had waited 2L+6 when last sent): each re-send waits as
+    # long as the run had waited when it was last sent
     assert sends == [1, 1, 0, 1]
     deployment.dispatcher.drain(deployment.runner)
     assert deployment.execution(execution).status is ExecutionStatus.COMPLETED
