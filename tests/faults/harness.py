@@ -1210,3 +1210,11 @@ class Deployment:
             process.stop()
         if self._celery is not None:
             self._celery.close()
+
+
+def release(rollway: Deployment, ledger: Ledger) -> dict[str, Any]:
+    """The release pipeline and its rollback pipeline, created through the API."""
+    assert rollway.api is not None
+    rollway.api.create(undo_pipeline(ledger.url))
+    created: dict[str, Any] = rollway.api.create(release_pipeline(ledger.url))
+    return created

@@ -24,20 +24,16 @@ from harness import (
     Burst,
     Deployment,
     Ledger,
-    Prober,
     RedisServer,
     RollwayProcess,
-    TcpProxy,
     api_client,
     check_outcome,
     gated_undo_pipeline,
     owner_of_port,
     pending_task_ids,
-    release_pipeline,
+    release,
     serial_pipeline,
     settle,
-    unavailable_problem,
-    undo_pipeline,
 )
 
 from orchestrator.store import Store
@@ -54,17 +50,8 @@ BURST = 32
 # Slow enough that a killed worker's task is certainly in flight, quick enough to keep the burst short.
 IN_FLIGHT_SECONDS = 2.0
 REDIS_DOWN_SECONDS = 6.0
-DATABASE_DOWN_SECONDS = 10.0
 # A trigger commits to the database and leaves the message to the outbox: it must not wait for the broker.
 TRIGGER_SECONDS = 3.0
-
-
-def release(rollway: Deployment, ledger: Ledger) -> Doc:
-    """The release pipeline and its rollback pipeline, created through the API."""
-    assert rollway.api is not None
-    rollway.api.create(undo_pipeline(ledger.url))
-    created: Doc = rollway.api.create(release_pipeline(ledger.url))
-    return created
 
 
 def caught_in_flight(kind: str, ledger: Ledger, workers: list[RollwayProcess], tries: int = 10) -> int:
@@ -165,94 +152,6 @@ def test_redis_restart_mid_burst_with_triggers_while_it_is_down(
     assert not refused, f"triggers while Redis was down were not simply accepted: {refused}"
     assert not slow, f"triggers while Redis was down waited for it (n, seconds): {slow}"
     assert all(worker.alive() for worker in workers)
-
-
-def database_outage(
-    rollway: Deployment,
-    ledger: Ledger,
-    store: Store,
-    start_burst: StartBurst,
-    break_database: Callable[[], None],
-    proxy: TcpProxy,
-) -> tuple[str, Prober]:
-    """A burst with the database broken for 10 s in its middle; the summary and what the API answered meanwhile."""
-    pipeline = release(rollway, ledger)
-    rollway.workers("worker-a", "worker-b")
-    burst = start_burst(pipeline, BURST)
-    burst.wait_for(BURST // 4)
-    # Broken first, probed at once: the first probe meets the API's pool as the burst left it, idle connections
-    # included, which is what an API meets when its database fails under it.
-    break_database()
-    broken_at = time.monotonic()
-    assert rollway.api is not None
-    with Prober(rollway.api.url) as prober:
-        time.sleep(max(0.0, broken_at + DATABASE_DOWN_SECONDS - time.monotonic()))
-        proxy.resume()
-        resumed_at = time.monotonic()
-        time.sleep(1)
-    burst.join()
-    outcome = settle(store)
-    summary = check_outcome(outcome, ledger, burst, fault_over=resumed_at)
-    statuses = dict(prober.statuses())
-    return summary + f" api_during_fault={statuses} slowest_api={prober.slowest():.1f}s", prober
-
-
-def test_postgresql_refusing_connections_for_10s(
-    rollway: Deployment, ledger: Ledger, store: Store, proxy: TcpProxy, report: Report, start_burst: StartBurst
-) -> None:
-    # Given a burst of releases, when PostgreSQL refuses connections for 10 s (listener closed, connections reset)
-    summary, prober = database_outage(rollway, ledger, store, start_burst, proxy.refuse, proxy)
-
-    # Then every execution ends where it would have, and the API answered 503 unavailable meanwhile, never 500
-    report("postgresql-refused", summary)
-    assert not prober.problems(within=5.0), prober.problems(within=5.0)
-    assert prober.statuses()[503] >= 1, prober.statuses()
-
-
-def test_postgresql_hanging_for_10s(
-    rollway: Deployment, ledger: Ledger, store: Store, proxy: TcpProxy, report: Report, start_burst: StartBurst
-) -> None:
-    # Given a burst of releases, when PostgreSQL hangs for 10 s (connections open, nothing forwarded)
-    summary, prober = database_outage(rollway, ledger, store, start_burst, proxy.hang, proxy)
-
-    # Then every execution ends where it would have, and API requests during the hang answered 503 unavailable
-    # with Retry-After within a few seconds: no request hung, none answered 500
-    report("postgresql-hang", summary)
-    assert not prober.problems(within=7.0), prober.problems(within=7.0)
-    assert prober.statuses()[503] >= 1, prober.statuses()
-
-
-def test_a_database_blip_while_idle_then_a_release(
-    rollway: Deployment, ledger: Ledger, store: Store, proxy: TcpProxy, report: Report
-) -> None:
-    # Given an idle deployment that has run a release (every pool holds connections)
-    pipeline = release(rollway, ledger)
-    rollway.workers("worker")
-    assert rollway.api is not None
-    with api_client(rollway.api.url) as http:
-        first = http.post(f"/api/pipelines/{pipeline['id']}/executions", json={"input": {"n": "100"}})
-        assert first.status_code == 202, first.text
-        settle(store, timeout=30)
-
-        # When the database is gone for 2 s
-        proxy.refuse()
-        during = http.get("/api/executions?limit=1")
-        time.sleep(2)
-        proxy.resume()
-        resumed_at = time.monotonic()
-
-        # Then the API answered 503 at most while it was down, and the next request answers 2xx
-        after = http.get("/api/executions?limit=1")
-        second = http.post(f"/api/pipelines/{pipeline['id']}/executions", json={"input": {"n": "101"}})
-
-    # ... and the release triggered after it completes
-    outcome = settle(store, timeout=30)
-    summary = check_outcome(outcome, ledger, fault_over=resumed_at)
-    report("postgresql-blip-idle", summary + f" during={during.status_code} after={after.status_code}")
-    assert unavailable_problem(during) is None, unavailable_problem(during)
-    assert after.status_code == 200, after.text
-    assert second.status_code == 202, second.text
-    assert {item.status for item in outcome.releases} == {"COMPLETED"} and len(outcome.releases) == 2
 
 
 def test_a_run_task_message_revoked_from_flower(
