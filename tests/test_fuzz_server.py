@@ -312,7 +312,7 @@ def test_no_generated_request_to_any_route_gets_a_500(target: Target) -> None:
     # A route that reads a body gets three times the requests of one that does not.
     weighted = [route for route in target.routes for _ in range(1 if route.method == "GET" else 3)]
 
-    @fuzzing(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @fuzzing(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(st.sampled_from(weighted), st.data())
     def send(route: Route, data: st.DataObject) -> None:
         # When a generated request reaches it
